@@ -1,0 +1,179 @@
+"""The composition root: builds every part from the settings and wires them together.
+
+Nothing else constructs the store, the directory, the metrics or the
+services; tests call ``build_hub`` with their own settings, clock and registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from hub import pki
+from hub.api.identity import Authenticator
+from hub.api.server import RunningServer, TlsMaterial, start_server
+from hub.api.servicers import DeliveryServicer, ExchangeServicer, PoolServicer
+from hub.clock import Clock, system_clock
+from hub.config import DEV_PKI_DIR, Settings
+from hub.domain.directory import Directory
+from hub.errors import ConfigError
+from hub.metrics import HubMetrics
+from hub.services.delivery import DeliveryNotifier, DeliveryService
+from hub.services.exchange import ExchangeService, SignatureVerifier
+from hub.services.pool import PoolService
+from hub.store.store import Store
+
+log = logging.getLogger("spehub")
+
+
+@dataclass
+class Hub:
+    """A running hub and everything it holds."""
+
+    settings: Settings
+    store: Store
+    directory: Directory
+    metrics: HubMetrics
+    server: RunningServer
+    verifier: SignatureVerifier
+    notifier: DeliveryNotifier
+    metrics_http: Any = None
+    metrics_port: int = 0
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: NOT_SERVING, end subscriptions, drain RPCs, close the store."""
+        self.notifier.close()
+        self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+            self.metrics_http.server_close()
+        self.verifier.close()
+        self.store.close()
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def load_tls(settings: Settings) -> TlsMaterial:
+    """Read the TLS files named by the settings. Raises ConfigError."""
+    return TlsMaterial(
+        server_key=_read(settings.tls_key_file, "the hub's TLS key (SPEHUB_TLS_KEY)"),
+        server_chain=_read(settings.tls_cert_file, "the hub's TLS certificate (SPEHUB_TLS_CERT)"),
+        client_ca=_read(settings.client_ca_file, "the participants' CA bundle (SPEHUB_CLIENT_CA)"),
+    )
+
+
+def check_material(settings: Settings, tls: TlsMaterial, directory: Directory) -> None:
+    """Refuse inconsistent material, and development material in production. Raises ConfigError."""
+    if directory.trust_domain != settings.trust_domain:
+        raise ConfigError(
+            f"the registry's trust_domain {directory.trust_domain!r} is not SPEHUB_TRUST_DOMAIN "
+            f"{settings.trust_domain!r}"
+        )
+    if not settings.production:
+        return
+    if directory.development:
+        raise ConfigError("the registry is marked development; it is refused in production")
+    if pki.is_dev_certificate(tls.server_chain):
+        raise ConfigError(
+            "the hub's TLS certificate comes from the development PKI; it is refused in production"
+        )
+    if pki.is_dev_certificate(tls.client_ca):
+        raise ConfigError("SPEHUB_CLIENT_CA contains the development CA; it is refused in production")
+
+
+def build_hub(
+    settings: Settings, *, clock: Clock = system_clock, registry: CollectorRegistry | None = None
+) -> Hub:
+    """Load, check and start everything. Raises ConfigError or StoreUnavailableError."""
+    tls = load_tls(settings)
+    directory = Directory.load(settings.registry_file)
+    check_material(settings, tls, directory)
+    metrics = HubMetrics(registry or CollectorRegistry())
+    store = Store(settings.database_url)
+    store.create_schema()
+    notifier = DeliveryNotifier()
+    verifier = SignatureVerifier(settings.verify_threads)
+    exchange = ExchangeService(
+        store,
+        directory,
+        clock,
+        metrics,
+        verifier,
+        notifier,
+        settings.max_batch_records,
+        timedelta(seconds=settings.clock_skew_seconds),
+    )
+    running = start_server(
+        settings.listen_address,
+        tls,
+        Authenticator(directory),
+        metrics,
+        ExchangeServicer(exchange),
+        PoolServicer(PoolService(store, clock), clock),
+        DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds)),
+        settings.workers,
+        settings.max_message_bytes,
+    )
+    hub = Hub(settings, store, directory, metrics, running, verifier, notifier)
+    if settings.metrics_address:
+        host, _, port = settings.metrics_address.rpartition(":")
+        try:
+            http, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
+        except OSError as exc:
+            hub.stop(0)
+            raise ConfigError(f"cannot serve metrics on {settings.metrics_address}: {exc.strerror}") from exc
+        hub.metrics_http = http
+        hub.metrics_port = http.server_port
+    return hub
+
+
+def ensure_dev_pki(settings: Settings) -> None:
+    """In development with the default paths, create the dev PKI if it is missing."""
+    if settings.production or settings.registry_file != DEV_PKI_DIR / "registry.json":
+        return
+    if not settings.registry_file.exists():
+        log.warning("no PKI in %s: generating the development PKI (spe-hub dev-pki)", DEV_PKI_DIR)
+        pki.generate_dev_pki(DEV_PKI_DIR)
+
+
+def serve(settings: Settings) -> None:
+    """Run the hub until SIGTERM or SIGINT, then shut down gracefully."""
+    ensure_dev_pki(settings)
+    hub = build_hub(settings)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info(
+            "signal %s: shutting down (grace %.0fs)", signal.Signals(signum).name, settings.grace_seconds
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    log.info(
+        "SPE Hub serving on %s (port %d), env=%s, store=%s, metrics on %s",
+        settings.listen_address,
+        hub.port,
+        settings.env,
+        hub.store.engine.url.render_as_string(hide_password=True),
+        f"port {hub.metrics_port}" if hub.metrics_http else "off",
+    )
+    stop.wait()
+    hub.stop()
+    log.info("stopped")

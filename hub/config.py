@@ -1,0 +1,141 @@
+"""Settings: one frozen, validated object built at start-up from SPEHUB_* variables.
+
+Nothing here reads files or connects; ``Settings.from_env`` only parses and
+checks the values. Development defaults run the hub with SQLite and the
+development PKI in certs/dev/; ``SPEHUB_ENV=production`` requires every path
+to be given explicitly and refuses development material (checked when the
+files are loaded, in hub.bootstrap).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.errors import ConfigError
+
+DEV_PKI_DIR = Path("certs/dev")
+DEV_TRUST_DOMAIN = "dev.spehub.invalid"
+
+_PATH_DEFAULTS = {
+    "tls_cert_file": ("SPEHUB_TLS_CERT", DEV_PKI_DIR / "hub" / "server.pem"),
+    "tls_key_file": ("SPEHUB_TLS_KEY", DEV_PKI_DIR / "hub" / "server-key.pem"),
+    "client_ca_file": ("SPEHUB_CLIENT_CA", DEV_PKI_DIR / "ca.pem"),
+    "registry_file": ("SPEHUB_REGISTRY", DEV_PKI_DIR / "registry.json"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the hub needs to start, validated."""
+
+    env: str = "development"
+    """``development`` (defaults allowed, dev PKI generated if missing) or ``production``."""
+    listen_address: str = "127.0.0.1:50051"
+    """host:port for gRPC; port 0 binds a free port (tests)."""
+    metrics_address: str = "127.0.0.1:9464"
+    """host:port of the Prometheus /metrics endpoint; empty disables it."""
+    database_url: str = "sqlite:///var/spehub.sqlite3"
+    """SQLAlchemy URL: a SQLite file by default, ``postgresql+psycopg://…`` in production."""
+    tls_cert_file: Path = _PATH_DEFAULTS["tls_cert_file"][1]
+    """PEM certificate chain of the hub's server certificate."""
+    tls_key_file: Path = _PATH_DEFAULTS["tls_key_file"][1]
+    """PEM private key of the hub's server certificate."""
+    client_ca_file: Path = _PATH_DEFAULTS["client_ca_file"][1]
+    """PEM bundle of the CAs that issue participants' client certificates."""
+    registry_file: Path = _PATH_DEFAULTS["registry_file"][1]
+    """JSON participant registry: ids, countries, kinds and signing keys."""
+    trust_domain: str = DEV_TRUST_DOMAIN
+    """Participants are identified by the URI SAN spiffe://<trust_domain>/participant/<id>."""
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest gRPC message accepted; larger ones get RESOURCE_EXHAUSTED."""
+    max_batch_records: int = 1000
+    """Most envelopes in one PublishRequest."""
+    workers: int = 32
+    """gRPC worker threads, hence the most RPCs (streams included) served at once."""
+    verify_threads: int = os.cpu_count() or 2
+    """Threads verifying signatures (cryptography releases the GIL while verifying)."""
+    clock_skew_seconds: int = 300
+    """Leeway for signing times in the future."""
+    grace_seconds: float = 10.0
+    """How long in-flight RPCs may finish after SIGTERM."""
+    delivery_poll_seconds: float = 1.0
+    """How often an idle Subscribe stream checks the store for deliveries made by another process."""
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from SPEHUB_* variables of ``environ``.
+
+        Raises ConfigError naming the variable when a value is invalid, or
+        when production mode is asked for without explicit TLS, registry and
+        database settings.
+        """
+        env = environ.get("SPEHUB_ENV", "development")
+        if env not in ("development", "production"):
+            raise ConfigError(f"SPEHUB_ENV must be 'development' or 'production', not {env!r}")
+        kwargs: dict[str, object] = {"env": env}
+        for field, (var, _default) in _PATH_DEFAULTS.items():
+            if environ.get(var):
+                kwargs[field] = Path(environ[var])
+            elif env == "production":
+                raise ConfigError(f"{var} must be set in production (the development PKI is refused there)")
+        for var, field in (
+            ("SPEHUB_LISTEN", "listen_address"),
+            ("SPEHUB_METRICS_LISTEN", "metrics_address"),
+            ("SPEHUB_DATABASE_URL", "database_url"),
+            ("SPEHUB_TRUST_DOMAIN", "trust_domain"),
+        ):
+            if var in environ:
+                kwargs[field] = environ[var]
+        if env == "production":
+            for var in ("SPEHUB_DATABASE_URL", "SPEHUB_TRUST_DOMAIN"):
+                if not environ.get(var):
+                    raise ConfigError(f"{var} must be set in production")
+        for var, field, low, high in (
+            ("SPEHUB_MAX_MESSAGE_BYTES", "max_message_bytes", 64 * 1024, 64 * 1024 * 1024),
+            ("SPEHUB_MAX_BATCH_RECORDS", "max_batch_records", 1, 100_000),
+            ("SPEHUB_WORKERS", "workers", 4, 1024),
+            ("SPEHUB_VERIFY_THREADS", "verify_threads", 1, 256),
+            ("SPEHUB_CLOCK_SKEW_SECONDS", "clock_skew_seconds", 0, 3600),
+        ):
+            if var in environ:
+                kwargs[field] = _int(environ, var, low, high)
+        if "SPEHUB_GRACE_SECONDS" in environ:
+            kwargs["grace_seconds"] = float(_int(environ, "SPEHUB_GRACE_SECONDS", 0, 600))
+        settings = cls(**kwargs)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check values that do not depend on files. Raises ConfigError."""
+        _check_hostport(self.listen_address, "SPEHUB_LISTEN")
+        if self.metrics_address:
+            _check_hostport(self.metrics_address, "SPEHUB_METRICS_LISTEN")
+        if not self.database_url.startswith(("sqlite://", "postgresql")):
+            raise ConfigError("SPEHUB_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        if not self.trust_domain or "/" in self.trust_domain or ":" in self.trust_domain:
+            raise ConfigError("SPEHUB_TRUST_DOMAIN must be a bare domain name, e.g. spehub.example.org")
+        if self.production and self.trust_domain.endswith(".invalid"):
+            raise ConfigError(f"SPEHUB_TRUST_DOMAIN {self.trust_domain!r} is the development trust domain")
+
+
+def _int(environ: Mapping[str, str], var: str, low: int, high: int) -> int:
+    try:
+        value = int(environ[var])
+    except ValueError:
+        raise ConfigError(f"{var} must be a whole number, not {environ[var]!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{var} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _check_hostport(value: str, var: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{var} must be host:port, not {value!r}")

@@ -1,0 +1,174 @@
+"""The participant directory: who may connect, from which country, with which signing keys.
+
+Loaded from the registry file named by SPEHUB_REGISTRY (JSON, format
+``spehub-registry/1``). A participant is identified on the wire by the URI SAN
+``spiffe://<trust domain>/participant/<id>`` of its client certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from hub.domain import codes, signing
+from hub.errors import ConfigError, SignatureError
+
+REGISTRY_FORMAT = "spehub-registry/1"
+PARTICIPANT_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,62}$")
+
+
+class ParticipantKind(StrEnum):
+    """What a participant does in the partnership."""
+
+    ORIGIN_SPE = "origin_spe"
+    DESTINATION_AGENCY = "destination_agency"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A participant's public signing key and the window in which it may sign."""
+
+    participant_id: str
+    key_id: str
+    public_key: ec.EllipticCurvePublicKey
+    not_before: datetime
+    not_after: datetime | None = None
+
+    def valid_at(self, when: datetime) -> bool:
+        """True if a signature made at ``when`` may use this key."""
+        return self.not_before <= when and (self.not_after is None or when < self.not_after)
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A registered service: an origin SPE, a destination agency or an operator."""
+
+    id: str
+    country_code: str
+    kind: ParticipantKind
+    display_name: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Participants and their keys, read-only once loaded."""
+
+    trust_domain: str
+    development: bool
+    participants: dict[str, Participant] = field(default_factory=dict)
+    keys: dict[tuple[str, str], SigningKey] = field(default_factory=dict)
+
+    @property
+    def uri_prefix(self) -> str:
+        return f"spiffe://{self.trust_domain}/participant/"
+
+    def participant_uri(self, participant_id: str) -> str:
+        """The URI SAN a participant's client certificate carries."""
+        return self.uri_prefix + participant_id
+
+    def participant_for_uri(self, uri: str) -> Participant | None:
+        """The participant a certificate URI SAN names, or None if it names none we know."""
+        if not uri.startswith(self.uri_prefix):
+            return None
+        return self.participants.get(uri[len(self.uri_prefix) :])
+
+    def key(self, participant_id: str, key_id: str) -> SigningKey | None:
+        return self.keys.get((participant_id, key_id))
+
+    def origin_spes_in(self, country_codes: Iterable[str]) -> list[Participant]:
+        """Active origin SPEs of the given countries, sorted by id."""
+        wanted = set(country_codes)
+        return sorted(
+            (
+                p
+                for p in self.participants.values()
+                if p.active and p.kind is ParticipantKind.ORIGIN_SPE and p.country_code in wanted
+            ),
+            key=lambda p: p.id,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Directory:
+        """Read and validate a registry file. Raises ConfigError naming the entry at fault."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"registry file {path} does not exist (SPEHUB_REGISTRY)") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"registry file {path} is not readable JSON: {exc}") from exc
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "registry") -> Directory:
+        """Build a directory from the registry's JSON structure. Raises ConfigError."""
+        if not isinstance(data, dict) or data.get("format") != REGISTRY_FORMAT:
+            raise ConfigError(f"{origin}: 'format' must be {REGISTRY_FORMAT!r}")
+        participants: dict[str, Participant] = {}
+        keys: dict[tuple[str, str], SigningKey] = {}
+        for i, entry in enumerate(data.get("participants", [])):
+            where = f"{origin}: participants[{i}]"
+            try:
+                pid = entry["id"]
+                if not isinstance(pid, str) or not PARTICIPANT_ID.match(pid):
+                    raise ConfigError(f"{where}.id must match {PARTICIPANT_ID.pattern}")
+                if pid in participants:
+                    raise ConfigError(f"{where}.id {pid!r} is registered twice")
+                country = entry["country_code"]
+                if not codes.is_country(country) and country != "EU":
+                    raise ConfigError(f"{where}.country_code {country!r} is not an ISO 3166-1 alpha-2 code")
+                try:
+                    kind = ParticipantKind(entry["kind"])
+                except ValueError:
+                    raise ConfigError(
+                        f"{where}.kind must be one of {[k.value for k in ParticipantKind]}"
+                    ) from None
+                status = entry.get("status", "active")
+                if status not in ("active", "suspended"):
+                    raise ConfigError(f"{where}.status must be 'active' or 'suspended'")
+                participants[pid] = Participant(
+                    pid, country, kind, str(entry.get("display_name", pid)), status == "active"
+                )
+                for j, k in enumerate(entry.get("signing_keys", [])):
+                    kwhere = f"{where}.signing_keys[{j}]"
+                    if k.get("algorithm") != signing.ALGORITHM:
+                        raise ConfigError(f"{kwhere}.algorithm must be {signing.ALGORITHM!r}")
+                    kid = k["key_id"]
+                    if (pid, kid) in keys:
+                        raise ConfigError(f"{kwhere}.key_id {kid!r} is registered twice")
+                    keys[(pid, kid)] = SigningKey(
+                        pid,
+                        kid,
+                        signing.load_public_key(k["public_key_pem"], kid),
+                        _time(k["not_before"], f"{kwhere}.not_before"),
+                        _time(k["not_after"], f"{kwhere}.not_after") if k.get("not_after") else None,
+                    )
+            except KeyError as exc:
+                raise ConfigError(f"{where}: missing {exc.args[0]!r}") from None
+            except SignatureError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+        return cls(
+            trust_domain=str(data.get("trust_domain", "")),
+            development=bool(data.get("development", False)),
+            participants=participants,
+            keys=keys,
+        )
+
+
+def _time(value: str, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be an ISO 8601 date-time, not {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ConfigError(f"{where} must carry a time zone (e.g. 'Z' or '+00:00')")
+    return parsed.astimezone(UTC)

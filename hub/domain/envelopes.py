@@ -1,0 +1,132 @@
+"""Signed envelopes: the checks made before and by signature verification.
+
+Verify, then parse (sigstore's rule): an envelope's signer, key and signing
+time are checked against the directory and the signature is verified over the
+exact received bytes before the payload is parsed at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hub.domain import signing
+from hub.domain.directory import Directory, Participant, SigningKey
+from hub.domain.records import ParsedRecord, PayloadKind, Reason, RecordRejection, parse
+
+MAX_SIGNATURE_BYTES = 80  # a DER ECDSA P-256 signature is at most 72 bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A SignedEnvelope as received, fields copied out of the wire message."""
+
+    payload: bytes
+    payload_type: int
+    signer_id: str
+    key_id: str
+    signature: bytes
+    signed_at_seconds: int
+    signed_at_nanos: int
+    has_signed_at: bool = True
+
+    @property
+    def signed_at(self) -> datetime:
+        return datetime.fromtimestamp(self.signed_at_seconds, UTC) + timedelta(
+            microseconds=self.signed_at_nanos // 1000
+        )
+
+    def signing_input(self, kind: PayloadKind) -> bytes:
+        """The bytes the signature must cover."""
+        return signing.signing_input(
+            kind.value,
+            self.signer_id,
+            self.key_id,
+            self.signed_at_seconds,
+            self.signed_at_nanos,
+            self.payload,
+        )
+
+
+def precheck(
+    env: Envelope, caller: Participant | None, directory: Directory, now: datetime, skew: timedelta
+) -> tuple[PayloadKind, SigningKey]:
+    """Check everything but the signature itself. Returns the payload kind and the key to verify with.
+
+    Raises RecordRejection with the reason; checked in this order: envelope
+    complete, payload type known, signer is the caller (when a caller is
+    given: offline verification has none), key registered, key valid at the
+    signing time.
+    """
+    if not env.signature or len(env.signature) > MAX_SIGNATURE_BYTES:
+        raise RecordRejection(Reason.INVALID_ENVELOPE, "signature is missing or too long", "signature")
+    if not env.has_signed_at or not 0 <= env.signed_at_nanos < 1_000_000_000:
+        raise RecordRejection(Reason.INVALID_ENVELOPE, "signed_at is missing or invalid", "signed_at")
+    if not env.payload:
+        raise RecordRejection(Reason.INVALID_ENVELOPE, "payload is empty", "payload")
+    kind = PayloadKind.from_payload_type(env.payload_type)
+    if kind is None:
+        raise RecordRejection(
+            Reason.UNKNOWN_PAYLOAD_TYPE,
+            f"payload_type {env.payload_type} is unspecified or unknown to this hub",
+            "payload_type",
+        )
+    if caller is not None and env.signer_id != caller.id:
+        raise RecordRejection(
+            Reason.SIGNER_NOT_CALLER,
+            f"signer {env.signer_id!r} is not the connection's participant {caller.id!r}; "
+            "each participant publishes only what it signed",
+            "signer_participant_id",
+        )
+    key = directory.key(env.signer_id, env.key_id)
+    if key is None:
+        raise RecordRejection(
+            Reason.UNKNOWN_KEY,
+            f"key {env.key_id!r} is not registered for {env.signer_id!r}; register it in the directory first",
+            "key_id",
+        )
+    try:
+        signed_at = env.signed_at
+    except (OverflowError, OSError, ValueError):
+        raise RecordRejection(Reason.INVALID_ENVELOPE, "signed_at is out of range", "signed_at") from None
+    if signed_at > now + skew:
+        raise RecordRejection(
+            Reason.INVALID_ENVELOPE, "signed_at is in the future beyond the allowed clock skew", "signed_at"
+        )
+    if not key.valid_at(signed_at):
+        raise RecordRejection(
+            Reason.KEY_NOT_VALID, f"key {env.key_id!r} was not valid at the signing time", "key_id"
+        )
+    return kind, key
+
+
+def verify(env: Envelope, kind: PayloadKind, key: SigningKey) -> None:
+    """Verify the signature over the exact received bytes. Raises RecordRejection(SIGNATURE_INVALID)."""
+    if not signing.verify(key.public_key, env.signature, env.signing_input(kind)):
+        raise RecordRejection(
+            Reason.SIGNATURE_INVALID,
+            "signature does not verify over the received bytes (payload altered, or signed with another key)",
+            "signature",
+        )
+
+
+def open_envelope(env: Envelope, directory: Directory, now: datetime, skew: timedelta) -> ParsedRecord:
+    """Offline verification, as any recipient does it: key, signature, then parse and validate.
+
+    Returns the verified record's identity. Raises RecordRejection.
+    """
+    kind, key = precheck(env, None, directory, now, skew)
+    verify(env, kind, key)
+    rec = parse(kind, env.payload)
+    check_origin(rec, env)
+    return rec
+
+
+def check_origin(rec: ParsedRecord, env: Envelope) -> None:
+    """A record is signed by its origin. Raises RecordRejection(ORIGIN_NOT_SIGNER)."""
+    if rec.origin_id != env.signer_id:
+        raise RecordRejection(
+            Reason.ORIGIN_NOT_SIGNER,
+            f"record origin {rec.origin_id!r} is not its signer {env.signer_id!r}",
+            "header.origin_participant_id",
+        )

@@ -1,0 +1,1 @@
+"""Entry points: the ``spe-hub`` command line, the demo client, offline verification."""

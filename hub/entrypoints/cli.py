@@ -1,0 +1,91 @@
+"""The ``spe-hub`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hub.config import DEV_PKI_DIR, Settings
+from hub.errors import HubError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hub.bootstrap import serve
+
+    serve(Settings.from_env(os.environ))
+    return 0
+
+
+def _dev_pki(args: argparse.Namespace) -> int:
+    from hub import pki
+
+    out = Path(args.out)
+    if (out / "registry.json").exists() and not args.force:
+        print(f"{out} already holds a PKI; use --force to replace it", file=sys.stderr)
+        return 1
+    registry = pki.generate_dev_pki(out)
+    print(f"development PKI written to {out} (NOT for production):")
+    for p in registry["participants"]:  # type: ignore[union-attr]
+        print(f"  {p['id']:24} {p['country_code']}  {p['kind']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hub.entrypoints.demo import run_demo
+
+    run_demo(args.target, Path(args.pki), Path(args.out))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from hub.domain.directory import Directory
+    from hub.entrypoints.verify import verify_file
+
+    rec = verify_file(Path(args.file), Directory.load(Path(args.registry)))
+    print(f"OK: {rec.kind.value} {rec.record_id!r} version {rec.version}, signed by {rec.origin_id!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spe-hub", description="SPE Hub: exchange between employment services"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the hub (settings from SPEHUB_* variables; dev defaults)")
+    p.set_defaults(func=_serve)
+    p = sub.add_parser(
+        "dev-pki", help="generate the development PKI (CA, hub and participant certificates, keys)"
+    )
+    p.add_argument("--out", default=str(DEV_PKI_DIR))
+    p.add_argument("--force", action="store_true", help="replace an existing PKI")
+    p.set_defaults(func=_dev_pki)
+    p = sub.add_parser("demo", help="drive a running hub through a signed exchange, step by step")
+    p.add_argument("--target", default="127.0.0.1:50051")
+    p.add_argument("--pki", default=str(DEV_PKI_DIR))
+    p.add_argument("--out", default="var/demo", help="where to save a received envelope")
+    p.set_defaults(func=_demo)
+    p = sub.add_parser("verify", help="verify a signed envelope file offline")
+    p.add_argument("file")
+    p.add_argument("--registry", default=str(DEV_PKI_DIR / "registry.json"))
+    p.set_defaults(func=_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("SPEHUB_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HubError as exc:
+        print(f"spe-hub {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

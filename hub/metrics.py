@@ -1,0 +1,63 @@
+"""Prometheus metrics: the conventional grpc_server_* families and the hub's own.
+
+Labels carry participant ids, record types, outcomes and reasons: never
+personal data. The registry is passed in, so tests and several hubs in one
+process do not collide; nothing is registered at import time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class HubMetrics:
+    """Every metric the hub exports, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        rpc = ["grpc_type", "grpc_service", "grpc_method"]
+        self.started = Counter(
+            "grpc_server_started_total", "RPCs started on the server.", rpc, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, by status code.",
+            [*rpc, "grpc_code"],
+            registry=registry,
+        )
+        self.handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Time to complete an RPC on the server (streams: whole stream).",
+            rpc,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.msg_received = Counter(
+            "grpc_server_msg_received_total",
+            "Stream messages received by the server.",
+            rpc,
+            registry=registry,
+        )
+        self.msg_sent = Counter(
+            "grpc_server_msg_sent_total", "Stream messages sent by the server.", rpc, registry=registry
+        )
+        self.records = Counter(
+            "spehub_records_published_total",
+            "Records submitted for publication, by publishing participant, record type and outcome.",
+            ["participant", "payload_type", "outcome"],
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "spehub_record_rejections_total",
+            "Records refused, by publishing participant and reason (signature, key, schema, version).",
+            ["participant", "reason"],
+            registry=registry,
+        )
+        self.deliveries_routed = Counter(
+            "spehub_deliveries_routed_total",
+            "Deliveries queued for a recipient.",
+            ["recipient"],
+            registry=registry,
+        )

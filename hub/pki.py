@@ -1,0 +1,224 @@
+"""Certificates and keys: the development PKI (``spe-hub dev-pki``) and the minting tests use.
+
+Development material is marked as such: the CA's organisation is
+DEV_ORGANISATION, the trust domain is ``dev.spehub.invalid`` and the registry
+says ``"development": true``. The hub refuses all three in production.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from hub.config import DEV_TRUST_DOMAIN
+from hub.domain import signing
+from hub.domain.directory import REGISTRY_FORMAT
+
+DEV_ORGANISATION = "SPE Hub DEVELOPMENT PKI - NOT FOR PRODUCTION"
+
+
+@dataclass(frozen=True)
+class DemoParticipant:
+    id: str
+    country_code: str
+    kind: str
+    display_name: str
+
+
+DEMO_PARTICIPANTS = (
+    DemoParticipant("sn-anpej", "SN", "origin_spe", "Senegal - ANPEJ (demo)"),
+    DemoParticipant("ml-anpe", "ML", "origin_spe", "Mali - ANPE (demo)"),
+    DemoParticipant("ma-anapec", "MA", "origin_spe", "Morocco - ANAPEC (demo)"),
+    DemoParticipant("fr-francetravail", "FR", "destination_agency", "France Travail (demo)"),
+    DemoParticipant("se-arbetsformedlingen", "SE", "destination_agency", "Arbetsförmedlingen (demo)"),
+    DemoParticipant("eu-eures", "EU", "destination_agency", "EURES (demo)"),
+)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate and its private key, as PEM."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def make_ca(
+    organisation: str = DEV_ORGANISATION, common_name: str = "SPE Hub dev CA", days: int = 3650
+) -> Issued:
+    key = _key()
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), cert, key)
+
+
+def issue(
+    ca: Issued,
+    common_name: str,
+    *,
+    dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    uris: tuple[str, ...] = (),
+    server: bool = False,
+    days: int = 825,
+    not_before: datetime | None = None,
+) -> Issued:
+    """Issue a leaf certificate signed by ``ca``."""
+    key = _key()
+    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    sans += [x509.UniformResourceIdentifier(u) for u in uris]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(
+                        NameOID.ORGANIZATION_NAME,
+                        ca.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value,
+                    ),
+                    x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                ]
+            )
+        )
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca.key, hashes.SHA256())
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), cert, key)
+
+
+def signing_key_entry(
+    participant_id: str, key_id: str, public_key: ec.EllipticCurvePublicKey, not_before: datetime
+) -> dict[str, object]:
+    """A registry entry for a signing key."""
+    return {
+        "key_id": key_id,
+        "algorithm": signing.ALGORITHM,
+        "public_key_pem": signing.public_key_pem(public_key),
+        "not_before": not_before.isoformat(),
+        "not_after": None,
+    }
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if private:
+        os.chmod(path, 0o600)
+
+
+def generate_dev_pki(
+    out: Path,
+    participants: tuple[DemoParticipant, ...] = DEMO_PARTICIPANTS,
+    trust_domain: str = DEV_TRUST_DOMAIN,
+    organisation: str = DEV_ORGANISATION,
+) -> dict[str, object]:
+    """Write a complete PKI into ``out``: CA, hub server certificate, and per participant a
+    client certificate, a signing key and a registry entry. Returns the registry.
+
+    Layout: ca.pem, ca-key.pem, hub/server.pem, hub/server-key.pem, registry.json,
+    participants/<id>/{client.pem, client-key.pem, signing-key.pem}.
+    """
+    ca = make_ca(organisation)
+    _write(out / "ca.pem", ca.cert_pem)
+    _write(out / "ca-key.pem", ca.key_pem, private=True)
+    server = issue(ca, "spe-hub", dns=("localhost",), ips=("127.0.0.1", "::1"), server=True)
+    _write(out / "hub" / "server.pem", server.cert_pem)
+    _write(out / "hub" / "server-key.pem", server.key_pem, private=True)
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    entries = []
+    for p in participants:
+        client = issue(ca, p.id, uris=(f"spiffe://{trust_domain}/participant/{p.id}",))
+        folder = out / "participants" / p.id
+        _write(folder / "client.pem", client.cert_pem)
+        _write(folder / "client-key.pem", client.key_pem, private=True)
+        sig_key = _key()
+        key_id = f"{p.id}-dev-1"
+        _write(folder / "signing-key.pem", _key_pem(sig_key), private=True)
+        (folder / "key-id").write_text(key_id + "\n")
+        entries.append(
+            {
+                "id": p.id,
+                "country_code": p.country_code,
+                "kind": p.kind,
+                "display_name": p.display_name,
+                "status": "active",
+                "signing_keys": [signing_key_entry(p.id, key_id, sig_key.public_key(), now)],
+            }
+        )
+    registry: dict[str, object] = {
+        "format": REGISTRY_FORMAT,
+        "development": organisation == DEV_ORGANISATION,
+        "trust_domain": trust_domain,
+        "participants": entries,
+    }
+    _write(out / "registry.json", json.dumps(registry, indent=2, ensure_ascii=False).encode() + b"\n")
+    return registry
+
+
+def is_dev_certificate(pem: bytes) -> bool:
+    """True if any certificate in ``pem`` was issued by or is the development CA."""
+    for cert in x509.load_pem_x509_certificates(pem):
+        for name in (cert.subject, cert.issuer):
+            for attr in name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
+                if attr.value == DEV_ORGANISATION:
+                    return True
+    return False

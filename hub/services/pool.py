@@ -1,0 +1,93 @@
+"""Pool search: consented profiles and offers, filtered and paginated by keyset."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from spehub.v1 import consent_pb2
+
+from hub.clock import Clock, to_us
+from hub.domain import records
+from hub.domain.directory import Participant
+from hub.errors import InvalidRequestError
+from hub.store.store import Audience, OfferFilter, ProfileFilter, Store, StoredEnvelope
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class ProfileHit:
+    envelope: StoredEnvelope
+    origin_country: str
+
+
+class PoolService:
+    """Searches the pool on behalf of a participant."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def search_profiles(
+        self, caller: Participant, f: ProfileFilter, page_size: int, page_token: str
+    ) -> tuple[list[ProfileHit], str]:
+        """A page of the profiles the caller may see for pool search. Returns (hits, next page token).
+
+        A profile is visible only if its consent is active now, grants pool
+        search and names the caller or the caller's country.
+        Raises InvalidRequestError for a bad page size or token.
+        """
+        size = _page_size(page_size)
+        after = _decode_token(page_token, "p")
+        audience = Audience(
+            participant_id=caller.id,
+            country_code=caller.country_code,
+            purpose_bit=records.purpose_bit(consent_pb2.PURPOSE_POOL_SEARCH),
+            active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
+            now_us=to_us(self.clock()),
+        )
+        with self.store.unit_of_work() as uow:
+            rows = uow.search_profiles(f, audience, after, size + 1)
+        hits = [ProfileHit(env, country) for _, country, env in rows[:size]]
+        token = _encode_token("p", rows[size - 1][0]) if len(rows) > size else ""
+        return hits, token
+
+    def search_offers(
+        self, caller: Participant, f: OfferFilter, page_size: int, page_token: str
+    ) -> tuple[list[StoredEnvelope], str]:
+        """A page of offers matching the filter. Returns (envelopes, next page token)."""
+        size = _page_size(page_size)
+        after = _decode_token(page_token, "o")
+        with self.store.unit_of_work() as uow:
+            rows = uow.search_offers(f, after, size + 1)
+        token = _encode_token("o", rows[size - 1][0]) if len(rows) > size else ""
+        return [env for _, env in rows[:size]], token
+
+
+def _page_size(value: int) -> int:
+    if value < 0:
+        raise InvalidRequestError("page_size must not be negative", "page_size")
+    # AIP-158: a page size over the maximum is coerced, not refused.
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _encode_token(kind: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{pk}".encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, kind: str) -> int:
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != kind or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequestError(
+            "page_token is not one this search returned; start again with an empty token", "page_token"
+        ) from None

@@ -1,0 +1,175 @@
+"""Tables of the hub's store (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+- ``envelopes``: every version of every record, as the exact signed bytes.
+- ``records``: the current version of each record (origin, type, record id).
+- ``profiles`` / ``offers`` / ``consents`` and their child tables: what
+  searches filter on, extracted from the current version; rebuilt on each
+  new version.
+- ``deliveries`` / ``delivery_cursors``: what is routed to whom, and how far
+  each recipient has acknowledged.
+
+Instants are integer microseconds since the Unix epoch (UTC), portable and
+cheap to compare; civil dates are DATE.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+envelopes = Table(
+    "envelopes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("origin_id", String(64), nullable=False),
+    Column("payload_type", SmallInteger, nullable=False),
+    Column("record_id", String(128), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_sha256", LargeBinary(32), nullable=False),
+    Column("signer_id", String(64), nullable=False),
+    Column("key_id", String(128), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("signed_at_seconds", BigInteger, nullable=False),
+    Column("signed_at_nanos", Integer, nullable=False),
+    Column("received_at_us", BigInteger, nullable=False),
+    UniqueConstraint("origin_id", "payload_type", "record_id", "version", name="uq_envelope_version"),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("origin_id", String(64), nullable=False),
+    Column("payload_type", SmallInteger, nullable=False),
+    Column("record_id", String(128), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("envelope_id", BigId, ForeignKey("envelopes.id"), nullable=False),
+    UniqueConstraint("origin_id", "payload_type", "record_id", name="uq_record"),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    Column("origin_id", String(64), nullable=False),
+    Column("residence_country", String(2), nullable=False),
+    Column("consent_record_id", String(128), nullable=False),
+    Column("mobility_mask", Integer, nullable=False),
+    Column("available_from", Date, nullable=True),
+    Index("ix_profiles_consent", "origin_id", "consent_record_id"),
+)
+
+profile_occupations = Table(
+    "profile_occupations",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), nullable=False),
+    Column("isco08_code", String(4), nullable=False),
+    Index("ix_profile_occupations_code", "isco08_code", "record_pk"),
+    Index("ix_profile_occupations_pk", "record_pk"),
+)
+
+profile_languages = Table(
+    "profile_languages",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), nullable=False),
+    Column("language_code", String(3), nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Index("ix_profile_languages", "record_pk", "language_code", "level"),
+)
+
+profile_destinations = Table(
+    "profile_destinations",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), nullable=False),
+    Column("country_code", String(2), nullable=False),
+    Index("ix_profile_destinations", "record_pk", "country_code"),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    Column("isco08_code", String(4), nullable=False),
+    Column("work_country", String(2), nullable=False),
+    Column("mobility_type", SmallInteger, nullable=False),
+    Column("start_date", Date, nullable=True),
+    Column("deadline", Date, nullable=True),
+    Index("ix_offers_code", "isco08_code"),
+)
+
+offer_targets = Table(
+    "offer_targets",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), nullable=False),
+    Column("country_code", String(2), nullable=False),
+    Index("ix_offer_targets", "record_pk", "country_code"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    Column("origin_id", String(64), nullable=False),
+    Column("record_id", String(128), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("purpose_mask", Integer, nullable=False),
+    Column("valid_from_us", BigInteger, nullable=False),
+    Column("valid_until_us", BigInteger, nullable=False),
+    UniqueConstraint("origin_id", "record_id", name="uq_consent"),
+)
+
+consent_recipients = Table(
+    "consent_recipients",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), nullable=False),
+    Column("participant_id", String(64), nullable=True),
+    Column("country_code", String(2), nullable=True),
+    Index("ix_consent_recipients", "record_pk"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("recipient_id", String(64), nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("envelope_id", BigId, ForeignKey("envelopes.id"), nullable=False),
+    Column("routed_at_us", BigInteger, nullable=False),
+    Index("ix_deliveries_recipient", "recipient_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+delivery_cursors = Table(
+    "delivery_cursors",
+    metadata,
+    Column("recipient_id", String(64), primary_key=True),
+    Column("acked_seq", BigInteger, nullable=False),
+)
+
+# Index tables rebuilt when a new version of a record replaces the current one.
+INDEX_CHILDREN = (
+    profile_occupations,
+    profile_languages,
+    profile_destinations,
+    offer_targets,
+    consent_recipients,
+)
+INDEX_MAIN = (profiles, offers, consents)

@@ -1,0 +1,563 @@
+"""The store: engine set-up, a unit of work per transaction, and the queries the services need.
+
+SQLite (default) runs in WAL mode with 16 KiB pages; write transactions take
+the write lock up front (BEGIN IMMEDIATE) so that two writers never deadlock on
+a lock upgrade. PostgreSQL is reached through psycopg 3. Database errors leave
+this module as StoreUnavailableError; a unit of work rolls back unless
+committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from hub.domain.envelopes import Envelope
+from hub.domain.records import (
+    ConsentIndex,
+    OfferIndex,
+    ParsedRecord,
+    PayloadKind,
+    PersonalIndex,
+    ProfileIndex,
+)
+from hub.errors import StoreUnavailableError
+from hub.store import schema as t
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A verified, validated record to store as the new current version."""
+
+    envelope: Envelope
+    parsed: ParsedRecord
+
+    @property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.envelope.payload).digest()
+
+
+@dataclass(frozen=True)
+class StoredEnvelope:
+    """An envelope as stored: the exact bytes received, with their signature."""
+
+    id: int
+    payload_type: int
+    origin_id: str
+    record_id: str
+    version: int
+    payload: bytes
+    signer_id: str
+    key_id: str
+    signature: bytes
+    signed_at_seconds: int
+    signed_at_nanos: int
+
+
+@dataclass(frozen=True)
+class ProfileFilter:
+    """Search filters over the profile index (AND between fields, OR inside one)."""
+
+    isco08_prefixes: tuple[str, ...] = ()
+    languages: tuple[tuple[str, int], ...] = ()
+    destination_country: str = ""
+    mobility_mask: int = 0
+    available_by: date | None = None
+    origin_countries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OfferFilter:
+    """Search filters over the offer index."""
+
+    isco08_prefixes: tuple[str, ...] = ()
+    work_country: str = ""
+    mobility_types: tuple[int, ...] = ()
+    target_country: str = ""
+    open_on: date | None = None
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who is asking and for what: a profile is visible only under a consent that allows it."""
+
+    participant_id: str
+    country_code: str
+    purpose_bit: int
+    active_status: int
+    now_us: int
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    seq: int
+    kind: int
+    routed_at_us: int
+    envelope: StoredEnvelope
+
+
+_ENVELOPE_COLUMNS = (
+    t.envelopes.c.id,
+    t.envelopes.c.payload_type,
+    t.envelopes.c.origin_id,
+    t.envelopes.c.record_id,
+    t.envelopes.c.version,
+    t.envelopes.c.payload,
+    t.envelopes.c.signer_id,
+    t.envelopes.c.key_id,
+    t.envelopes.c.signature,
+    t.envelopes.c.signed_at_seconds,
+    t.envelopes.c.signed_at_nanos,
+)
+
+
+def _stored(row: Any) -> StoredEnvelope:
+    return StoredEnvelope(*row[: len(_ENVELOPE_COLUMNS)])
+
+
+class Store:
+    """The hub's database. Create one per process (hub.bootstrap); it is thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._dialect = make_url(url).get_backend_name()
+        self.engine = _make_engine(url, self._dialect)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self._dialect == "sqlite"
+
+    def create_schema(self) -> None:
+        """Create missing tables. Raises StoreUnavailableError if the database cannot be reached."""
+        try:
+            t.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreUnavailableError(f"cannot create the schema: {type(exc.orig).__name__}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def unit_of_work(self, write: bool = False) -> Iterator[UnitOfWork]:
+        """A transaction; rolled back unless ``commit()`` was called.
+
+        Raises StoreUnavailableError when the database fails; nothing is
+        written then.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(spehub_write=True)
+                with conn.begin() as tx:
+                    uow = UnitOfWork(conn, self.is_sqlite)
+                    yield uow
+                    if uow.committed:
+                        tx.commit()
+                    else:
+                        tx.rollback()
+        except DBAPIError as exc:
+            raise StoreUnavailableError(
+                f"the database did not complete the transaction ({type(exc.orig).__name__}); nothing was written"
+            ) from exc
+
+
+def _make_engine(url: str, dialect: str) -> Engine:
+    if dialect == "sqlite":
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own
+            # transaction handling would defer it and break BEGIN IMMEDIATE).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA page_size=16384")  # only takes effect on a new file
+            cur.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash (SIGKILL); FULL would also
+            # survive power loss at about half the commit rate.
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(
+                "BEGIN IMMEDIATE" if conn.get_execution_options().get("spehub_write") else "BEGIN"
+            )
+
+        return engine
+    return create_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=True)
+
+
+class UnitOfWork:
+    """One transaction's worth of reads and writes."""
+
+    def __init__(self, conn: Connection, is_sqlite: bool) -> None:
+        self.conn = conn
+        self.is_sqlite = is_sqlite
+        self.committed = False
+
+    def commit(self) -> None:
+        self.committed = True
+
+    # -- publication ---------------------------------------------------------
+
+    def versions_of(
+        self, origin_id: str, record_ids: Iterable[str]
+    ) -> tuple[dict[tuple[int, str, int], bytes], dict[tuple[int, str], tuple[int, int]]]:
+        """For records of one origin: the hash of every stored version, and each current version.
+
+        Returns ``({(payload_type, record_id, version): sha256}, {(payload_type, record_id): (pk, version)})``.
+        """
+        ids = sorted(set(record_ids))
+        stored: dict[tuple[int, str, int], bytes] = {}
+        current: dict[tuple[int, str], tuple[int, int]] = {}
+        for chunk in _chunks(ids, 500):
+            e = t.envelopes.c
+            for ptype, rid, version, sha in self.conn.execute(
+                select(e.payload_type, e.record_id, e.version, e.payload_sha256).where(
+                    e.origin_id == origin_id, e.record_id.in_(chunk)
+                )
+            ):
+                stored[(ptype, rid, version)] = sha
+            r = t.records.c
+            for pk, ptype, rid, version in self.conn.execute(
+                select(r.id, r.payload_type, r.record_id, r.version).where(
+                    r.origin_id == origin_id, r.record_id.in_(chunk)
+                )
+            ):
+                current[(ptype, rid)] = (pk, version)
+        return stored, current
+
+    def add_records(
+        self, items: Sequence[NewRecord], current: dict[tuple[int, str], tuple[int, int]], now_us: int
+    ) -> list[int]:
+        """Store new current versions (envelope bytes, pointer, index). Returns the envelope ids, in order.
+
+        ``current`` is what ``versions_of`` returned; items must be newer than it.
+        """
+        if not items:
+            return []
+        envelope_rows = [
+            {
+                "origin_id": it.parsed.origin_id,
+                "payload_type": it.parsed.kind.payload_type,
+                "record_id": it.parsed.record_id,
+                "version": it.parsed.version,
+                "payload": it.envelope.payload,
+                "payload_sha256": it.sha256,
+                "signer_id": it.envelope.signer_id,
+                "key_id": it.envelope.key_id,
+                "signature": it.envelope.signature,
+                "signed_at_seconds": it.envelope.signed_at_seconds,
+                "signed_at_nanos": it.envelope.signed_at_nanos,
+                "received_at_us": now_us,
+            }
+            for it in items
+        ]
+        envelope_ids = [
+            row[0]
+            for row in self.conn.execute(
+                insert(t.envelopes).returning(t.envelopes.c.id, sort_by_parameter_order=True), envelope_rows
+            )
+        ]
+        # Several versions of one record may arrive in one batch (in increasing
+        # order): every version is kept as an envelope, only the last becomes current.
+        newest: dict[tuple[int, str], tuple[NewRecord, int]] = {}
+        for it, env_id in zip(items, envelope_ids, strict=True):
+            newest[(it.parsed.kind.payload_type, it.parsed.record_id)] = (it, env_id)
+        fresh: list[tuple[NewRecord, int]] = []
+        replaced: list[tuple[NewRecord, int, int]] = []
+        for key, (it, env_id) in newest.items():
+            existing = current.get(key)
+            if existing is None:
+                fresh.append((it, env_id))
+            else:
+                replaced.append((it, existing[0], env_id))
+        record_pks: list[tuple[NewRecord, int]] = []
+        if fresh:
+            rows = [
+                {
+                    "origin_id": it.parsed.origin_id,
+                    "payload_type": it.parsed.kind.payload_type,
+                    "record_id": it.parsed.record_id,
+                    "version": it.parsed.version,
+                    "envelope_id": env_id,
+                }
+                for it, env_id in fresh
+            ]
+            pks = self.conn.execute(
+                insert(t.records).returning(t.records.c.id, sort_by_parameter_order=True), rows
+            ).scalars()
+            record_pks.extend(zip((it for it, _ in fresh), pks, strict=True))
+        if replaced:
+            r = t.records.c
+            for it, pk, env_id in replaced:
+                self.conn.execute(
+                    update(t.records).where(r.id == pk).values(version=it.parsed.version, envelope_id=env_id)
+                )
+            stale = [pk for _, pk, _ in replaced]
+            for table in (*t.INDEX_CHILDREN, *t.INDEX_MAIN):
+                for chunk in _chunks(stale, 500):
+                    self.conn.execute(delete(table).where(table.c.record_pk.in_(chunk)))
+            record_pks.extend((it, pk) for it, pk, _ in replaced)
+        self._index(record_pks)
+        return envelope_ids
+
+    def _index(self, items: Sequence[tuple[NewRecord, int]]) -> None:
+        rows: dict[Any, list[dict[str, Any]]] = {}
+
+        def add(table: Any, **values: Any) -> None:
+            rows.setdefault(table, []).append(values)
+
+        for it, pk in items:
+            idx = it.parsed.index
+            if isinstance(idx, ProfileIndex):
+                add(
+                    t.profiles,
+                    record_pk=pk,
+                    origin_id=it.parsed.origin_id,
+                    residence_country=idx.residence_country,
+                    consent_record_id=idx.consent_record_id,
+                    mobility_mask=idx.mobility_mask,
+                    available_from=idx.available_from,
+                )
+                for code in idx.isco08_codes:
+                    add(t.profile_occupations, record_pk=pk, isco08_code=code)
+                for lang, level in idx.languages:
+                    add(t.profile_languages, record_pk=pk, language_code=lang, level=level)
+                for country in idx.destinations:
+                    add(t.profile_destinations, record_pk=pk, country_code=country)
+            elif isinstance(idx, OfferIndex):
+                add(
+                    t.offers,
+                    record_pk=pk,
+                    isco08_code=idx.isco08_code,
+                    work_country=idx.work_country,
+                    mobility_type=idx.mobility_type,
+                    start_date=idx.start_date,
+                    deadline=idx.deadline,
+                )
+                for country in idx.target_countries:
+                    add(t.offer_targets, record_pk=pk, country_code=country)
+            elif isinstance(idx, ConsentIndex):
+                add(
+                    t.consents,
+                    record_pk=pk,
+                    origin_id=it.parsed.origin_id,
+                    record_id=it.parsed.record_id,
+                    status=idx.status,
+                    purpose_mask=idx.purpose_mask,
+                    valid_from_us=_us(idx.valid_from),
+                    valid_until_us=_us(idx.valid_until),
+                )
+                for pid in idx.recipient_participants:
+                    add(t.consent_recipients, record_pk=pk, participant_id=pid, country_code=None)
+                for country in idx.recipient_countries:
+                    add(t.consent_recipients, record_pk=pk, participant_id=None, country_code=country)
+            elif isinstance(idx, PersonalIndex):
+                pass  # stored as bytes only; never searched
+        # Parents before children (foreign keys): main index tables first.
+        for table in (*t.INDEX_MAIN, *t.INDEX_CHILDREN):
+            if table in rows:
+                self.conn.execute(insert(table), rows[table])
+
+    # -- delivery ------------------------------------------------------------
+
+    def add_deliveries(self, rows: Sequence[tuple[str, int, int]], now_us: int) -> None:
+        """Route envelopes: ``rows`` are (recipient_id, kind, envelope_id)."""
+        if not rows:
+            return
+        if not self.is_sqlite:
+            # Sequence numbers must become visible in order: serialise the
+            # transactions that allocate them, so that no reader skips a lower
+            # number committed after a higher one.
+            self.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727465)")
+        self.conn.execute(
+            insert(t.deliveries),
+            [{"recipient_id": r, "kind": k, "envelope_id": e, "routed_at_us": now_us} for r, k, e in rows],
+        )
+
+    def cursor(self, recipient_id: str) -> int:
+        """The recipient's last acknowledged sequence (0 if none)."""
+        value = self.conn.execute(
+            select(t.delivery_cursors.c.acked_seq).where(t.delivery_cursors.c.recipient_id == recipient_id)
+        ).scalar()
+        return int(value or 0)
+
+    def last_sequence(self, recipient_id: str) -> int:
+        """The recipient's highest delivery sequence (0 if none)."""
+        d = t.deliveries.c
+        value = self.conn.execute(
+            select(d.seq).where(d.recipient_id == recipient_id).order_by(d.seq.desc()).limit(1)
+        ).scalar()
+        return int(value or 0)
+
+    def advance_cursor(self, recipient_id: str, seq: int) -> int:
+        """Move the cursor forward to ``seq`` (never backward). Returns the cursor after the call."""
+        c = t.delivery_cursors.c
+        moved = self.conn.execute(
+            update(t.delivery_cursors)
+            .where(c.recipient_id == recipient_id, c.acked_seq < seq)
+            .values(acked_seq=seq)
+        ).rowcount
+        if not moved:
+            present = self.conn.execute(select(c.acked_seq).where(c.recipient_id == recipient_id)).scalar()
+            if present is None:
+                self.conn.execute(insert(t.delivery_cursors).values(recipient_id=recipient_id, acked_seq=seq))
+        return self.cursor(recipient_id)
+
+    def deliveries_after(self, recipient_id: str, after_seq: int, limit: int) -> list[DeliveryRow]:
+        """The recipient's deliveries with sequence above ``after_seq``, oldest first."""
+        d = t.deliveries.c
+        query = (
+            select(d.seq, d.kind, d.routed_at_us, *_ENVELOPE_COLUMNS)
+            .join(t.envelopes, t.envelopes.c.id == d.envelope_id)
+            .where(d.recipient_id == recipient_id, d.seq > after_seq)
+            .order_by(d.seq)
+            .limit(limit)
+        )
+        return [DeliveryRow(row[0], row[1], row[2], _stored(row[3:])) for row in self.conn.execute(query)]
+
+    # -- search --------------------------------------------------------------
+
+    def search_profiles(
+        self, f: ProfileFilter, audience: Audience, after_pk: int, limit: int
+    ) -> list[tuple[int, str, StoredEnvelope]]:
+        """Visible profiles matching ``f`` with record pk above ``after_pk``, by pk.
+
+        Returns (record pk, residence country, envelope). Visibility: the
+        profile's consent record (same origin) is active, inside its validity
+        window, grants the audience's purpose and names the caller or its country.
+        """
+        p, r, c, cr = t.profiles.c, t.records.c, t.consents.c, t.consent_recipients.c
+        conditions = [
+            p.record_pk > after_pk,
+            c.status == audience.active_status,
+            c.valid_from_us <= audience.now_us,
+            c.valid_until_us > audience.now_us,
+            c.purpose_mask.op("&")(audience.purpose_bit) != 0,
+            exists().where(
+                cr.record_pk == c.record_pk,
+                or_(cr.participant_id == audience.participant_id, cr.country_code == audience.country_code),
+            ),
+        ]
+        if f.isco08_prefixes:
+            po = t.profile_occupations.c
+            conditions.append(
+                exists().where(
+                    po.record_pk == p.record_pk,
+                    or_(*(po.isco08_code.startswith(x) for x in f.isco08_prefixes)),
+                )
+            )
+        for lang, level in f.languages:
+            pl = t.profile_languages.alias()
+            conditions.append(
+                exists().where(pl.c.record_pk == p.record_pk, pl.c.language_code == lang, pl.c.level >= level)
+            )
+        if f.destination_country:
+            pd = t.profile_destinations.c
+            conditions.append(
+                exists().where(pd.record_pk == p.record_pk, pd.country_code == f.destination_country)
+            )
+        if f.mobility_mask:
+            conditions.append(p.mobility_mask.op("&")(f.mobility_mask) != 0)
+        if f.available_by is not None:
+            conditions.append(or_(p.available_from.is_(None), p.available_from <= f.available_by))
+        if f.origin_countries:
+            conditions.append(p.residence_country.in_(f.origin_countries))
+        query = (
+            select(p.record_pk, p.residence_country, *_ENVELOPE_COLUMNS)
+            .select_from(t.profiles)
+            .join(t.records, r.id == p.record_pk)
+            .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
+            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
+            .where(*conditions)
+            .order_by(p.record_pk)
+            .limit(limit)
+        )
+        return [(row[0], row[1], _stored(row[2:])) for row in self.conn.execute(query)]
+
+    def search_offers(self, f: OfferFilter, after_pk: int, limit: int) -> list[tuple[int, StoredEnvelope]]:
+        """Offers matching ``f`` with record pk above ``after_pk``, by pk."""
+        o, r = t.offers.c, t.records.c
+        conditions: list[Any] = [o.record_pk > after_pk]
+        if f.isco08_prefixes:
+            conditions.append(or_(*(o.isco08_code.startswith(x) for x in f.isco08_prefixes)))
+        if f.work_country:
+            conditions.append(o.work_country == f.work_country)
+        if f.mobility_types:
+            conditions.append(o.mobility_type.in_(f.mobility_types))
+        if f.target_country:
+            ot = t.offer_targets.c
+            conditions.append(
+                exists().where(ot.record_pk == o.record_pk, ot.country_code == f.target_country)
+            )
+        if f.open_on is not None:
+            conditions.append(or_(o.deadline.is_(None), o.deadline >= f.open_on))
+        query = (
+            select(o.record_pk, *_ENVELOPE_COLUMNS)
+            .select_from(t.offers)
+            .join(t.records, r.id == o.record_pk)
+            .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
+            .where(*conditions)
+            .order_by(o.record_pk)
+            .limit(limit)
+        )
+        return [(row[0], _stored(row[1:])) for row in self.conn.execute(query)]
+
+    def count_envelopes(self, record_id: str | None = None) -> int:
+        """How many envelopes are stored (for one record id if given)."""
+        query = select(func.count()).select_from(t.envelopes)
+        if record_id is not None:
+            query = query.where(t.envelopes.c.record_id == record_id)
+        return int(self.conn.execute(query).scalar() or 0)
+
+    def ping(self) -> None:
+        self.conn.execute(select(literal(1)))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def payload_kind_of(stored: StoredEnvelope) -> PayloadKind:
+    """The kind of a stored envelope (always known: only known kinds are stored)."""
+    kind = PayloadKind.from_payload_type(stored.payload_type)
+    assert kind is not None
+    return kind

@@ -1,0 +1,1 @@
+"""SPE Hub common schema (generated code lives in spehub.v1)."""
