@@ -153,8 +153,13 @@ def parse(kind: PayloadKind, payload: bytes) -> ParsedRecord:
         raise RecordRejection(
             Reason.MALFORMED_PAYLOAD, f"payload does not parse as {kind.value}; check the payload type"
         ) from None
+    # Canonical and schema-known, checked in C: once unknown fields are dropped,
+    # re-encoding must give back exactly as many bytes as were signed. Anything
+    # else (an unknown field, a repeated singular field, a default written out,
+    # an unpacked list) is refused, so that every parser reads the same record.
+    msg.DiscardUnknownFields()
     if msg.ByteSize() != len(payload):
-        _reject_non_canonical(msg)
+        _reject_non_canonical(message_class.FromString(payload))
     header = msg.header
     record_id, origin, version = _header(header)
     index = validator(_Checker(), msg)
@@ -184,9 +189,9 @@ def _find_unknown_field(msg: Message, path: str) -> tuple[str, int] | None:
     for fd, value in msg.ListFields():
         if fd.message_type is None:
             continue
-        children = value if fd.label == fd.LABEL_REPEATED else [value]
+        children = value if fd.is_repeated else [value]
         for i, child in enumerate(children):
-            sub = f"{path}{fd.name}[{i}]." if fd.label == fd.LABEL_REPEATED else f"{path}{fd.name}."
+            sub = f"{path}{fd.name}[{i}]." if fd.is_repeated else f"{path}{fd.name}."
             found = _find_unknown_field(child, sub)
             if found:
                 return found

@@ -1,0 +1,29 @@
+# The two commands of the README. Each sets up what it needs on a fresh machine
+# (a virtual environment in .venv with the project installed) and then runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint proto
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	touch $(STAMP)
+
+## Run the hub: SQLite in var/, the development PKI in certs/dev/ (generated on first start).
+serve: $(STAMP)
+	$(BIN)/spe-hub serve
+
+## Run the tests (SQLite; set SPEHUB_TEST_DATABASE_URL for PostgreSQL).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check hub tests scripts bench
+
+## Regenerate the Python code beside the .proto files.
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py

@@ -1,0 +1,203 @@
+"""Shared fixtures: a PKI minted per test session, a real hub on port 0 over real mTLS, per test.
+
+The database is a fresh SQLite file per test, or, when SPEHUB_TEST_DATABASE_URL
+names a PostgreSQL database, a fresh schema in it per test (dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+from spehub.v1 import (
+    delivery_pb2_grpc,
+    envelope_pb2,
+    exchange_pb2,
+    exchange_pb2_grpc,
+    pool_pb2_grpc,
+)
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from hub import pki
+from hub.api.client import seal, secure_channel
+from hub.bootstrap import Hub, build_hub
+from hub.config import Settings
+from hub.domain.records import PayloadKind
+from hub.domain.signing import load_private_key
+
+TRUST_DOMAIN = "test.spehub.invalid"
+PARTICIPANTS = (
+    *pki.DEMO_PARTICIPANTS,
+    pki.DemoParticipant("tn-aneti", "TN", "origin_spe", "Tunisia - ANETI (test, suspended)"),
+)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@dataclass(frozen=True)
+class TestPki:
+    root: Path
+    ca: pki.Issued
+
+    @property
+    def ca_pem(self) -> bytes:
+        return (self.root / "ca.pem").read_bytes()
+
+    def participant_dir(self, pid: str) -> Path:
+        return self.root / "participants" / pid
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """Minted for this session: never the developer's certs/dev."""
+    root = tmp_path_factory.mktemp("pki")
+    pki.generate_dev_pki(root, PARTICIPANTS, trust_domain=TRUST_DOMAIN)
+    import json
+
+    registry = json.loads((root / "registry.json").read_text())
+    for p in registry["participants"]:
+        if p["id"] == "tn-aneti":
+            p["status"] = "suspended"
+    (root / "registry.json").write_text(json.dumps(registry))
+    # Reload the CA so tests can issue odd certificates from it.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca_key = serialization.load_pem_private_key((root / "ca-key.pem").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((root / "ca.pem").read_bytes())
+    ca = pki.Issued((root / "ca.pem").read_bytes(), (root / "ca-key.pem").read_bytes(), ca_cert, ca_key)  # type: ignore[arg-type]
+    return TestPki(root, ca)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    base = os.environ.get("SPEHUB_TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def hub_settings(test_pki: TestPki, database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "listen_address": "127.0.0.1:0",
+        "metrics_address": "127.0.0.1:0",
+        "database_url": database_url,
+        "tls_cert_file": test_pki.root / "hub" / "server.pem",
+        "tls_key_file": test_pki.root / "hub" / "server-key.pem",
+        "client_ca_file": test_pki.root / "ca.pem",
+        "registry_file": test_pki.root / "registry.json",
+        "trust_domain": TRUST_DOMAIN,
+        "workers": 16,
+        "delivery_poll_seconds": 0.2,
+        "grace_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def hub(test_pki: TestPki, database_url: str, clock: FakeClock) -> Iterator[Hub]:
+    running = build_hub(hub_settings(test_pki, database_url), clock=clock, registry=CollectorRegistry())
+    try:
+        yield running
+    finally:
+        running.stop(0)
+
+
+@dataclass
+class Participant:
+    """A participant's side of the wire: its channel, stubs and signing key."""
+
+    id: str
+    channel: grpc.Channel
+    key_pem: bytes
+    key_id: str
+    clock: FakeClock
+    exchange: exchange_pb2_grpc.ExchangeServiceStub = field(init=False)
+    pool: pool_pb2_grpc.PoolServiceStub = field(init=False)
+    delivery: delivery_pb2_grpc.DeliveryServiceStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.exchange = exchange_pb2_grpc.ExchangeServiceStub(self.channel)
+        self.pool = pool_pb2_grpc.PoolServiceStub(self.channel)
+        self.delivery = delivery_pb2_grpc.DeliveryServiceStub(self.channel)
+
+    def seal(self, record: object, kind: PayloadKind, **overrides: object) -> envelope_pb2.SignedEnvelope:
+        key = load_private_key(self.key_pem, "test")
+        signer = str(overrides.get("signer", self.id))
+        key_id = str(overrides.get("key_id", self.key_id))
+        at = overrides.get("at", self.clock())
+        return seal(record, kind, signer, key_id, key, at)  # type: ignore[arg-type]
+
+    def publish(self, *batches: list[envelope_pb2.SignedEnvelope]) -> list[exchange_pb2.PublishResponse]:
+        requests = [
+            exchange_pb2.PublishRequest(request_id=f"b{i}", envelopes=b) for i, b in enumerate(batches)
+        ]
+        return list(self.exchange.Publish(iter(requests), timeout=30))
+
+    def publish_one_batch(
+        self, envelopes: list[envelope_pb2.SignedEnvelope]
+    ) -> list[exchange_pb2.RecordResult]:
+        (response,) = self.publish(envelopes)
+        return list(response.results)
+
+
+@pytest.fixture
+def connect(hub: Hub, test_pki: TestPki, clock: FakeClock) -> Iterator[object]:
+    channels: list[grpc.Channel] = []
+
+    def _connect(pid: str) -> Participant:
+        folder = test_pki.participant_dir(pid)
+        channel = secure_channel(
+            f"127.0.0.1:{hub.port}",
+            test_pki.ca_pem,
+            (folder / "client.pem").read_bytes(),
+            (folder / "client-key.pem").read_bytes(),
+        )
+        channels.append(channel)
+        return Participant(
+            pid,
+            channel,
+            (folder / "signing-key.pem").read_bytes(),
+            (folder / "key-id").read_text().strip(),
+            clock,
+        )
+
+    yield _connect
+    for channel in channels:
+        channel.close()

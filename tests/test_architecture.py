@@ -1,0 +1,63 @@
+"""Dependencies point inward: only hub.api (and the entry points) import grpc, only hub.store imports SQLAlchemy."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package.replace(".", "/")).rglob("*.py"))
+
+
+# package -> import prefixes it must not use
+RULES = {
+    "hub.domain": (
+        "grpc",
+        "grpc_health",
+        "grpc_reflection",
+        "sqlalchemy",
+        "prometheus_client",
+        "hub.api",
+        "hub.store",
+        "hub.services",
+        "hub.bootstrap",
+    ),
+    "hub.store": ("grpc", "hub.api", "hub.services", "hub.bootstrap"),
+    "hub.services": ("grpc", "sqlalchemy", "hub.api", "hub.bootstrap"),
+    "hub.api": ("sqlalchemy", "hub.bootstrap"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(RULES))
+def test_layer_imports(package):
+    files = _modules(package)
+    assert files, f"no modules found for {package}"
+    offenders = []
+    for path in files:
+        for name in _imports(path):
+            if any(name == bad or name.startswith(bad + ".") for bad in RULES[package]):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_rule_catches_an_offender(tmp_path):
+    """The check itself works: a module importing grpc is found."""
+    bad = tmp_path / "m.py"
+    bad.write_text("import grpc\nfrom sqlalchemy import select\n")
+    assert _imports(bad) == {"grpc", "sqlalchemy"}

@@ -1,0 +1,160 @@
+"""The spe-hub command: demo against a real hub, offline verify, dev-pki, and serve as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from hub import pki
+from hub.bootstrap import build_hub
+from hub.config import Settings
+from hub.entrypoints.cli import main
+from hub.entrypoints.demo import run_demo
+
+
+@pytest.fixture
+def dev_hub(tmp_path, database_url):
+    """A hub on a PKI laid out exactly as spe-hub dev-pki writes it."""
+    root = tmp_path / "pki"
+    pki.generate_dev_pki(root)
+    settings = Settings(
+        listen_address="127.0.0.1:0",
+        metrics_address="",
+        database_url=database_url,
+        tls_cert_file=root / "hub" / "server.pem",
+        tls_key_file=root / "hub" / "server-key.pem",
+        client_ca_file=root / "ca.pem",
+        registry_file=root / "registry.json",
+    )
+    hub = build_hub(settings, registry=CollectorRegistry())
+    yield hub, root
+    hub.stop(0)
+
+
+def test_demo_runs_the_whole_exchange(dev_hub, tmp_path):
+    hub, root = dev_hub
+    lines: list[str] = []
+    counts = run_demo(f"127.0.0.1:{hub.port}", root, tmp_path / "out", say=lines.append)
+    assert counts == {"accepted": 5, "duplicate": 5, "found": 3, "delivered": 1}
+    assert any("found sn-cand-1" in line for line in lines)
+    assert (tmp_path / "out" / "offer.envelope.pb").exists()
+
+
+def test_verify_accepts_a_good_envelope_and_refuses_a_tampered_one(dev_hub, tmp_path, capsys):
+    hub, root = dev_hub
+    run_demo(f"127.0.0.1:{hub.port}", root, tmp_path / "out", say=lambda _line: None)
+    good = tmp_path / "out" / "offer.envelope.pb"
+    registry = str(root / "registry.json")
+    assert main(["verify", str(good), "--registry", registry]) == 0
+    assert "OK: spehub.v1.JobOffer 'ft-offer-1'" in capsys.readouterr().out
+
+    from google.protobuf import json_format
+    from spehub.v1 import envelope_pb2
+
+    env = envelope_pb2.SignedEnvelope.FromString(good.read_bytes())
+    as_json = tmp_path / "offer.json"
+    as_json.write_text(json_format.MessageToJson(env))
+    assert main(["verify", str(as_json), "--registry", registry]) == 0
+
+    env.payload = env.payload.replace(b"Perpignan", b"Perpignam")
+    bad = tmp_path / "tampered.pb"
+    bad.write_bytes(env.SerializeToString())
+    assert main(["verify", str(bad), "--registry", registry]) == 2
+    assert "SIGNATURE_INVALID" in capsys.readouterr().err
+
+    junk = tmp_path / "junk.pb"
+    junk.write_bytes(b"\xff\xff\xff")
+    assert main(["verify", str(junk), "--registry", registry]) == 2
+
+
+def test_dev_pki_command_writes_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "dev"
+    assert main(["dev-pki", "--out", str(out)]) == 0
+    for rel in ("ca.pem", "hub/server.pem", "registry.json", "participants/sn-anpej/signing-key.pem"):
+        assert (out / rel).exists(), rel
+    assert oct((out / "participants/sn-anpej/client-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert main(["dev-pki", "--out", str(out)]) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_with_no_arguments_then_sigterm_shuts_down_gracefully(tmp_path):
+    """`spe-hub serve` in an empty folder: dev PKI generated, SQLite created, health SERVING, clean exit."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port, metrics_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "SPEHUB_LISTEN": f"127.0.0.1:{port}",
+        "SPEHUB_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+    }
+    env.pop("SPEHUB_ENV", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.entrypoints.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        root = tmp_path / "certs" / "dev"
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and status is None:
+            time.sleep(0.3)
+            if not (root / "participants" / "sn-anpej" / "client.pem").exists():
+                continue
+            folder = root / "participants" / "sn-anpej"
+            creds = grpc.ssl_channel_credentials(
+                (root / "ca.pem").read_bytes(),
+                (folder / "client-key.pem").read_bytes(),
+                (folder / "client.pem").read_bytes(),
+            )
+            with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+                try:
+                    status = (
+                        health_pb2_grpc.HealthStub(channel)
+                        .Check(health_pb2.HealthCheckRequest(), timeout=2)
+                        .status
+                    )
+                except grpc.RpcError:
+                    continue
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        assert (tmp_path / "var" / "spehub.sqlite3").exists()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "shutting down" in output and "stopped" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_refuses_bad_settings_with_a_clear_message(tmp_path):
+    env = {**os.environ, "SPEHUB_ENV": "production"}
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.entrypoints.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "SPEHUB_TLS_CERT must be set in production" in result.stderr
+    assert not Path(tmp_path / "certs").exists()

@@ -1,0 +1,204 @@
+"""Pool search: filters, keyset pagination, and visibility only under a consent that allows it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+import pytest
+from spehub.v1 import common_pb2, consent_pb2, exchange_pb2, pool_pb2
+
+from hub.domain.records import PayloadKind
+from tests.records import demo_consent, demo_offer, demo_profile
+
+SN, ML, FT, SE = "sn-anpej", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen"
+
+
+def _publish(p, *envelopes):
+    results = p.publish_one_batch(list(envelopes))
+    assert [r.outcome for r in results] == [exchange_pb2.RECORD_OUTCOME_ACCEPTED] * len(envelopes), results
+    return results
+
+
+def _ids(response) -> list[str]:
+    from spehub.v1 import profile_pb2
+
+    return [
+        profile_pb2.CandidateProfile.FromString(h.profile.payload).header.record_id for h in response.profiles
+    ]
+
+
+def _search(p, **kw):
+    return p.pool.SearchProfiles(pool_pb2.SearchProfilesRequest(**kw), timeout=10)
+
+
+@pytest.fixture
+def pool(hub, connect):
+    """SN publishes a consent naming FR and five varied profiles under it."""
+    sn = connect(SN)
+    now = sn.clock()
+    consent = demo_consent(SN, "c-1", 1, now, recipient_countries=("FR",))
+    profiles = []
+    for i, (isco, fr_level, dest, mobility) in enumerate(
+        [
+            ("9211", common_pb2.CEFR_LEVEL_B2, "FR", common_pb2.MOBILITY_TYPE_SEASONAL),
+            ("9212", common_pb2.CEFR_LEVEL_A2, "FR", common_pb2.MOBILITY_TYPE_SEASONAL),
+            ("7212", common_pb2.CEFR_LEVEL_C1, "FR", common_pb2.MOBILITY_TYPE_PERMANENT),
+            ("9211", common_pb2.CEFR_LEVEL_B1, "ES", common_pb2.MOBILITY_TYPE_SEASONAL),
+            ("5120", common_pb2.CEFR_LEVEL_NATIVE, "FR", common_pb2.MOBILITY_TYPE_TEMPORARY),
+        ]
+    ):
+        record = demo_profile(SN, f"p-{i}", "c-1", 1, now, isco=isco)
+        record.languages[1].level = fr_level
+        del record.desired_country_codes[:]
+        record.desired_country_codes.append(dest)
+        del record.mobility_types[:]
+        record.mobility_types.append(mobility)
+        profiles.append(sn.seal(record, PayloadKind.CANDIDATE_PROFILE))
+    _publish(sn, sn.seal(consent, PayloadKind.CONSENT), *profiles)
+    return sn
+
+
+def test_filters_combine(pool, connect):
+    ft = connect(FT)
+    assert _ids(_search(ft)) == [f"p-{i}" for i in range(5)]
+    assert _ids(_search(ft, isco08_codes=["92"])) == ["p-0", "p-1", "p-3"]
+    assert _ids(_search(ft, isco08_codes=["9211", "7"])) == ["p-0", "p-2", "p-3"]
+    fr_b1 = common_pb2.LanguageSkill(language_code="fr", level=common_pb2.CEFR_LEVEL_B1)
+    assert _ids(_search(ft, languages=[fr_b1])) == ["p-0", "p-2", "p-3", "p-4"]
+    assert _ids(_search(ft, destination_country_code="FR", isco08_codes=["92"])) == ["p-0", "p-1"]
+    assert _ids(
+        _search(ft, mobility_types=[common_pb2.MOBILITY_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_TEMPORARY])
+    ) == ["p-2", "p-4"]
+    assert _ids(_search(ft, origin_country_codes=["ML"])) == []
+    today = ft.clock().date()
+    yesterday = today - timedelta(days=1)
+    assert (
+        _ids(
+            _search(
+                ft,
+                available_by=common_pb2.Date(year=yesterday.year, month=yesterday.month, day=yesterday.day),
+            )
+        )
+        == []
+    )
+    assert (
+        len(
+            _ids(_search(ft, available_by=common_pb2.Date(year=today.year, month=today.month, day=today.day)))
+        )
+        == 5
+    )
+
+
+def test_pagination_is_complete_and_stable(pool, connect):
+    ft = connect(FT)
+    seen, token, pages = [], "", 0
+    while True:
+        page = _search(ft, page_size=2, page_token=token)
+        seen += _ids(page)
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [f"p-{i}" for i in range(5)]
+    assert pages == 3
+
+
+@pytest.mark.parametrize(
+    ("request_kw", "field"),
+    [
+        ({"page_size": -1}, "page_size"),
+        ({"page_token": "not-a-token"}, "page_token"),
+        ({"isco08_codes": ["92a"]}, "isco08_codes[0]"),
+        ({"destination_country_code": "fr"}, "destination_country_code"),
+        ({"mobility_types": [0]}, "mobility_types[0]"),
+        ({"languages": [common_pb2.LanguageSkill(language_code="fr")]}, "languages[0].level"),
+        ({"available_by": common_pb2.Date(year=2026, month=2, day=30)}, "available_by"),
+    ],
+)
+def test_bad_filters_are_invalid_argument(pool, connect, request_kw, field):
+    ft = connect(FT)
+    with pytest.raises(grpc.RpcError) as err:
+        _search(ft, **request_kw)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field.split("[")[0] in err.value.details()
+
+
+def test_recipient_not_named_sees_nothing(pool, connect):
+    assert _ids(_search(connect(SE))) == []  # consent names FR only
+
+
+def test_named_participant_sees_profiles(hub, connect):
+    sn = connect(SN)
+    consent = demo_consent(SN, "c-2", 1, sn.clock(), recipient_countries=())
+    consent.recipients.append(
+        consent_pb2.Recipient(participant_id=SE, transfer_basis=consent_pb2.TRANSFER_BASIS_ADEQUACY)
+    )
+    _publish(
+        sn,
+        sn.seal(consent, PayloadKind.CONSENT),
+        sn.seal(demo_profile(SN, "p-se", "c-2", 1, sn.clock()), PayloadKind.CANDIDATE_PROFILE),
+    )
+    assert _ids(_search(connect(SE))) == ["p-se"]
+    assert _ids(_search(connect(FT))) == []
+
+
+def test_profile_without_its_consent_is_invisible(hub, connect):
+    sn = connect(SN)
+    _publish(
+        sn, sn.seal(demo_profile(SN, "p-orphan", "c-missing", 1, sn.clock()), PayloadKind.CANDIDATE_PROFILE)
+    )
+    assert _ids(_search(connect(FT))) == []
+
+
+def test_consent_of_another_origin_does_not_count(hub, connect):
+    sn, ml = connect(SN), connect(ML)
+    _publish(ml, ml.seal(demo_consent(ML, "c-1", 1, ml.clock(), ("FR",)), PayloadKind.CONSENT))
+    _publish(sn, sn.seal(demo_profile(SN, "p-1", "c-1", 1, sn.clock()), PayloadKind.CANDIDATE_PROFILE))
+    assert _ids(_search(connect(FT))) == []
+
+
+@pytest.mark.parametrize("change", ["withdrawn", "paused", "no_pool_purpose"])
+def test_new_consent_version_takes_effect_on_the_next_search(pool, connect, change):
+    ft = connect(FT)
+    assert len(_ids(_search(ft))) == 5
+    consent = demo_consent(SN, "c-1", 2, pool.clock(), recipient_countries=("FR",))
+    if change == "withdrawn":
+        consent.status = consent_pb2.CONSENT_STATUS_WITHDRAWN
+    elif change == "paused":
+        consent.status = consent_pb2.CONSENT_STATUS_PAUSED
+    else:
+        del consent.purposes[0]  # keeps MATCHING only
+    _publish(pool, pool.seal(consent, PayloadKind.CONSENT))
+    assert _ids(_search(ft)) == []
+
+
+def test_expired_consent_hides_the_profile(pool, connect, clock):
+    ft = connect(FT)
+    clock.advance(days=366)
+    assert _ids(_search(ft)) == []
+
+
+def test_search_offers(hub, connect):
+    ft = connect(FT)
+    now = ft.clock()
+    closed = demo_offer(FT, "o-closed", 1, now)
+    past = now.date() - timedelta(days=1)
+    closed.application_deadline.CopyFrom(common_pb2.Date(year=past.year, month=past.month, day=past.day))
+    other = demo_offer(FT, "o-2", 1, now, targets=("MA",))
+    other.occupation.isco08_code = "5120"
+    _publish(ft, *(ft.seal(o, PayloadKind.JOB_OFFER) for o in (demo_offer(FT, "o-1", 1, now), closed, other)))
+    sn = connect(SN)
+
+    def ids(**kw):
+        from spehub.v1 import offer_pb2
+
+        response = sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(**kw), timeout=10)
+        return [offer_pb2.JobOffer.FromString(h.offer.payload).header.record_id for h in response.offers]
+
+    assert ids() == ["o-1", "o-2"]
+    assert ids(include_closed=True) == ["o-1", "o-closed", "o-2"]
+    assert ids(target_country_code="SN") == ["o-1"]
+    assert ids(isco08_codes=["51"]) == ["o-2"]
+    assert ids(work_country_code="SE") == []
+    assert ids(mobility_types=[common_pb2.MOBILITY_TYPE_SEASONAL]) == ["o-1", "o-2"]
