@@ -1,0 +1,176 @@
+"""Ingest: signed profiles published over mTLS by several participants at once, against the verify ceiling.
+
+Run: .venv/bin/python bench/ingest.py [--records 20000] [--batch 200] [--participants 3]
+     [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+The hub runs as its own process (`spe-hub serve`) on a loopback port with a
+fresh PKI and database; the profiles are signed before the clock starts, then
+each participant publishes its share over one stream in batches. The figure
+is records durably stored per second, printed next to the signature
+verification ceiling of all cores measured in the same run (verify-only loop,
+P-256, on this process's threads). Loopback only; bounded by --records and
+--timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spehub.v1 import exchange_pb2, exchange_pb2_grpc
+
+from bench.signatures import p256_verifier, rate
+from hub import pki
+from hub.api.client import seal, secure_channel
+from hub.domain.records import PayloadKind
+from hub.domain.signing import load_private_key
+from hub.entrypoints.demo import demo_profile
+
+ORIGINS = ("sn-anpej", "ml-anpe", "ma-anapec")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_hub(root: Path, database_url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SPEHUB_LISTEN": f"127.0.0.1:{port}",
+        "SPEHUB_METRICS_LISTEN": "",
+        "SPEHUB_DATABASE_URL": database_url,
+        "SPEHUB_TLS_CERT": str(root / "hub" / "server.pem"),
+        "SPEHUB_TLS_KEY": str(root / "hub" / "server-key.pem"),
+        "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
+        "SPEHUB_REGISTRY": str(root / "registry.json"),
+        "SPEHUB_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "hub.entrypoints.cli", "serve"], env=env)
+
+
+def wait_ready(channel: grpc.Channel, timeout: float) -> None:
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--participants", type=int, default=3, choices=range(1, 4))
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "pki"
+        pki.generate_dev_pki(root)
+        database_url = args.database_url or f"sqlite:///{Path(tmp) / 'hub.sqlite3'}"
+        if database_url.startswith("postgresql"):
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.engine import make_url
+
+            admin = create_engine(database_url)
+            with admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            database_url = (
+                make_url(database_url)
+                .update_query_dict({"options": f"-csearch_path={schema}"})
+                .render_as_string(False)
+            )
+
+        origins = ORIGINS[: args.participants]
+        per = args.records // len(origins)
+        now = datetime.now(UTC)
+        print(
+            f"signing {per * len(origins)} profiles ({len(origins)} participants) before the clock starts ..."
+        )
+        batches: dict[str, list[exchange_pb2.PublishRequest]] = {}
+        for origin in origins:
+            folder = root / "participants" / origin
+            key = load_private_key((folder / "signing-key.pem").read_bytes(), origin)
+            key_id = (folder / "key-id").read_text().strip()
+            envs = [
+                seal(
+                    demo_profile(origin, f"{origin}-p{i}", "c-1", 1, now),
+                    PayloadKind.CANDIDATE_PROFILE,
+                    origin,
+                    key_id,
+                    key,
+                    now,
+                )
+                for i in range(per)
+            ]
+            batches[origin] = [
+                exchange_pb2.PublishRequest(request_id=str(j), envelopes=envs[j : j + args.batch])
+                for j in range(0, len(envs), args.batch)
+            ]
+        size = len(batches[origins[0]][0].envelopes[0].payload)
+
+        port = free_port()
+        hub = start_hub(root, database_url, port)
+        try:
+            ca = (root / "ca.pem").read_bytes()
+            channels = {
+                o: secure_channel(
+                    f"127.0.0.1:{port}",
+                    ca,
+                    (root / "participants" / o / "client.pem").read_bytes(),
+                    (root / "participants" / o / "client-key.pem").read_bytes(),
+                )
+                for o in origins
+            }
+            for channel in channels.values():
+                wait_ready(channel, 30)
+            accepted = {o: 0 for o in origins}
+
+            def publish(origin: str) -> None:
+                stub = exchange_pb2_grpc.ExchangeServiceStub(channels[origin])
+                for response in stub.Publish(iter(batches[origin]), timeout=args.timeout):
+                    accepted[origin] += sum(
+                        r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in response.results
+                    )
+
+            threads = [threading.Thread(target=publish, args=(o,)) for o in origins]
+            start = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(args.timeout)
+            elapsed = time.perf_counter() - start
+            total = sum(accepted.values())
+            assert total == per * len(origins), f"only {total} of {per * len(origins)} accepted"
+            for channel in channels.values():
+                channel.close()
+        finally:
+            hub.send_signal(signal.SIGTERM)
+            hub.wait(60)
+        ceiling = rate(p256_verifier(), 2.0, os.cpu_count() or 1)
+        store = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+        print(
+            f"ingest ({store}, {len(origins)} participants, batches of {args.batch}, {size}-byte profiles): "
+            f"{total / elapsed:,.0f} records/s ({total} in {elapsed:.1f}s)"
+        )
+        print(
+            f"verify-only ceiling, {os.cpu_count()} threads: {ceiling:,.0f}/s -> {100 * total / elapsed / ceiling:.0f}% of it"
+        )
+
+
+if __name__ == "__main__":
+    main()
