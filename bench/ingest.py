@@ -81,6 +81,7 @@ def main() -> None:
         root = Path(tmp) / "pki"
         pki.generate_dev_pki(root)
         database_url = args.database_url or f"sqlite:///{Path(tmp) / 'hub.sqlite3'}"
+        drop_schema = None
         if database_url.startswith("postgresql"):
             schema = f"bench_{uuid.uuid4().hex[:8]}"
             from sqlalchemy import create_engine, text
@@ -89,6 +90,12 @@ def main() -> None:
             admin = create_engine(database_url)
             with admin.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+            def drop_schema() -> None:
+                with admin.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                admin.dispose()
+
             database_url = (
                 make_url(database_url)
                 .update_query_dict({"options": f"-csearch_path={schema}"})
@@ -161,6 +168,8 @@ def main() -> None:
         finally:
             hub.send_signal(signal.SIGTERM)
             hub.wait(60)
+            if drop_schema is not None:
+                drop_schema()
         ceiling = rate(p256_verifier(), 2.0, os.cpu_count() or 1)
         store = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
         print(

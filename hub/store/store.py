@@ -10,10 +10,11 @@ committed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -55,7 +57,7 @@ class NewRecord:
     envelope: Envelope
     parsed: ParsedRecord
 
-    @property
+    @cached_property
     def sha256(self) -> bytes:
         return hashlib.sha256(self.envelope.payload).digest()
 
@@ -132,6 +134,18 @@ _ENVELOPE_COLUMNS = (
     t.envelopes.c.signed_at_seconds,
     t.envelopes.c.signed_at_nanos,
 )
+
+
+_RECORD_KEY = ("origin_id", "payload_type", "record_id")
+_VERSION_KEY = (*_RECORD_KEY, "version")
+
+
+def _record_key(it: NewRecord) -> tuple[str, int, str]:
+    return (it.parsed.origin_id, it.parsed.kind.payload_type, it.parsed.record_id)
+
+
+def _version_key(it: NewRecord) -> tuple[str, int, str, int]:
+    return (*_record_key(it), it.parsed.version)
 
 
 def _stored(row: Any) -> StoredEnvelope:
@@ -282,12 +296,11 @@ class UnitOfWork:
             }
             for it in items
         ]
-        envelope_ids = [
-            row[0]
-            for row in self.conn.execute(
-                insert(t.envelopes).returning(t.envelopes.c.id, sort_by_parameter_order=True), envelope_rows
-            )
-        ]
+        # Plain executemany, then one SELECT for the generated ids: INSERT ...
+        # RETURNING with ordered results runs one statement per row on SQLite.
+        self.conn.execute(insert(t.envelopes), envelope_rows)
+        envelope_id = self._ids(t.envelopes, _VERSION_KEY, items, _version_key)
+        envelope_ids = [envelope_id[_version_key(it)] for it in items]
         # Several versions of one record may arrive in one batch (in increasing
         # order): every version is kept as an envelope, only the last becomes current.
         newest: dict[tuple[int, str], tuple[NewRecord, int]] = {}
@@ -303,26 +316,33 @@ class UnitOfWork:
                 replaced.append((it, existing[0], env_id))
         record_pks: list[tuple[NewRecord, int]] = []
         if fresh:
-            rows = [
-                {
-                    "origin_id": it.parsed.origin_id,
-                    "payload_type": it.parsed.kind.payload_type,
-                    "record_id": it.parsed.record_id,
-                    "version": it.parsed.version,
-                    "envelope_id": env_id,
-                }
-                for it, env_id in fresh
-            ]
-            pks = self.conn.execute(
-                insert(t.records).returning(t.records.c.id, sort_by_parameter_order=True), rows
-            ).scalars()
-            record_pks.extend(zip((it for it, _ in fresh), pks, strict=True))
+            self.conn.execute(
+                insert(t.records),
+                [
+                    {
+                        "origin_id": it.parsed.origin_id,
+                        "payload_type": it.parsed.kind.payload_type,
+                        "record_id": it.parsed.record_id,
+                        "version": it.parsed.version,
+                        "envelope_id": env_id,
+                    }
+                    for it, env_id in fresh
+                ],
+            )
+            fresh_items = [it for it, _ in fresh]
+            record_id = self._ids(t.records, _RECORD_KEY, fresh_items, _record_key)
+            record_pks.extend((it, record_id[_record_key(it)]) for it in fresh_items)
         if replaced:
             r = t.records.c
-            for it, pk, env_id in replaced:
-                self.conn.execute(
-                    update(t.records).where(r.id == pk).values(version=it.parsed.version, envelope_id=env_id)
-                )
+            self.conn.execute(
+                update(t.records)
+                .where(r.id == bindparam("pk"))
+                .values(version=bindparam("new_version"), envelope_id=bindparam("new_envelope")),
+                [
+                    {"pk": pk, "new_version": it.parsed.version, "new_envelope": env_id}
+                    for it, pk, env_id in replaced
+                ],
+            )
             stale = [pk for _, pk, _ in replaced]
             for table in (*t.INDEX_CHILDREN, *t.INDEX_MAIN):
                 for chunk in _chunks(stale, 500):
@@ -330,6 +350,27 @@ class UnitOfWork:
             record_pks.extend((it, pk) for it, pk, _ in replaced)
         self._index(record_pks)
         return envelope_ids
+
+    def _ids(
+        self,
+        table: Any,
+        key_columns: tuple[str, ...],
+        items: Sequence[NewRecord],
+        item_key: Callable[[NewRecord], tuple[Any, ...]],
+    ) -> dict[tuple[Any, ...], int]:
+        """Generated ids of the rows just inserted for ``items``, by natural key (one query per 500 records)."""
+        wanted = {item_key(it) for it in items}
+        origins = sorted({it.parsed.origin_id for it in items})
+        columns = [table.c[name] for name in key_columns]
+        found: dict[tuple[Any, ...], int] = {}
+        for chunk in _chunks(sorted({it.parsed.record_id for it in items}), 500):
+            query = select(table.c.id, *columns).where(
+                table.c.origin_id.in_(origins), table.c.record_id.in_(chunk)
+            )
+            for row_id, *key in self.conn.execute(query):
+                if tuple(key) in wanted:
+                    found[tuple(key)] = row_id
+        return found
 
     def _index(self, items: Sequence[tuple[NewRecord, int]]) -> None:
         rows: dict[Any, list[dict[str, Any]]] = {}
