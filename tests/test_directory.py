@@ -54,3 +54,9 @@ def test_ed25519_key_is_refused(registry):
     registry["participants"][0]["signing_keys"][0]["public_key_pem"] = pem
     with pytest.raises(ConfigError, match="P-256"):
         Directory.from_dict(registry)
+
+
+def test_key_id_longer_than_the_store_allows_is_refused(registry):
+    registry["participants"][0]["signing_keys"][0]["key_id"] = "k" * 200
+    with pytest.raises(ConfigError, match="key_id"):
+        Directory.from_dict(registry)

@@ -303,3 +303,18 @@ def test_signed_at_nanos_round_trip(hub, connect):
     env = _profile_env(sn, "nanos")
     assert isinstance(env.signed_at, Timestamp)
     assert sn.publish_one_batch([env])[0].outcome == ACCEPTED
+
+
+def test_overlong_consent_recipient_is_refused_alone_and_the_batch_is_kept(hub, connect):
+    """An id longer than its column must be a per-record refusal, not a failed transaction (PostgreSQL)."""
+    from spehub.v1 import consent_pb2
+
+    sn = connect(SN)
+    consent = demo_consent(SN, "c-long", 1, sn.clock())
+    consent.recipients.append(
+        consent_pb2.Recipient(participant_id="x" * 100, transfer_basis=consent_pb2.TRANSFER_BASIS_ADEQUACY)
+    )
+    results = sn.publish_one_batch([sn.seal(consent, PayloadKind.CONSENT), _profile_env(sn, "kept")])
+    assert _reason(results[0]) == "REJECTION_REASON_INVALID_FIELD"
+    assert results[0].field == "recipients[2].participant_id"
+    assert results[1].outcome == ACCEPTED

@@ -92,3 +92,12 @@ def test_truncated_or_flipped_profiles_never_crash(cut, flip):
         assert exc.reason in records.Reason
     else:
         assert parsed.kind is PayloadKind.CANDIDATE_PROFILE
+
+
+@pytest.mark.parametrize("seconds", [2**62, -(2**62)])
+def test_out_of_range_timestamps_are_an_invalid_field(seconds):
+    consent = demo_consent("sn-anpej", "c-1", 1, NOW)
+    consent.valid_until.seconds = seconds
+    with pytest.raises(RecordRejection) as err:
+        records.parse(PayloadKind.CONSENT, consent.SerializeToString())
+    assert err.value.field == "valid_until"

@@ -8,7 +8,6 @@ Loaded from the registry file named by SPEHUB_REGISTRY (JSON, format
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,11 +17,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.domain import codes, signing
+from hub.domain import codes, records, signing
 from hub.errors import ConfigError, SignatureError
 
 REGISTRY_FORMAT = "spehub-registry/1"
-PARTICIPANT_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,62}$")
+PARTICIPANT_ID = records.PARTICIPANT_ID
+KEY_ID = records.RECORD_ID
 
 
 class ParticipantKind(StrEnum):
@@ -143,6 +143,8 @@ class Directory:
                     if k.get("algorithm") != signing.ALGORITHM:
                         raise ConfigError(f"{kwhere}.algorithm must be {signing.ALGORITHM!r}")
                     kid = k["key_id"]
+                    if not isinstance(kid, str) or not KEY_ID.match(kid):
+                        raise ConfigError(f"{kwhere}.key_id must match {KEY_ID.pattern}")
                     if (pid, kid) in keys:
                         raise ConfigError(f"{kwhere}.key_id {kid!r} is registered twice")
                     keys[(pid, kid)] = SigningKey(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NoReturn
 
@@ -23,9 +23,14 @@ from spehub.v1 import common_pb2, consent_pb2, envelope_pb2, offer_pb2, profile_
 from hub.domain import codes
 
 RECORD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Directory participant ids (hub.domain.directory uses this pattern too).
+PARTICIPANT_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,62}$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_TEXT = 20_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_TS_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_TS_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 class Reason(StrEnum):
@@ -268,9 +273,10 @@ class _Checker:
         if not msg.HasField(name):
             self.fail(field, "is required")
         ts = getattr(msg, name)
-        if not 0 <= ts.nanos < 1_000_000_000:
-            self.fail(field, "nanos out of range")
-        return datetime.fromtimestamp(ts.seconds, UTC).replace(microsecond=ts.nanos // 1000)
+        # google.protobuf.Timestamp's valid range: 0001-01-01 to 9999-12-31.
+        if not (_MIN_TS_SECONDS <= ts.seconds <= _MAX_TS_SECONDS and 0 <= ts.nanos < 1_000_000_000):
+            self.fail(field, "is outside the range of google.protobuf.Timestamp")
+        return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
     def occupation(self, occ: common_pb2.Occupation, field: str) -> str:
         if not codes.ISCO08_UNIT.match(occ.isco08_code):
@@ -419,7 +425,8 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
     for i, r in enumerate(k.recipients):
         target = r.WhichOneof("target")
         if target == "participant_id":
-            c.required(r.participant_id, f"recipients[{i}].participant_id")
+            if not PARTICIPANT_ID.match(r.participant_id):
+                c.fail(f"recipients[{i}].participant_id", "must be a directory participant id")
             participants.append(r.participant_id)
         elif target == "country_code":
             c.country(r.country_code, f"recipients[{i}].country_code")
