@@ -19,15 +19,19 @@ from prometheus_client import CollectorRegistry, start_http_server
 from hub import pki
 from hub.api.identity import Authenticator
 from hub.api.server import RunningServer, TlsMaterial, start_server
-from hub.api.servicers import DeliveryServicer, ExchangeServicer, PoolServicer
+from hub.api.servicers import DeliveryServicer, DirectoryServicer, ExchangeServicer, PoolServicer
 from hub.clock import Clock, system_clock
 from hub.config import DEV_PKI_DIR, Settings
 from hub.domain.directory import Directory
+from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import ConfigError
 from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier, DeliveryService
+from hub.services.directory import DirectoryAdmin, DirectoryProvider
 from hub.services.exchange import ExchangeService, SignatureVerifier
+from hub.services.limits import ParticipantLimits
 from hub.services.pool import PoolService
+from hub.services.records import RecordService
 from hub.store.store import Store
 
 log = logging.getLogger("spehub")
@@ -39,7 +43,8 @@ class Hub:
 
     settings: Settings
     store: Store
-    directory: Directory
+    directory: DirectoryProvider
+    admin: DirectoryAdmin
     metrics: HubMetrics
     server: RunningServer
     verifier: SignatureVerifier
@@ -78,7 +83,7 @@ def load_tls(settings: Settings) -> TlsMaterial:
     )
 
 
-def check_material(settings: Settings, tls: TlsMaterial, directory: Directory) -> None:
+def check_material(settings: Settings, tls: TlsMaterial, directory: Directory, keys: HubKeyRing) -> None:
     """Refuse inconsistent material, and development material in production. Raises ConfigError."""
     if directory.trust_domain != settings.trust_domain:
         raise ConfigError(
@@ -95,18 +100,34 @@ def check_material(settings: Settings, tls: TlsMaterial, directory: Directory) -
         )
     if pki.is_dev_certificate(tls.client_ca):
         raise ConfigError("SPEHUB_CLIENT_CA contains the development CA; it is refused in production")
+    dev_keys = sorted(k for k in keys.keys if k.startswith(pki.DEV_TOKEN_KEY_PREFIX))
+    if dev_keys:
+        raise ConfigError(
+            f"SPEHUB_TOKEN_KEYS holds development keys {dev_keys}; they are refused in production"
+        )
 
 
 def build_hub(
-    settings: Settings, *, clock: Clock = system_clock, registry: CollectorRegistry | None = None
+    settings: Settings, *, clock: Clock = system_clock, metrics_registry: CollectorRegistry | None = None
 ) -> Hub:
-    """Load, check and start everything. Raises ConfigError or StoreUnavailableError."""
+    """Load, check and start everything. Raises ConfigError or StoreUnavailableError.
+
+    The registry file's participants and keys are imported into the store
+    when missing there; after that the store is the directory (``spe-hub participants``).
+    """
     tls = load_tls(settings)
-    directory = Directory.load(settings.registry_file)
-    check_material(settings, tls, directory)
-    metrics = HubMetrics(registry or CollectorRegistry())
+    registry = Directory.load(settings.registry_file)
+    keys = HubKeyRing.load(settings.token_keys_dir)
+    check_material(settings, tls, registry, keys)
+    metrics = HubMetrics(metrics_registry or CollectorRegistry())
     store = Store(settings.database_url)
     store.create_schema()
+    directory = DirectoryProvider(store, settings.trust_domain, registry.development)
+    admin = DirectoryAdmin(store, directory, clock)
+    admin.import_registry(registry)
+    tokens = TokenService(
+        keys, issuer=f"spiffe://{settings.trust_domain}/hub", ttl_seconds=settings.token_ttl_seconds
+    )
     notifier = DeliveryNotifier()
     verifier = SignatureVerifier(settings.verify_threads)
     exchange = ExchangeService(
@@ -122,15 +143,19 @@ def build_hub(
     running = start_server(
         settings.listen_address,
         tls,
-        Authenticator(directory),
+        Authenticator(directory, tokens, clock, admin.consume_token_id),
         metrics,
-        ExchangeServicer(exchange),
+        ParticipantLimits(
+            settings.rate_limit_per_second, settings.rate_limit_burst, settings.max_streams_per_participant
+        ),
+        DirectoryServicer(directory, admin, tokens, keys, clock),
+        ExchangeServicer(exchange, RecordService(store, clock, notifier)),
         PoolServicer(PoolService(store, clock), clock),
         DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds)),
         settings.workers,
         settings.max_message_bytes,
     )
-    hub = Hub(settings, store, directory, metrics, running, verifier, notifier)
+    hub = Hub(settings, store, directory, admin, metrics, running, verifier, notifier)
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         try:

@@ -24,6 +24,7 @@ _PATH_DEFAULTS = {
     "tls_key_file": ("SPEHUB_TLS_KEY", DEV_PKI_DIR / "hub" / "server-key.pem"),
     "client_ca_file": ("SPEHUB_CLIENT_CA", DEV_PKI_DIR / "ca.pem"),
     "registry_file": ("SPEHUB_REGISTRY", DEV_PKI_DIR / "registry.json"),
+    "token_keys_dir": ("SPEHUB_TOKEN_KEYS", DEV_PKI_DIR / "hub" / "token-keys"),
 }
 
 
@@ -46,7 +47,10 @@ class Settings:
     client_ca_file: Path = _PATH_DEFAULTS["client_ca_file"][1]
     """PEM bundle of the CAs that issue participants' client certificates."""
     registry_file: Path = _PATH_DEFAULTS["registry_file"][1]
-    """JSON participant registry: ids, countries, kinds and signing keys."""
+    """JSON participant registry imported at start-up (what the store lacks is added; nothing is changed)."""
+    token_keys_dir: Path = _PATH_DEFAULTS["token_keys_dir"][1]
+    """Folder of the hub's own P-256 keys ``<kid>.pem`` for access tokens and directory exports;
+    the lexically last signs, all verify (rotate by adding a later kid)."""
     trust_domain: str = DEV_TRUST_DOMAIN
     """Participants are identified by the URI SAN spiffe://<trust_domain>/participant/<id>."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -61,6 +65,14 @@ class Settings:
     """Leeway for signing times in the future."""
     grace_seconds: float = 10.0
     """How long in-flight RPCs may finish after SIGTERM."""
+    token_ttl_seconds: int = 300
+    """Lifetime of an access token."""
+    rate_limit_per_second: float = 100.0
+    """Requests (calls and streamed batches) per participant per second, per hub process."""
+    rate_limit_burst: int = 200
+    """Requests a participant may make at once before the rate applies."""
+    max_streams_per_participant: int = 8
+    """Streaming calls (Publish, Subscribe) one participant may hold open at once."""
     delivery_poll_seconds: float = 1.0
     """How often an idle Subscribe stream checks the store for deliveries made by another process."""
 
@@ -103,9 +115,16 @@ class Settings:
             ("SPEHUB_WORKERS", "workers", 4, 1024),
             ("SPEHUB_VERIFY_THREADS", "verify_threads", 1, 256),
             ("SPEHUB_CLOCK_SKEW_SECONDS", "clock_skew_seconds", 0, 3600),
+            ("SPEHUB_TOKEN_TTL_SECONDS", "token_ttl_seconds", 30, 3600),
+            ("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", 1, 100_000),
+            ("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", 1, 1000),
         ):
             if var in environ:
                 kwargs[field] = _int(environ, var, low, high)
+        if "SPEHUB_RATE_LIMIT_PER_SECOND" in environ:
+            kwargs["rate_limit_per_second"] = float(
+                _int(environ, "SPEHUB_RATE_LIMIT_PER_SECOND", 1, 1_000_000)
+            )
         if "SPEHUB_GRACE_SECONDS" in environ:
             kwargs["grace_seconds"] = float(_int(environ, "SPEHUB_GRACE_SECONDS", 0, 600))
         settings = cls(**kwargs)  # type: ignore[arg-type]

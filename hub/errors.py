@@ -42,3 +42,15 @@ class StoreUnavailableError(HubError):
 
 class SignatureError(HubError):
     """A signature or a key could not be used or did not verify."""
+
+
+class NotFoundError(HubError):
+    """Nothing the caller may see has that name (also for what exists but is not the caller's to see)."""
+
+
+class RateLimitedError(LimitExceededError):
+    """Too many requests: retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -24,6 +24,7 @@ from hub.domain import signing
 from hub.domain.directory import REGISTRY_FORMAT
 
 DEV_ORGANISATION = "SPE Hub DEVELOPMENT PKI - NOT FOR PRODUCTION"
+DEV_TOKEN_KEY_PREFIX = "dev-"  # noqa: S105 (a key-id prefix, not a secret)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def generate_dev_pki(
     """Write a complete PKI into ``out``: CA, hub server certificate, and per participant a
     client certificate, a signing key and a registry entry. Returns the registry.
 
-    Layout: ca.pem, ca-key.pem, hub/server.pem, hub/server-key.pem, registry.json,
+    Layout: ca.pem, ca-key.pem, hub/server.pem, hub/server-key.pem, hub/token-keys/<kid>.pem, registry.json,
     participants/<id>/{client.pem, client-key.pem, signing-key.pem}.
     """
     ca = make_ca(organisation)
@@ -183,6 +184,9 @@ def generate_dev_pki(
     server = issue(ca, "spe-hub", dns=("localhost",), ips=("127.0.0.1", "::1"), server=True)
     _write(out / "hub" / "server.pem", server.cert_pem)
     _write(out / "hub" / "server-key.pem", server.key_pem, private=True)
+    # The hub's own key for access tokens and directory exports; its kid is the file name.
+    kid = f"{DEV_TOKEN_KEY_PREFIX if organisation == DEV_ORGANISATION else ''}hub-token-1"
+    _write(out / "hub" / "token-keys" / f"{kid}.pem", _key_pem(_key()), private=True)
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     entries = []
     for p in participants:

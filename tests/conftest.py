@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from hub import pki
-from hub.api.client import seal, secure_channel
+from hub.api.client import authorized_channel, seal
 from hub.bootstrap import Hub, build_hub
 from hub.config import Settings
 from hub.domain.records import PayloadKind
@@ -37,6 +37,7 @@ TRUST_DOMAIN = "test.spehub.invalid"
 PARTICIPANTS = (
     *pki.DEMO_PARTICIPANTS,
     pki.DemoParticipant("tn-aneti", "TN", "origin_spe", "Tunisia - ANETI (test, suspended)"),
+    pki.DemoParticipant("op-hub", "SN", "operator", "Hub operator (test)"),
 )
 
 
@@ -121,6 +122,7 @@ def hub_settings(test_pki: TestPki, database_url: str, **overrides: object) -> S
         "tls_key_file": test_pki.root / "hub" / "server-key.pem",
         "client_ca_file": test_pki.root / "ca.pem",
         "registry_file": test_pki.root / "registry.json",
+        "token_keys_dir": test_pki.root / "hub" / "token-keys",
         "trust_domain": TRUST_DOMAIN,
         "workers": 16,
         "delivery_poll_seconds": 0.2,
@@ -132,7 +134,9 @@ def hub_settings(test_pki: TestPki, database_url: str, **overrides: object) -> S
 
 @pytest.fixture
 def hub(test_pki: TestPki, database_url: str, clock: FakeClock) -> Iterator[Hub]:
-    running = build_hub(hub_settings(test_pki, database_url), clock=clock, registry=CollectorRegistry())
+    running = build_hub(
+        hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
+    )
     try:
         yield running
     finally:
@@ -177,27 +181,35 @@ class Participant:
         return list(response.results)
 
 
+def make_participant(
+    port: int, test_pki: TestPki, pid: str, clock: FakeClock, scopes: tuple[str, ...] = ()
+) -> Participant:
+    """A participant's client of the hub on ``port``: mTLS plus access tokens."""
+    folder = test_pki.participant_dir(pid)
+    channel = authorized_channel(
+        f"127.0.0.1:{port}",
+        test_pki.ca_pem,
+        (folder / "client.pem").read_bytes(),
+        (folder / "client-key.pem").read_bytes(),
+        scopes,
+    )
+    return Participant(
+        pid,
+        channel,
+        (folder / "signing-key.pem").read_bytes(),
+        (folder / "key-id").read_text().strip(),
+        clock,
+    )
+
+
 @pytest.fixture
 def connect(hub: Hub, test_pki: TestPki, clock: FakeClock) -> Iterator[object]:
-    channels: list[grpc.Channel] = []
+    made: list[Participant] = []
 
-    def _connect(pid: str) -> Participant:
-        folder = test_pki.participant_dir(pid)
-        channel = secure_channel(
-            f"127.0.0.1:{hub.port}",
-            test_pki.ca_pem,
-            (folder / "client.pem").read_bytes(),
-            (folder / "client-key.pem").read_bytes(),
-        )
-        channels.append(channel)
-        return Participant(
-            pid,
-            channel,
-            (folder / "signing-key.pem").read_bytes(),
-            (folder / "key-id").read_text().strip(),
-            clock,
-        )
+    def _connect(pid: str, scopes: tuple[str, ...] = ()) -> Participant:
+        made.append(make_participant(hub.port, test_pki, pid, clock, scopes))
+        return made[-1]
 
     yield _connect
-    for channel in channels:
-        channel.close()
+    for p in made:
+        p.channel.close()

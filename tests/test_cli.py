@@ -34,8 +34,9 @@ def dev_hub(tmp_path, database_url):
         tls_key_file=root / "hub" / "server-key.pem",
         client_ca_file=root / "ca.pem",
         registry_file=root / "registry.json",
+        token_keys_dir=root / "hub" / "token-keys",
     )
-    hub = build_hub(settings, registry=CollectorRegistry())
+    hub = build_hub(settings, metrics_registry=CollectorRegistry())
     yield hub, root
     hub.stop(0)
 

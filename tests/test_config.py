@@ -47,6 +47,7 @@ def _production_env(root: Path, **extra: str) -> dict[str, str]:
         "SPEHUB_TLS_KEY": str(root / "hub" / "server-key.pem"),
         "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
         "SPEHUB_REGISTRY": str(root / "registry.json"),
+        "SPEHUB_TOKEN_KEYS": str(root / "hub" / "token-keys"),
         "SPEHUB_DATABASE_URL": "sqlite:///:memory:",
         "SPEHUB_TRUST_DOMAIN": "spehub.example.org",
         "SPEHUB_LISTEN": "127.0.0.1:0",
@@ -65,7 +66,7 @@ def test_production_refuses_development_pki(tmp_path):
     pki.generate_dev_pki(tmp_path, trust_domain="spehub.example.org")
     settings = Settings.from_env(_production_env(tmp_path))
     with pytest.raises(ConfigError, match="development"):
-        build_hub(settings, registry=CollectorRegistry())
+        build_hub(settings, metrics_registry=CollectorRegistry())
 
 
 def test_production_starts_with_production_material(tmp_path):
@@ -74,14 +75,15 @@ def test_production_starts_with_production_material(tmp_path):
     pki.generate_dev_pki(tmp_path, trust_domain="spehub.example.org", organisation="Partnership PKI")
     registry = json.loads((tmp_path / "registry.json").read_text())
     assert registry["development"] is False
-    hub = build_hub(Settings.from_env(_production_env(tmp_path)), registry=CollectorRegistry())
+    hub = build_hub(Settings.from_env(_production_env(tmp_path)), metrics_registry=CollectorRegistry())
     hub.stop(0)
 
 
 def test_registry_must_match_the_trust_domain(test_pki, database_url):
     with pytest.raises(ConfigError, match="trust_domain"):
         build_hub(
-            hub_settings(test_pki, database_url, trust_domain="other.invalid"), registry=CollectorRegistry()
+            hub_settings(test_pki, database_url, trust_domain="other.invalid"),
+            metrics_registry=CollectorRegistry(),
         )
 
 
@@ -89,5 +91,5 @@ def test_missing_files_are_named(test_pki, database_url, tmp_path):
     with pytest.raises(ConfigError, match="SPEHUB_TLS_KEY"):
         build_hub(
             hub_settings(test_pki, database_url, tls_key_file=tmp_path / "nope.pem"),
-            registry=CollectorRegistry(),
+            metrics_registry=CollectorRegistry(),
         )

@@ -66,28 +66,15 @@ def test_cursor_survives_a_hub_restart(test_pki, database_url, clock):
     from prometheus_client import CollectorRegistry
 
     from hub.bootstrap import build_hub
-    from tests.conftest import Participant, hub_settings
+    from tests.conftest import hub_settings, make_participant
 
     def start():
-        return build_hub(hub_settings(test_pki, database_url), clock=clock, registry=CollectorRegistry())
+        return build_hub(
+            hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
+        )
 
     def client(h, pid):
-        from hub.api.client import secure_channel
-
-        folder = test_pki.participant_dir(pid)
-        channel = secure_channel(
-            f"127.0.0.1:{h.port}",
-            test_pki.ca_pem,
-            (folder / "client.pem").read_bytes(),
-            (folder / "client-key.pem").read_bytes(),
-        )
-        return Participant(
-            pid,
-            channel,
-            (folder / "signing-key.pem").read_bytes(),
-            (folder / "key-id").read_text().strip(),
-            clock,
-        )
+        return make_participant(h.port, test_pki, pid, clock)
 
     h = start()
     try:

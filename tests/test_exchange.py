@@ -255,28 +255,14 @@ def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, cl
     from tests.conftest import hub_settings
 
     small = build_hub(
-        hub_settings(test_pki, database_url, max_batch_records=2), clock=clock, registry=CollectorRegistry()
+        hub_settings(test_pki, database_url, max_batch_records=2),
+        clock=clock,
+        metrics_registry=CollectorRegistry(),
     )
     try:
-        from spehub.v1 import exchange_pb2_grpc
+        from tests.conftest import make_participant
 
-        from hub.api.client import secure_channel
-        from tests.conftest import Participant
-
-        folder = test_pki.participant_dir(SN)
-        channel = secure_channel(
-            f"127.0.0.1:{small.port}",
-            test_pki.ca_pem,
-            (folder / "client.pem").read_bytes(),
-            (folder / "client-key.pem").read_bytes(),
-        )
-        sn = Participant(
-            SN,
-            channel,
-            (folder / "signing-key.pem").read_bytes(),
-            (folder / "key-id").read_text().strip(),
-            clock,
-        )
+        sn = make_participant(small.port, test_pki, SN, clock)
         batch = [_profile_env(sn, f"p-{i}") for i in range(3)]
         with pytest.raises(grpc.RpcError) as err:
             sn.publish(batch)
@@ -284,8 +270,7 @@ def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, cl
         assert "limit of 2" in err.value.details()
         with small.store.unit_of_work() as uow:
             assert uow.count_envelopes() == 0
-        assert exchange_pb2_grpc  # imported for the stub type
-        channel.close()
+        sn.channel.close()
     finally:
         small.stop(0)
 

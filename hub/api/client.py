@@ -5,13 +5,15 @@ Used by the demo, the tests and (later) the SPE gateway.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from spehub.v1 import envelope_pb2
+from spehub.v1 import directory_pb2, directory_pb2_grpc, envelope_pb2
 
 from hub.domain import signing
 from hub.domain.records import PayloadKind
@@ -35,6 +37,61 @@ def secure_channel(
         ("grpc.max_receive_message_length", max_message_bytes),
     ]
     return grpc.secure_channel(target, credentials, options=options)
+
+
+class HubTokens(grpc.AuthMetadataPlugin):
+    """Adds ``authorization: Bearer <token>`` to every call, asking the hub for a new token
+    before the current one expires.
+
+    Tokens are obtained on a separate mTLS channel (IssueToken needs no token),
+    so that the plugin never calls through the channel it decorates.
+    """
+
+    def __init__(self, token_channel: grpc.Channel, scopes: tuple[str, ...] = ()) -> None:
+        self._stub = directory_pb2_grpc.DirectoryServiceStub(token_channel)
+        self._scopes = list(scopes)
+        self._lock = threading.Lock()
+        self._token = ""
+        self._refresh_at = 0.0
+
+    def token(self) -> str:
+        with self._lock:
+            if time.time() >= self._refresh_at:
+                response = self._stub.IssueToken(
+                    directory_pb2.IssueTokenRequest(scopes=self._scopes), timeout=10
+                )
+                self._token = response.access_token
+                lifetime = response.expires_at.seconds - time.time()
+                self._refresh_at = time.time() + max(lifetime * 0.8, 1.0)
+            return self._token
+
+    def __call__(self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback) -> None:
+        if context.method_name == "IssueToken":
+            callback((), None)
+            return
+        try:
+            callback((("authorization", f"Bearer {self.token()}"),), None)
+        except grpc.RpcError as exc:
+            callback((), exc)
+
+
+def authorized_channel(
+    target: str,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    scopes: tuple[str, ...] = (),
+    server_name: str = "localhost",
+) -> grpc.Channel:
+    """An mTLS channel whose calls carry a hub access token bound to this client certificate."""
+    token_channel = secure_channel(target, ca_pem, cert_pem, key_pem, server_name)
+    credentials = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(
+            root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
+        ),
+        grpc.metadata_call_credentials(HubTokens(token_channel, scopes)),
+    )
+    return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", server_name)])
 
 
 def seal(

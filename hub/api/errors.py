@@ -10,6 +10,7 @@ from hub.domain.records import Reason
 STATUS_FOR_ERROR: tuple[tuple[type[errors.HubError], grpc.StatusCode], ...] = (
     (errors.AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
@@ -31,6 +32,8 @@ STATUS_FOR_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.VERSION_CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
     Reason.STALE_VERSION: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.INVALID_ENVELOPE: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.KEY_REVOKED: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.TYPE_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

@@ -1,30 +1,60 @@
-"""Who is calling: the participant named by the URI SAN of the verified client certificate.
+"""Who is calling, and may they make this call.
 
-The TLS layer has already verified the certificate chain against the
-participants' CA (require_client_auth). Here the certificate's URI SAN
-``spiffe://<trust domain>/participant/<id>`` must name exactly one registered,
-active participant; a certificate with only a CN is refused.
+1. The TLS layer has verified the client certificate chain (require_client_auth).
+2. The certificate's URI SAN ``spiffe://<trust domain>/participant/<id>`` must
+   name exactly one registered participant; the certificate must not be
+   revoked; the participant must be active.
+3. Every spehub call but IssueToken carries ``authorization: Bearer <token>``:
+   a hub access token bound to this very certificate, issued to this
+   participant, with the scope the method needs (hub.api.scopes). Admin
+   calls' tokens are single-use.
+
+Step 1 fails at the handshake (the client sees UNAVAILABLE); steps 2 and 3 give
+UNAUTHENTICATED, or PERMISSION_DENIED for a suspended participant or a missing
+scope. Messages say what to fix and carry no secret.
 """
 
 from __future__ import annotations
 
 import contextvars
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from hub.domain.directory import Directory, Participant
-from hub.errors import AuthenticationError
+from hub.api.scopes import METHOD_SCOPES, SINGLE_USE_METHODS
+from hub.clock import Clock
+from hub.domain.directory import Participant
+from hub.domain.tokens import TokenService, thumbprint
+from hub.errors import AuthenticationError, PermissionDeniedError
+from hub.services.directory import DirectoryProvider
 
-_CALLER: contextvars.ContextVar[Participant | None] = contextvars.ContextVar("spehub_caller", default=None)
+
+@dataclass(frozen=True)
+class PeerCertificate:
+    uris: tuple[str, ...]
+    sha256_hex: str
+    thumbprint: str
 
 
-def current_caller() -> Participant:
-    """The authenticated participant of the RPC being served.
+@dataclass(frozen=True)
+class Caller:
+    participant: Participant
+    scopes: frozenset[str]
+    certificate: PeerCertificate
 
-    Raises AuthenticationError if called outside an authenticated handler
-    (fail closed: a handler that was not wrapped cannot see a caller).
+
+_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("spehub_caller", default=None)
+
+
+def current_call() -> Caller:
+    """The authorised caller of the RPC being served.
+
+    Raises AuthenticationError outside an authorised handler (fail closed).
     """
     caller = _CALLER.get()
     if caller is None:
@@ -32,48 +62,102 @@ def current_caller() -> Participant:
     return caller
 
 
+def current_caller() -> Participant:
+    """The participant of the RPC being served (see current_call)."""
+    return current_call().participant
+
+
+def set_caller(caller: Caller) -> contextvars.Token[Caller | None]:
+    return _CALLER.set(caller)
+
+
+def reset_caller(token: contextvars.Token[Caller | None]) -> None:
+    _CALLER.reset(token)
+
+
 @lru_cache(maxsize=1024)
-def _uri_sans(pem: bytes) -> tuple[str, ...]:
+def _peer_certificate(pem: bytes) -> PeerCertificate:
     cert = x509.load_pem_x509_certificate(pem)
+    der = cert.public_bytes(Encoding.DER)
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        uris = tuple(ext.value.get_values_for_type(x509.UniformResourceIdentifier))
     except x509.ExtensionNotFound:
-        return ()
-    return tuple(ext.value.get_values_for_type(x509.UniformResourceIdentifier))
+        uris = ()
+    return PeerCertificate(uris, hashlib.sha256(der).hexdigest(), thumbprint(der))
+
+
+def _bearer(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() == "bearer" and token:
+                return token.strip()
+            raise AuthenticationError("authorization metadata must be 'Bearer <access token>'")
+    raise AuthenticationError(
+        "an access token is required: call DirectoryService.IssueToken, then send 'authorization: Bearer <token>'"
+    )
 
 
 class Authenticator:
-    """Maps a call's TLS peer to a participant of the directory."""
+    """Maps a call to an authorised caller, or refuses it."""
 
-    def __init__(self, directory: Directory) -> None:
-        self.directory = directory
+    def __init__(
+        self,
+        directories: DirectoryProvider,
+        tokens: TokenService,
+        clock: Clock,
+        consume_token_id: Callable[[str, object], bool],
+    ) -> None:
+        self.directories = directories
+        self.tokens = tokens
+        self.clock = clock
+        self.consume_token_id = consume_token_id
 
-    def identify(self, context: grpc.ServicerContext) -> Participant:
-        """The calling participant. Raises AuthenticationError saying what is wrong with the certificate."""
-        auth = context.auth_context()
-        pems = auth.get("x509_pem_cert")
+    def identify(self, context: grpc.ServicerContext) -> tuple[Participant, PeerCertificate]:
+        """The participant behind the connection's client certificate."""
+        pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             raise AuthenticationError("a client certificate is required (mTLS)")
-        ours = [u for u in _uri_sans(pems[0]) if u.startswith(self.directory.uri_prefix)]
+        cert = _peer_certificate(pems[0])
+        directory = self.directories.current()
+        ours = [u for u in cert.uris if u.startswith(directory.uri_prefix)]
         if len(ours) != 1:
             raise AuthenticationError(
                 "the client certificate must carry exactly one URI SAN "
-                f"{self.directory.uri_prefix}<participant id>; ask the hub operator for a certificate"
+                f"{directory.uri_prefix}<participant id>; ask the hub operator for a certificate"
             )
-        participant = self.directory.participant_for_uri(ours[0])
+        participant = directory.participant_for_uri(ours[0])
         if participant is None:
-            pid = ours[0][len(self.directory.uri_prefix) :]
+            pid = ours[0][len(directory.uri_prefix) :]
             raise AuthenticationError(f"participant {pid!r} is not registered in the hub's directory")
-        if not participant.active:
+        if cert.sha256_hex in directory.revoked_certificates:
             raise AuthenticationError(
+                f"this client certificate of {participant.id!r} was revoked; use the replacement certificate"
+            )
+        if not participant.active:
+            raise PermissionDeniedError(
                 f"participant {participant.id!r} is suspended; contact the hub operator"
             )
-        return participant
+        return participant, cert
 
-
-def set_caller(participant: Participant) -> contextvars.Token[Participant | None]:
-    return _CALLER.set(participant)
-
-
-def reset_caller(token: contextvars.Token[Participant | None]) -> None:
-    _CALLER.reset(token)
+    def authorize(self, context: grpc.ServicerContext, method: str) -> Caller:
+        """Identify the caller and check its token and scope for ``method``."""
+        participant, cert = self.identify(context)
+        if method not in METHOD_SCOPES:
+            raise PermissionDeniedError(f"{method} is not open to participants")
+        scope = METHOD_SCOPES[method]
+        if scope is None:
+            return Caller(participant, frozenset(), cert)
+        claims = self.tokens.verify(_bearer(context), cert.thumbprint, self.clock())
+        if claims.participant_id != participant.id:
+            raise AuthenticationError("the access token was issued to another participant")
+        if scope not in claims.scopes:
+            raise PermissionDeniedError(
+                f"this call needs the {scope!r} scope; the token has {sorted(claims.scopes)}"
+            )
+        if method in SINGLE_USE_METHODS and not self.consume_token_id(claims.jti, claims.expires_at):
+            raise AuthenticationError(
+                "this access token was already used for an admin call; ask for a new one"
+            )
+        return Caller(participant, claims.scopes, cert)

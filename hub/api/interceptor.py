@@ -9,6 +9,7 @@ health checking and reflection need only a certificate the TLS layer accepted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -18,9 +19,10 @@ from typing import Any
 import grpc
 
 from hub.api.errors import status_for
-from hub.api.identity import Authenticator, reset_caller, set_caller
-from hub.errors import HubError
+from hub.api.identity import Authenticator, Caller, reset_caller, set_caller
+from hub.errors import HubError, RateLimitedError
 from hub.metrics import HubMetrics
+from hub.services.limits import ParticipantLimits
 
 log = logging.getLogger("spehub.rpc")
 
@@ -28,9 +30,10 @@ PROTECTED_PREFIX = "/spehub."
 
 
 class HubInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, metrics: HubMetrics) -> None:
+    def __init__(self, authenticator: Authenticator, metrics: HubMetrics, limits: ParticipantLimits) -> None:
         self.authenticator = authenticator
         self.metrics = metrics
+        self.limits = limits
 
     def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -38,7 +41,7 @@ class HubInterceptor(grpc.ServerInterceptor):
             return None
         method: str = details.method
         service, _, name = method.lstrip("/").rpartition("/")
-        protected = method.startswith(PROTECTED_PREFIX)
+        protected = method.startswith(PROTECTED_PREFIX)  # every spehub method: authorised, rate-limited
         if handler.request_streaming and handler.response_streaming:
             grpc_type, behavior, factory = (
                 "bidi_stream",
@@ -61,26 +64,37 @@ class HubInterceptor(grpc.ServerInterceptor):
             grpc_type, behavior, factory = "unary", handler.unary_unary, grpc.unary_unary_rpc_method_handler
         labels = (grpc_type, service, name)
         wrap = self._wrap_streaming if handler.response_streaming else self._wrap_unary
-        wrapped = wrap(behavior, labels, protected, handler.request_streaming)
+        wrapped = wrap(behavior, labels, method if protected else None, handler.request_streaming)
         return factory(
             wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def _begin(self, context: grpc.ServicerContext, labels: tuple[str, str, str], protected: bool) -> Any:
-        """Count the start and, for protected methods, identify the caller (raises AuthenticationError)."""
+    def _begin(
+        self, context: grpc.ServicerContext, labels: tuple[str, str, str], method: str | None
+    ) -> Caller | None:
+        """Count the start; for spehub methods, authorise the caller and take one request of its rate."""
         self.metrics.started.labels(*labels).inc()
-        return self.authenticator.identify(context) if protected else None
+        if method is None:
+            return None
+        caller = self.authenticator.authorize(context, method)
+        self.limits.admit(caller.participant.id)
+        return caller
 
-    def _count_requests(self, request: Any, labels: tuple[str, str, str], streaming: bool) -> Any:
+    def _requests(
+        self, request: Any, labels: tuple[str, str, str], streaming: bool, caller: Caller | None
+    ) -> Any:
+        """Count streamed request messages; each one after the first also takes one request of the rate."""
         if not streaming:
             return request
         counter = self.metrics.msg_received.labels(*labels)
 
         def counted() -> Iterator[Any]:
-            for item in request:
+            for i, item in enumerate(request):
                 counter.inc()
+                if caller is not None and i:
+                    self.limits.admit(caller.participant.id)
                 yield item
 
         return counted()
@@ -93,6 +107,8 @@ class HubInterceptor(grpc.ServerInterceptor):
         """Translate an exception into the call's status (context.abort raises)."""
         if isinstance(exc, HubError):
             code = status_for(exc)
+            if isinstance(exc, RateLimitedError):
+                context.set_trailing_metadata((("retry-after-ms", str(int(exc.retry_after * 1000) + 1)),))
             log.info(
                 "rpc refused", extra={"rpc_method": labels[2], "code": code.name, "error": type(exc).__name__}
             )
@@ -113,16 +129,22 @@ class HubInterceptor(grpc.ServerInterceptor):
         return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
 
     def _wrap_unary(
-        self, behavior: Callable[..., Any], labels: tuple[str, str, str], protected: bool, req_streaming: bool
+        self,
+        behavior: Callable[..., Any],
+        labels: tuple[str, str, str],
+        method: str | None,
+        req_streaming: bool,
     ) -> Callable[..., Any]:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             failed = False
             try:
-                participant = self._begin(context, labels, protected)
-                return _as_caller(
-                    participant, behavior, self._count_requests(request, labels, req_streaming), context
-                )
+                caller = self._begin(context, labels, method)
+                requests = self._requests(request, labels, req_streaming, caller)
+                if caller is not None and req_streaming:
+                    with self.limits.stream(caller.participant.id):
+                        return _as_caller(caller, behavior, requests, context)
+                return _as_caller(caller, behavior, requests, context)
             except BaseException as exc:
                 failed = True
                 self._fail(context, labels, exc)
@@ -133,7 +155,11 @@ class HubInterceptor(grpc.ServerInterceptor):
         return wrapper
 
     def _wrap_streaming(
-        self, behavior: Callable[..., Any], labels: tuple[str, str, str], protected: bool, req_streaming: bool
+        self,
+        behavior: Callable[..., Any],
+        labels: tuple[str, str, str],
+        method: str | None,
+        req_streaming: bool,
     ) -> Callable[..., Any]:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started = time.perf_counter()
@@ -141,22 +167,28 @@ class HubInterceptor(grpc.ServerInterceptor):
             failed = False
             sent = self.metrics.msg_sent.labels(*labels)
             try:
-                participant = self._begin(context, labels, protected)
-                responses = _as_caller(
-                    participant,
-                    lambda r, c: iter(behavior(r, c)),
-                    self._count_requests(request, labels, req_streaming),
-                    context,
+                caller = self._begin(context, labels, method)
+                slot = (
+                    self.limits.stream(caller.participant.id)
+                    if caller is not None
+                    else contextlib.nullcontext()
                 )
-                while True:
-                    # The servicer's generator body runs inside next(), maybe on
-                    # another thread each time: set the caller around every step.
-                    try:
-                        item = _as_caller(participant, lambda it, _c: next(it), responses, context)
-                    except StopIteration:
-                        break
-                    sent.inc()
-                    yield item
+                with slot:
+                    responses = _as_caller(
+                        caller,
+                        lambda r, c: iter(behavior(r, c)),
+                        self._requests(request, labels, req_streaming, caller),
+                        context,
+                    )
+                    while True:
+                        # The servicer's generator body runs inside next(), maybe on
+                        # another thread each time: set the caller around every step.
+                        try:
+                            item = _as_caller(caller, lambda it, _c: next(it), responses, context)
+                        except StopIteration:
+                            break
+                        sent.inc()
+                        yield item
             except GeneratorExit:
                 code = grpc.StatusCode.CANCELLED
                 raise
@@ -170,8 +202,8 @@ class HubInterceptor(grpc.ServerInterceptor):
         return wrapper
 
 
-def _as_caller(participant: Any, fn: Callable[[Any, Any], Any], arg: Any, context: Any) -> Any:
-    token = set_caller(participant) if participant is not None else None
+def _as_caller(caller: Caller | None, fn: Callable[[Any, Any], Any], arg: Any, context: Any) -> Any:
+    token = set_caller(caller) if caller is not None else None
     try:
         return fn(arg, context)
     finally:

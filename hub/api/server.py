@@ -11,6 +11,8 @@ from grpc_reflection.v1alpha import reflection
 from spehub.v1 import (
     delivery_pb2,
     delivery_pb2_grpc,
+    directory_pb2,
+    directory_pb2_grpc,
     exchange_pb2,
     exchange_pb2_grpc,
     pool_pb2,
@@ -19,10 +21,12 @@ from spehub.v1 import (
 
 from hub.api.identity import Authenticator
 from hub.api.interceptor import HubInterceptor
-from hub.api.servicers import DeliveryServicer, ExchangeServicer, PoolServicer
+from hub.api.servicers import DeliveryServicer, DirectoryServicer, ExchangeServicer, PoolServicer
 from hub.metrics import HubMetrics
+from hub.services.limits import ParticipantLimits
 
 SERVICE_NAMES = (
+    directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name,
     delivery_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
@@ -55,6 +59,8 @@ def start_server(
     tls: TlsMaterial,
     authenticator: Authenticator,
     metrics: HubMetrics,
+    limits: ParticipantLimits,
+    directory: DirectoryServicer,
     exchange: ExchangeServicer,
     pool: PoolServicer,
     delivery: DeliveryServicer,
@@ -67,7 +73,7 @@ def start_server(
     """
     server = grpc.server(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        interceptors=[HubInterceptor(authenticator, metrics)],
+        interceptors=[HubInterceptor(authenticator, metrics, limits)],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -79,6 +85,7 @@ def start_server(
         ],
         maximum_concurrent_rpcs=workers,
     )
+    directory_pb2_grpc.add_DirectoryServiceServicer_to_server(directory, server)
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(exchange, server)
     pool_pb2_grpc.add_PoolServiceServicer_to_server(pool, server)
     delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(delivery, server)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import (
     delivery_pb2,
     delivery_pb2_grpc,
+    directory_pb2,
+    directory_pb2_grpc,
     exchange_pb2,
     exchange_pb2_grpc,
     pool_pb2,
@@ -15,16 +19,39 @@ from spehub.v1 import (
 )
 
 from hub.api import convert
-from hub.api.identity import current_caller
+from hub.api.identity import current_call, current_caller
 from hub.clock import Clock
+from hub.domain import signing
+from hub.domain.directory import Directory, Participant, SigningKey
+from hub.domain.tokens import HubKeyRing, TokenService
+from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.delivery import DeliveryService
+from hub.services.directory import DirectoryAdmin, DirectoryProvider, export_directory
 from hub.services.exchange import ExchangeService
 from hub.services.pool import PoolService
+from hub.services.records import DELIVERY_KIND_WITHDRAWAL, RecordService
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
-    def __init__(self, exchange: ExchangeService) -> None:
+    def __init__(self, exchange: ExchangeService, records: RecordService) -> None:
         self.exchange = exchange
+        self.records = records
+
+    def GetRecord(
+        self, request: exchange_pb2.GetRecordRequest, context: grpc.ServicerContext
+    ) -> exchange_pb2.GetRecordResponse:
+        envelope = self.records.get(
+            current_caller(), request.origin_participant_id, request.payload_type, request.record_id
+        )
+        return exchange_pb2.GetRecordResponse(envelope=convert.envelope_to_proto(envelope))
+
+    def WithdrawRecord(
+        self, request: exchange_pb2.WithdrawRecordRequest, context: grpc.ServicerContext
+    ) -> exchange_pb2.WithdrawRecordResponse:
+        at = self.records.withdraw(current_caller(), request.payload_type, request.record_id)
+        ts = Timestamp()
+        ts.FromDatetime(at)
+        return exchange_pb2.WithdrawRecordResponse(withdrawn_at=ts)
 
     def Publish(
         self, request_iterator: Iterator[exchange_pb2.PublishRequest], context: grpc.ServicerContext
@@ -86,18 +113,151 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
         for row in self.delivery.stream(
             current_caller(), after, request.stop_when_drained, context.is_active
         ):
-            yield delivery_pb2.SubscribeResponse(
-                delivery=delivery_pb2.Delivery(
-                    sequence=row.seq,
-                    kind=row.kind,  # type: ignore[arg-type]
-                    envelope=convert.envelope_to_proto(row.envelope),
-                    routed_at=convert.timestamp_from_us(row.routed_at_us),
-                )
+            delivery = delivery_pb2.Delivery(
+                sequence=row.seq,
+                kind=row.kind,  # type: ignore[arg-type]
+                routed_at=convert.timestamp_from_us(row.routed_at_us),
             )
+            if row.kind == DELIVERY_KIND_WITHDRAWAL:
+                delivery.withdrawn.CopyFrom(
+                    delivery_pb2.RecordRef(
+                        origin_participant_id=row.envelope.origin_id,
+                        payload_type=row.envelope.payload_type,  # type: ignore[arg-type]
+                        record_id=row.envelope.record_id,
+                        version=row.envelope.version,
+                    )
+                )
+            else:
+                delivery.envelope.CopyFrom(convert.envelope_to_proto(row.envelope))
+            yield delivery_pb2.SubscribeResponse(delivery=delivery)
 
     def Acknowledge(
         self, request: delivery_pb2.AcknowledgeRequest, context: grpc.ServicerContext
     ) -> delivery_pb2.AcknowledgeResponse:
         return delivery_pb2.AcknowledgeResponse(
             cursor=self.delivery.acknowledge(current_caller(), request.sequence)
+        )
+
+
+def _participant_to_proto(p: Participant, directory: Directory) -> directory_pb2.Participant:
+    return directory_pb2.Participant(
+        id=p.id,
+        country_code=p.country_code,
+        kind=directory_pb2.ParticipantKind.Value(f"PARTICIPANT_KIND_{p.kind.name}"),
+        display_name=p.display_name,
+        status=directory_pb2.PARTICIPANT_STATUS_ACTIVE
+        if p.active
+        else directory_pb2.PARTICIPANT_STATUS_SUSPENDED,
+        signing_keys=[_key_to_proto(k) for k in directory.keys_of(p.id)],
+    )
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _key_to_proto(k: SigningKey) -> directory_pb2.SigningKeyInfo:
+    return directory_pb2.SigningKeyInfo(
+        key_id=k.key_id,
+        algorithm=signing.ALGORITHM,
+        public_key_pem=k.public_key_pem,
+        not_before=_ts(k.not_before),
+        not_after=_ts(k.not_after),
+        revoked_at=_ts(k.revoked_at),
+    )
+
+
+class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
+    def __init__(
+        self,
+        provider: DirectoryProvider,
+        admin: DirectoryAdmin,
+        tokens: TokenService,
+        keys: HubKeyRing,
+        clock: Clock,
+    ) -> None:
+        self.provider = provider
+        self.admin = admin
+        self.tokens = tokens
+        self.keys = keys
+        self.clock = clock
+
+    def IssueToken(
+        self, request: directory_pb2.IssueTokenRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.IssueTokenResponse:
+        call = current_call()
+        token, expires, scopes = self.tokens.issue(
+            call.participant, list(request.scopes), call.certificate.thumbprint, self.clock()
+        )
+        return directory_pb2.IssueTokenResponse(
+            access_token=token,
+            token_type="Bearer",  # noqa: S106 (the OAuth token type, not a secret)
+            expires_at=_ts(expires),
+            scopes=sorted(scopes),
+        )
+
+    def GetParticipant(
+        self, request: directory_pb2.GetParticipantRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.GetParticipantResponse:
+        directory = self.provider.current()
+        participant = directory.participants.get(request.participant_id)
+        if participant is None:
+            raise NotFoundError(f"no participant {request.participant_id!r}")
+        return directory_pb2.GetParticipantResponse(participant=_participant_to_proto(participant, directory))
+
+    def ListParticipants(
+        self, request: directory_pb2.ListParticipantsRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.ListParticipantsResponse:
+        directory = self.provider.current()
+        return directory_pb2.ListParticipantsResponse(
+            participants=[
+                _participant_to_proto(directory.participants[pid], directory)
+                for pid in sorted(directory.participants)
+            ]
+        )
+
+    def ExportDirectory(
+        self, request: directory_pb2.ExportDirectoryRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.ExportDirectoryResponse:
+        body, key_id, seconds, nanos, signature = export_directory(
+            self.provider.current(), self.keys, self.clock()
+        )
+        return directory_pb2.ExportDirectoryResponse(
+            registry_json=body,
+            key_id=key_id,
+            signed_at=Timestamp(seconds=seconds, nanos=nanos),
+            signature=signature,
+        )
+
+    def SetParticipantStatus(
+        self, request: directory_pb2.SetParticipantStatusRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.SetParticipantStatusResponse:
+        if request.status not in (
+            directory_pb2.PARTICIPANT_STATUS_ACTIVE,
+            directory_pb2.PARTICIPANT_STATUS_SUSPENDED,
+        ):
+            raise InvalidRequestError("status must be ACTIVE or SUSPENDED", "status")
+        participant = self.admin.set_status(
+            request.participant_id, request.status == directory_pb2.PARTICIPANT_STATUS_ACTIVE
+        )
+        return directory_pb2.SetParticipantStatusResponse(
+            participant=_participant_to_proto(participant, self.provider.current())
+        )
+
+    def RevokeSigningKey(
+        self, request: directory_pb2.RevokeSigningKeyRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.RevokeSigningKeyResponse:
+        return directory_pb2.RevokeSigningKeyResponse(
+            signing_key=_key_to_proto(self.admin.revoke_key(request.participant_id, request.key_id))
+        )
+
+    def RevokeCertificate(
+        self, request: directory_pb2.RevokeCertificateRequest, context: grpc.ServicerContext
+    ) -> directory_pb2.RevokeCertificateResponse:
+        return directory_pb2.RevokeCertificateResponse(
+            revoked_at=_ts(self.admin.revoke_certificate(request.certificate_sha256))
         )

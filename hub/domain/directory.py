@@ -22,6 +22,7 @@ from hub.errors import ConfigError, SignatureError
 
 REGISTRY_FORMAT = "spehub-registry/1"
 PARTICIPANT_ID = records.PARTICIPANT_ID
+HEX64 = records.HEX64
 KEY_ID = records.RECORD_ID
 
 
@@ -42,10 +43,17 @@ class SigningKey:
     public_key: ec.EllipticCurvePublicKey
     not_before: datetime
     not_after: datetime | None = None
+    revoked_at: datetime | None = None
+    public_key_pem: str = ""
 
     def valid_at(self, when: datetime) -> bool:
-        """True if a signature made at ``when`` may use this key."""
+        """True if a signature made at ``when`` may use this key (rotated-out keys keep their past)."""
         return self.not_before <= when and (self.not_after is None or when < self.not_after)
+
+    @property
+    def revoked(self) -> bool:
+        """A revoked key verifies nothing any more, whatever the signing time claims."""
+        return self.revoked_at is not None
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class Directory:
     development: bool
     participants: dict[str, Participant] = field(default_factory=dict)
     keys: dict[tuple[str, str], SigningKey] = field(default_factory=dict)
+    revoked_certificates: frozenset[str] = frozenset()
+    version: int = 0
 
     @property
     def uri_prefix(self) -> str:
@@ -84,6 +94,42 @@ class Directory:
 
     def key(self, participant_id: str, key_id: str) -> SigningKey | None:
         return self.keys.get((participant_id, key_id))
+
+    def keys_of(self, participant_id: str) -> list[SigningKey]:
+        """The participant's keys, oldest first."""
+        return sorted(
+            (k for k in self.keys.values() if k.participant_id == participant_id), key=lambda k: k.not_before
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The registry format (spehub-registry/1), revocations included: what an export carries."""
+        return {
+            "format": REGISTRY_FORMAT,
+            "development": self.development,
+            "trust_domain": self.trust_domain,
+            "revoked_certificates": sorted(self.revoked_certificates),
+            "participants": [
+                {
+                    "id": p.id,
+                    "country_code": p.country_code,
+                    "kind": p.kind.value,
+                    "display_name": p.display_name,
+                    "status": "active" if p.active else "suspended",
+                    "signing_keys": [
+                        {
+                            "key_id": k.key_id,
+                            "algorithm": signing.ALGORITHM,
+                            "public_key_pem": k.public_key_pem,
+                            "not_before": k.not_before.isoformat(),
+                            "not_after": k.not_after.isoformat() if k.not_after else None,
+                            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                        }
+                        for k in self.keys_of(p.id)
+                    ],
+                }
+                for p in sorted(self.participants.values(), key=lambda p: p.id)
+            ],
+        }
 
     def origin_spes_in(self, country_codes: Iterable[str]) -> list[Participant]:
         """Active origin SPEs of the given countries, sorted by id."""
@@ -153,16 +199,22 @@ class Directory:
                         signing.load_public_key(k["public_key_pem"], kid),
                         _time(k["not_before"], f"{kwhere}.not_before"),
                         _time(k["not_after"], f"{kwhere}.not_after") if k.get("not_after") else None,
+                        _time(k["revoked_at"], f"{kwhere}.revoked_at") if k.get("revoked_at") else None,
+                        k["public_key_pem"],
                     )
             except KeyError as exc:
                 raise ConfigError(f"{where}: missing {exc.args[0]!r}") from None
             except SignatureError as exc:
                 raise ConfigError(f"{where}: {exc}") from exc
+        revoked = data.get("revoked_certificates", [])
+        if not isinstance(revoked, list) or not all(isinstance(h, str) and HEX64.match(h) for h in revoked):
+            raise ConfigError(f"{origin}: revoked_certificates must be SHA-256 hashes in lower-case hex")
         return cls(
             trust_domain=str(data.get("trust_domain", "")),
             development=bool(data.get("development", False)),
             participants=participants,
             keys=keys,
+            revoked_certificates=frozenset(revoked),
         )
 
 

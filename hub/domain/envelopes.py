@@ -11,10 +11,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from hub.domain import signing
-from hub.domain.directory import Directory, Participant, SigningKey
+from hub.domain.directory import Directory, Participant, ParticipantKind, SigningKey
 from hub.domain.records import ParsedRecord, PayloadKind, Reason, RecordRejection, parse
 
 MAX_SIGNATURE_BYTES = 80  # a DER ECDSA P-256 signature is at most 72 bytes
+
+# Who may publish what: candidates' records come from the SPE that holds them;
+# offers from any service recruiting (EU agencies, and African SPEs for
+# mobility within Africa); operators publish nothing.
+PUBLISHERS: dict[PayloadKind, frozenset[ParticipantKind]] = {
+    PayloadKind.CANDIDATE_PROFILE: frozenset({ParticipantKind.ORIGIN_SPE}),
+    PayloadKind.PERSONAL_DETAILS: frozenset({ParticipantKind.ORIGIN_SPE}),
+    PayloadKind.CONSENT: frozenset({ParticipantKind.ORIGIN_SPE}),
+    PayloadKind.JOB_OFFER: frozenset({ParticipantKind.ORIGIN_SPE, ParticipantKind.DESTINATION_AGENCY}),
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,12 @@ def precheck(
             "each participant publishes only what it signed",
             "signer_participant_id",
         )
+    if caller is not None and caller.kind not in PUBLISHERS[kind]:
+        raise RecordRejection(
+            Reason.TYPE_NOT_ALLOWED,
+            f"a {caller.kind.value} participant may not publish {kind.value} records",
+            "payload_type",
+        )
     key = directory.key(env.signer_id, env.key_id)
     if key is None:
         raise RecordRejection(
@@ -92,6 +108,12 @@ def precheck(
     if signed_at > now + skew:
         raise RecordRejection(
             Reason.INVALID_ENVELOPE, "signed_at is in the future beyond the allowed clock skew", "signed_at"
+        )
+    if key.revoked:
+        raise RecordRejection(
+            Reason.KEY_REVOKED,
+            f"key {env.key_id!r} of {env.signer_id!r} was revoked; sign with a current key",
+            "key_id",
         )
     if not key.valid_at(signed_at):
         raise RecordRejection(

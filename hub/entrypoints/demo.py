@@ -30,7 +30,7 @@ from spehub.v1 import (
     profile_pb2,
 )
 
-from hub.api.client import seal, secure_channel
+from hub.api.client import authorized_channel, seal
 from hub.api.convert import envelope_from_proto
 from hub.domain.directory import Directory
 from hub.domain.envelopes import open_envelope
@@ -63,7 +63,8 @@ class Identity:
         )
 
     def channel(self, target: str, ca_pem: bytes) -> grpc.Channel:
-        return secure_channel(target, ca_pem, self.cert_pem, self.key_pem)
+        """mTLS, with hub access tokens obtained and renewed on the way."""
+        return authorized_channel(target, ca_pem, self.cert_pem, self.key_pem)
 
     def seal(self, record: object, kind: PayloadKind) -> object:
         key = load_private_key(self.signing_key_pem, f"signing key of {self.participant_id}")

@@ -24,6 +24,7 @@ from hub.domain.records import PayloadKind, Reason, RecordRejection
 from hub.errors import LimitExceededError
 from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier
+from hub.services.directory import DirectoryProvider
 from hub.store.store import NewRecord, Store
 
 DELIVERY_KIND_RECORD = 1  # spehub.v1.DeliveryKind.DELIVERY_KIND_RECORD
@@ -91,7 +92,7 @@ class ExchangeService:
     def __init__(
         self,
         store: Store,
-        directory: Directory,
+        directories: DirectoryProvider,
         clock: Clock,
         metrics: HubMetrics,
         verifier: SignatureVerifier,
@@ -100,7 +101,7 @@ class ExchangeService:
         clock_skew: timedelta,
     ) -> None:
         self.store = store
-        self.directory = directory
+        self.directories = directories
         self.clock = clock
         self.metrics = metrics
         self.verifier = verifier
@@ -119,11 +120,13 @@ class ExchangeService:
                 f"batch of {len(batch)} envelopes is over the limit of {self.max_batch_records}; split it"
             )
         now = self.clock()
+        # Read once per batch: a key revoked or a participant suspended now applies from the next batch.
+        directory = self.directories.current()
         results: list[RecordResult | None] = [None] * len(batch)
         to_verify: list[tuple[int, Envelope, PayloadKind, SigningKey]] = []
         for i, env in enumerate(batch):
             try:
-                kind, key = env_rules.precheck(env, caller, self.directory, now, self.clock_skew)
+                kind, key = env_rules.precheck(env, caller, directory, now, self.clock_skew)
             except RecordRejection as exc:
                 results[i] = _rejected(i, None, exc)
                 continue
@@ -144,7 +147,7 @@ class ExchangeService:
             parsed.append((i, env, rec))
 
         if parsed:
-            self._store(caller, parsed, results, to_us(now))
+            self._store(caller, directory, parsed, results, to_us(now))
         final = [r for r in results if r is not None]
         assert len(final) == len(batch)
         self._count(caller, final)
@@ -153,6 +156,7 @@ class ExchangeService:
     def _store(
         self,
         caller: Participant,
+        directory: Directory,
         parsed: list[tuple[int, Envelope, records.ParsedRecord]],
         results: list[RecordResult | None],
         now_us: int,
@@ -203,7 +207,7 @@ class ExchangeService:
                 if isinstance(rec.index, records.OfferIndex):
                     recipients = [
                         p.id
-                        for p in self.directory.origin_spes_in(rec.index.target_countries)
+                        for p in directory.origin_spes_in(rec.index.target_countries)
                         if p.id != caller.id
                     ]
                     if recipients:

@@ -173,3 +173,56 @@ INDEX_CHILDREN = (
     consent_recipients,
 )
 INDEX_MAIN = (profiles, offers, consents)
+
+# -- directory: participants, their keys, revoked certificates ---------------
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("country_code", String(2), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("participant_id", String(64), ForeignKey("participants.id"), primary_key=True),
+    Column("key_id", String(128), primary_key=True),
+    Column("public_key_pem", String(2000), nullable=False),
+    Column("not_before_us", BigInteger, nullable=False),
+    Column("not_after_us", BigInteger, nullable=True),
+    Column("revoked_at_us", BigInteger, nullable=True),
+)
+
+revoked_certificates = Table(
+    "revoked_certificates",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("revoked_at_us", BigInteger, nullable=False),
+)
+
+# One row: bumped by every directory change, so each hub process notices on its next call.
+directory_state = Table(
+    "directory_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+# Single-use token ids (admin tokens), kept until the token expires.
+used_token_ids = Table(
+    "used_token_ids",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("expires_at_us", BigInteger, nullable=False),
+)
+
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    Column("withdrawn_at_us", BigInteger, nullable=False),
+)

@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from hub.domain.envelopes import Envelope
 from hub.domain.records import (
@@ -89,6 +89,8 @@ class ProfileFilter:
     mobility_mask: int = 0
     available_by: date | None = None
     origin_countries: tuple[str, ...] = ()
+    record_pk: int | None = None
+    """Only this record (GetRecord asks whether one profile is visible)."""
 
 
 @dataclass(frozen=True)
@@ -344,9 +346,10 @@ class UnitOfWork:
                 ],
             )
             stale = [pk for _, pk, _ in replaced]
-            for table in (*t.INDEX_CHILDREN, *t.INDEX_MAIN):
-                for chunk in _chunks(stale, 500):
-                    self.conn.execute(delete(table).where(table.c.record_pk.in_(chunk)))
+            self._drop_index(stale)
+            # A new version of a withdrawn record publishes it again.
+            for chunk in _chunks(stale, 500):
+                self.conn.execute(delete(t.withdrawals).where(t.withdrawals.c.record_pk.in_(chunk)))
             record_pks.extend((it, pk) for it, pk, _ in replaced)
         self._index(record_pks)
         return envelope_ids
@@ -429,6 +432,142 @@ class UnitOfWork:
         for table in (*t.INDEX_MAIN, *t.INDEX_CHILDREN):
             if table in rows:
                 self.conn.execute(insert(table), rows[table])
+
+    # -- directory -----------------------------------------------------------
+
+    def directory_version(self) -> int:
+        """The directory's change counter (0 before the first change)."""
+        value = self.conn.execute(
+            select(t.directory_state.c.version).where(t.directory_state.c.id == 1)
+        ).scalar()
+        return int(value or 0)
+
+    def bump_directory_version(self) -> int:
+        """Record that the directory changed. Returns the new version."""
+        state = t.directory_state.c
+        if not self.conn.execute(
+            update(t.directory_state).where(state.id == 1).values(version=state.version + 1)
+        ).rowcount:
+            self.conn.execute(insert(t.directory_state).values(id=1, version=1))
+        return self.directory_version()
+
+    def directory_rows(self) -> tuple[list[Any], list[Any], set[str]]:
+        """Every participant, every signing key, and the revoked certificate hashes."""
+        participants = list(self.conn.execute(select(t.participants).order_by(t.participants.c.id)))
+        keys = list(
+            self.conn.execute(
+                select(t.signing_keys).order_by(
+                    t.signing_keys.c.participant_id, t.signing_keys.c.not_before_us
+                )
+            )
+        )
+        revoked = set(self.conn.execute(select(t.revoked_certificates.c.sha256)).scalars())
+        return participants, keys, revoked
+
+    def participant_row(self, participant_id: str) -> Any | None:
+        return self.conn.execute(select(t.participants).where(t.participants.c.id == participant_id)).first()
+
+    def insert_participant(self, **values: Any) -> None:
+        self.conn.execute(insert(t.participants).values(**values))
+
+    def set_participant_status(self, participant_id: str, status: str) -> bool:
+        """True if the participant exists."""
+        p = t.participants.c
+        return bool(
+            self.conn.execute(
+                update(t.participants).where(p.id == participant_id).values(status=status)
+            ).rowcount
+        )
+
+    def signing_key_row(self, participant_id: str, key_id: str) -> Any | None:
+        k = t.signing_keys.c
+        return self.conn.execute(
+            select(t.signing_keys).where(k.participant_id == participant_id, k.key_id == key_id)
+        ).first()
+
+    def insert_signing_key(self, **values: Any) -> None:
+        self.conn.execute(insert(t.signing_keys).values(**values))
+
+    def retire_signing_keys(self, participant_id: str, at_us: int, keep_key_id: str) -> int:
+        """Set not_after on the participant's open keys except ``keep_key_id``. Returns how many."""
+        k = t.signing_keys.c
+        return self.conn.execute(
+            update(t.signing_keys)
+            .where(k.participant_id == participant_id, k.key_id != keep_key_id, k.not_after_us.is_(None))
+            .values(not_after_us=at_us)
+        ).rowcount
+
+    def revoke_signing_key(self, participant_id: str, key_id: str, at_us: int) -> bool:
+        """Revoke (first revocation time wins). True if the key exists."""
+        k = t.signing_keys.c
+        where = (k.participant_id == participant_id, k.key_id == key_id)
+        if self.signing_key_row(participant_id, key_id) is None:
+            return False
+        self.conn.execute(
+            update(t.signing_keys).where(*where, k.revoked_at_us.is_(None)).values(revoked_at_us=at_us)
+        )
+        return True
+
+    def revoke_certificate(self, sha256_hex: str, at_us: int) -> int:
+        """Revoke a certificate by hash (first revocation time wins). Returns the revocation time."""
+        c = t.revoked_certificates.c
+        existing = self.conn.execute(select(c.revoked_at_us).where(c.sha256 == sha256_hex)).scalar()
+        if existing is not None:
+            return int(existing)
+        self.conn.execute(insert(t.revoked_certificates).values(sha256=sha256_hex, revoked_at_us=at_us))
+        return at_us
+
+    def use_token_id(self, jti: str, expires_at_us: int, now_us: int) -> bool:
+        """Mark a single-use token id as used. False if it was used before."""
+        u = t.used_token_ids.c
+        self.conn.execute(delete(t.used_token_ids).where(u.expires_at_us < now_us))
+        try:
+            # A savepoint, so that a concurrent use (primary-key conflict) does
+            # not abort the surrounding transaction on PostgreSQL.
+            with self.conn.begin_nested():
+                self.conn.execute(insert(t.used_token_ids).values(jti=jti, expires_at_us=expires_at_us))
+        except IntegrityError:
+            return False
+        return True
+
+    # -- single records ------------------------------------------------------
+
+    def current_record(
+        self, origin_id: str, payload_type: int, record_id: str
+    ) -> tuple[int, StoredEnvelope, int | None] | None:
+        """The current version of a record: (record pk, envelope, withdrawn_at_us or None), or None."""
+        r, w = t.records.c, t.withdrawals.c
+        row = self.conn.execute(
+            select(r.id, w.withdrawn_at_us, *_ENVELOPE_COLUMNS)
+            .select_from(t.records)
+            .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
+            .outerjoin(t.withdrawals, w.record_pk == r.id)
+            .where(r.origin_id == origin_id, r.payload_type == payload_type, r.record_id == record_id)
+        ).first()
+        if row is None:
+            return None
+        return row[0], _stored(row[2:]), row[1]
+
+    def withdraw(self, record_pk: int, at_us: int) -> None:
+        """Mark a record withdrawn and drop it from every search index."""
+        self.conn.execute(insert(t.withdrawals).values(record_pk=record_pk, withdrawn_at_us=at_us))
+        self._drop_index([record_pk])
+
+    def recipients_of(self, origin_id: str, payload_type: int, record_id: str) -> list[str]:
+        """Participants any version of the record was delivered to, sorted."""
+        d, e = t.deliveries.c, t.envelopes.c
+        query = (
+            select(d.recipient_id)
+            .distinct()
+            .join(t.envelopes, e.id == d.envelope_id)
+            .where(e.origin_id == origin_id, e.payload_type == payload_type, e.record_id == record_id)
+        )
+        return sorted(self.conn.execute(query).scalars())
+
+    def _drop_index(self, record_pks: Sequence[int]) -> None:
+        for table in (*t.INDEX_CHILDREN, *t.INDEX_MAIN):
+            for chunk in _chunks(record_pks, 500):
+                self.conn.execute(delete(table).where(table.c.record_pk.in_(chunk)))
 
     # -- delivery ------------------------------------------------------------
 
@@ -534,6 +673,8 @@ class UnitOfWork:
             conditions.append(or_(p.available_from.is_(None), p.available_from <= f.available_by))
         if f.origin_countries:
             conditions.append(p.residence_country.in_(f.origin_countries))
+        if f.record_pk is not None:
+            conditions.append(p.record_pk == f.record_pk)
         query = (
             select(p.record_pk, p.residence_country, *_ENVELOPE_COLUMNS)
             .select_from(t.profiles)

@@ -28,6 +28,10 @@ class _DeliveryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery
     DELIVERY_KIND_UNSPECIFIED: _DeliveryKind.ValueType  # 0
     DELIVERY_KIND_RECORD: _DeliveryKind.ValueType  # 1
     """A record routed to the caller (e.g. an offer addressed to its country)."""
+    DELIVERY_KIND_WITHDRAWAL: _DeliveryKind.ValueType  # 2
+    """The origin withdrew a record delivered before: envelope is unset and
+    withdrawn names it; stop using it.
+    """
 
 class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper):
     """Why something was delivered."""
@@ -35,6 +39,10 @@ class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper):
 DELIVERY_KIND_UNSPECIFIED: DeliveryKind.ValueType  # 0
 DELIVERY_KIND_RECORD: DeliveryKind.ValueType  # 1
 """A record routed to the caller (e.g. an offer addressed to its country)."""
+DELIVERY_KIND_WITHDRAWAL: DeliveryKind.ValueType  # 2
+"""The origin withdrew a record delivered before: envelope is unset and
+withdrawn names it; stop using it.
+"""
 Global___DeliveryKind: _TypeAlias = DeliveryKind  # noqa: Y015
 
 @_typing.final
@@ -97,6 +105,7 @@ class Delivery(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
     ROUTED_AT_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Strictly increasing per recipient; acknowledge it to move the cursor."""
     kind: Global___DeliveryKind.ValueType
@@ -106,6 +115,10 @@ class Delivery(_message.Message):
 
     @_builtins.property
     def routed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def withdrawn(self) -> Global___RecordRef:
+        """For DELIVERY_KIND_WITHDRAWAL: the record withdrawn."""
+
     def __init__(
         self,
         *,
@@ -113,14 +126,45 @@ class Delivery(_message.Message):
         kind: Global___DeliveryKind.ValueType = ...,
         envelope: _envelope_pb2.SignedEnvelope | None = ...,
         routed_at: _timestamp_pb2.Timestamp | None = ...,
+        withdrawn: Global___RecordRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "routed_at", b"routed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "routed_at", b"routed_at", "withdrawn", b"withdrawn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "kind", b"kind", "routed_at", b"routed_at", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "kind", b"kind", "routed_at", b"routed_at", "sequence", b"sequence", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class RecordRef(_message.Message):
+    """Names a record without carrying it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_TYPE_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    origin_participant_id: _builtins.str
+    payload_type: _envelope_pb2.PayloadType.ValueType
+    record_id: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        origin_participant_id: _builtins.str = ...,
+        payload_type: _envelope_pb2.PayloadType.ValueType = ...,
+        record_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin_participant_id", b"origin_participant_id", "payload_type", b"payload_type", "record_id", b"record_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRef: _TypeAlias = RecordRef  # noqa: Y015
 
 @_typing.final
 class AcknowledgeRequest(_message.Message):

@@ -22,26 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from spehub.v1 import envelope_pb2 as spehub_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spehub/v1/exchange.proto\x12\tspehub.v1\x1a\x18spehub/v1/envelope.proto\"R\n\x0ePublishRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\tenvelopes\x18\x02 \x03(\x0b\x32\x19.spehub.v1.SignedEnvelope\"O\n\x0fPublishResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.spehub.v1.RecordResult\"\xf4\x01\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x0cpayload_type\x18\x02 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12)\n\x07outcome\x18\x05 \x01(\x0e\x32\x18.spehub.v1.RecordOutcome\x12*\n\x06reason\x18\x06 \x01(\x0e\x32\x1a.spehub.v1.RejectionReason\x12\x0c\n\x04\x63ode\x18\x07 \x01(\x05\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x0f\n\x07message\x18\t \x01(\t*\x87\x01\n\rRecordOutcome\x12\x1e\n\x1aRECORD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17RECORD_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18RECORD_OUTCOME_DUPLICATE\x10\x02\x12\x1b\n\x17RECORD_OUTCOME_REJECTED\x10\x03*\xfe\x03\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12&\n\"REJECTION_REASON_SIGNATURE_INVALID\x10\x01\x12 \n\x1cREJECTION_REASON_UNKNOWN_KEY\x10\x02\x12\"\n\x1eREJECTION_REASON_KEY_NOT_VALID\x10\x03\x12&\n\"REJECTION_REASON_SIGNER_NOT_CALLER\x10\x04\x12&\n\"REJECTION_REASON_ORIGIN_NOT_SIGNER\x10\x05\x12)\n%REJECTION_REASON_UNKNOWN_PAYLOAD_TYPE\x10\x06\x12&\n\"REJECTION_REASON_MALFORMED_PAYLOAD\x10\x07\x12\"\n\x1eREJECTION_REASON_UNKNOWN_FIELD\x10\x08\x12\"\n\x1eREJECTION_REASON_INVALID_FIELD\x10\t\x12%\n!REJECTION_REASON_VERSION_CONFLICT\x10\n\x12\"\n\x1eREJECTION_REASON_STALE_VERSION\x10\x0b\x12%\n!REJECTION_REASON_INVALID_ENVELOPE\x10\x0c\x32W\n\x0f\x45xchangeService\x12\x44\n\x07Publish\x12\x19.spehub.v1.PublishRequest\x1a\x1a.spehub.v1.PublishResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spehub/v1/exchange.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18spehub/v1/envelope.proto\"r\n\x10GetRecordRequest\x12\x1d\n\x15origin_participant_id\x18\x01 \x01(\t\x12,\n\x0cpayload_type\x18\x02 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x11\n\trecord_id\x18\x03 \x01(\t\"@\n\x11GetRecordResponse\x12+\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\"l\n\x15WithdrawRecordRequest\x12,\n\x0cpayload_type\x18\x01 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x11\n\trecord_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"J\n\x16WithdrawRecordResponse\x12\x30\n\x0cwithdrawn_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x0ePublishRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\tenvelopes\x18\x02 \x03(\x0b\x32\x19.spehub.v1.SignedEnvelope\"O\n\x0fPublishResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.spehub.v1.RecordResult\"\xf4\x01\n\x0cRecordResult\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x0cpayload_type\x18\x02 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12)\n\x07outcome\x18\x05 \x01(\x0e\x32\x18.spehub.v1.RecordOutcome\x12*\n\x06reason\x18\x06 \x01(\x0e\x32\x1a.spehub.v1.RejectionReason\x12\x0c\n\x04\x63ode\x18\x07 \x01(\x05\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x0f\n\x07message\x18\t \x01(\t*\x87\x01\n\rRecordOutcome\x12\x1e\n\x1aRECORD_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17RECORD_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18RECORD_OUTCOME_DUPLICATE\x10\x02\x12\x1b\n\x17RECORD_OUTCOME_REJECTED\x10\x03*\xc7\x04\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12&\n\"REJECTION_REASON_SIGNATURE_INVALID\x10\x01\x12 \n\x1cREJECTION_REASON_UNKNOWN_KEY\x10\x02\x12\"\n\x1eREJECTION_REASON_KEY_NOT_VALID\x10\x03\x12&\n\"REJECTION_REASON_SIGNER_NOT_CALLER\x10\x04\x12&\n\"REJECTION_REASON_ORIGIN_NOT_SIGNER\x10\x05\x12)\n%REJECTION_REASON_UNKNOWN_PAYLOAD_TYPE\x10\x06\x12&\n\"REJECTION_REASON_MALFORMED_PAYLOAD\x10\x07\x12\"\n\x1eREJECTION_REASON_UNKNOWN_FIELD\x10\x08\x12\"\n\x1eREJECTION_REASON_INVALID_FIELD\x10\t\x12%\n!REJECTION_REASON_VERSION_CONFLICT\x10\n\x12\"\n\x1eREJECTION_REASON_STALE_VERSION\x10\x0b\x12%\n!REJECTION_REASON_INVALID_ENVELOPE\x10\x0c\x12 \n\x1cREJECTION_REASON_KEY_REVOKED\x10\r\x12%\n!REJECTION_REASON_TYPE_NOT_ALLOWED\x10\x0e\x32\xf6\x01\n\x0f\x45xchangeService\x12\x44\n\x07Publish\x12\x19.spehub.v1.PublishRequest\x1a\x1a.spehub.v1.PublishResponse(\x01\x30\x01\x12\x46\n\tGetRecord\x12\x1b.spehub.v1.GetRecordRequest\x1a\x1c.spehub.v1.GetRecordResponse\x12U\n\x0eWithdrawRecord\x12 .spehub.v1.WithdrawRecordRequest\x1a!.spehub.v1.WithdrawRecordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECORDOUTCOME']._serialized_start=478
-  _globals['_RECORDOUTCOME']._serialized_end=613
-  _globals['_REJECTIONREASON']._serialized_start=616
-  _globals['_REJECTIONREASON']._serialized_end=1126
-  _globals['_PUBLISHREQUEST']._serialized_start=65
-  _globals['_PUBLISHREQUEST']._serialized_end=147
-  _globals['_PUBLISHRESPONSE']._serialized_start=149
-  _globals['_PUBLISHRESPONSE']._serialized_end=228
-  _globals['_RECORDRESULT']._serialized_start=231
-  _globals['_RECORDRESULT']._serialized_end=475
-  _globals['_EXCHANGESERVICE']._serialized_start=1128
-  _globals['_EXCHANGESERVICE']._serialized_end=1215
+  _globals['_RECORDOUTCOME']._serialized_start=879
+  _globals['_RECORDOUTCOME']._serialized_end=1014
+  _globals['_REJECTIONREASON']._serialized_start=1017
+  _globals['_REJECTIONREASON']._serialized_end=1600
+  _globals['_GETRECORDREQUEST']._serialized_start=98
+  _globals['_GETRECORDREQUEST']._serialized_end=212
+  _globals['_GETRECORDRESPONSE']._serialized_start=214
+  _globals['_GETRECORDRESPONSE']._serialized_end=278
+  _globals['_WITHDRAWRECORDREQUEST']._serialized_start=280
+  _globals['_WITHDRAWRECORDREQUEST']._serialized_end=388
+  _globals['_WITHDRAWRECORDRESPONSE']._serialized_start=390
+  _globals['_WITHDRAWRECORDRESPONSE']._serialized_end=464
+  _globals['_PUBLISHREQUEST']._serialized_start=466
+  _globals['_PUBLISHREQUEST']._serialized_end=548
+  _globals['_PUBLISHRESPONSE']._serialized_start=550
+  _globals['_PUBLISHRESPONSE']._serialized_end=629
+  _globals['_RECORDRESULT']._serialized_start=632
+  _globals['_RECORDRESULT']._serialized_end=876
+  _globals['_EXCHANGESERVICE']._serialized_start=1603
+  _globals['_EXCHANGESERVICE']._serialized_end=1849
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from spehub.v1 import envelope_pb2 as _envelope_pb2
@@ -77,6 +78,12 @@ class _RejectionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Rejec
     """A newer version of the record is already stored."""
     REJECTION_REASON_INVALID_ENVELOPE: _RejectionReason.ValueType  # 12
     """The envelope itself is incomplete (no signature, signing time, ...)."""
+    REJECTION_REASON_KEY_REVOKED: _RejectionReason.ValueType  # 13
+    """The key was revoked: nothing signed with it is accepted any more."""
+    REJECTION_REASON_TYPE_NOT_ALLOWED: _RejectionReason.ValueType  # 14
+    """This kind of participant may not publish this record type (e.g. a
+    destination agency publishing a candidate profile).
+    """
 
 class RejectionReason(_RejectionReason, metaclass=_RejectionReasonEnumTypeWrapper):
     """Why a record was refused."""
@@ -106,7 +113,112 @@ REJECTION_REASON_STALE_VERSION: RejectionReason.ValueType  # 11
 """A newer version of the record is already stored."""
 REJECTION_REASON_INVALID_ENVELOPE: RejectionReason.ValueType  # 12
 """The envelope itself is incomplete (no signature, signing time, ...)."""
+REJECTION_REASON_KEY_REVOKED: RejectionReason.ValueType  # 13
+"""The key was revoked: nothing signed with it is accepted any more."""
+REJECTION_REASON_TYPE_NOT_ALLOWED: RejectionReason.ValueType  # 14
+"""This kind of participant may not publish this record type (e.g. a
+destination agency publishing a candidate profile).
+"""
 Global___RejectionReason: _TypeAlias = RejectionReason  # noqa: Y015
+
+@_typing.final
+class GetRecordRequest(_message.Message):
+    """Which record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_TYPE_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    origin_participant_id: _builtins.str
+    payload_type: _envelope_pb2.PayloadType.ValueType
+    record_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        origin_participant_id: _builtins.str = ...,
+        payload_type: _envelope_pb2.PayloadType.ValueType = ...,
+        record_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin_participant_id", b"origin_participant_id", "payload_type", b"payload_type", "record_id", b"record_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRecordRequest: _TypeAlias = GetRecordRequest  # noqa: Y015
+
+@_typing.final
+class GetRecordResponse(_message.Message):
+    """The record's current envelope, exactly as signed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def envelope(self) -> _envelope_pb2.SignedEnvelope: ...
+    def __init__(
+        self,
+        *,
+        envelope: _envelope_pb2.SignedEnvelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRecordResponse: _TypeAlias = GetRecordResponse  # noqa: Y015
+
+@_typing.final
+class WithdrawRecordRequest(_message.Message):
+    """Which of the caller's records to withdraw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYLOAD_TYPE_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    payload_type: _envelope_pb2.PayloadType.ValueType
+    record_id: _builtins.str
+    request_id: _builtins.str
+    """Client-chosen id; a retry with the same id is answered the same way."""
+    def __init__(
+        self,
+        *,
+        payload_type: _envelope_pb2.PayloadType.ValueType = ...,
+        record_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload_type", b"payload_type", "record_id", b"record_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawRecordRequest: _TypeAlias = WithdrawRecordRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawRecordResponse(_message.Message):
+    """When the withdrawal took effect (the first time, for a repeated request)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHDRAWN_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def withdrawn_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        withdrawn_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdrawn_at", b"withdrawn_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["withdrawn_at", b"withdrawn_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawRecordResponse: _TypeAlias = WithdrawRecordResponse  # noqa: Y015
 
 @_typing.final
 class PublishRequest(_message.Message):

@@ -40,6 +40,16 @@ class ExchangeServiceStub:
                 request_serializer=spehub_dot_v1_dot_exchange__pb2.PublishRequest.SerializeToString,
                 response_deserializer=spehub_dot_v1_dot_exchange__pb2.PublishResponse.FromString,
                 _registered_method=True)
+        self.GetRecord = channel.unary_unary(
+                '/spehub.v1.ExchangeService/GetRecord',
+                request_serializer=spehub_dot_v1_dot_exchange__pb2.GetRecordRequest.SerializeToString,
+                response_deserializer=spehub_dot_v1_dot_exchange__pb2.GetRecordResponse.FromString,
+                _registered_method=True)
+        self.WithdrawRecord = channel.unary_unary(
+                '/spehub.v1.ExchangeService/WithdrawRecord',
+                request_serializer=spehub_dot_v1_dot_exchange__pb2.WithdrawRecordRequest.SerializeToString,
+                response_deserializer=spehub_dot_v1_dot_exchange__pb2.WithdrawRecordResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -57,6 +67,23 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRecord(self, request, context):
+        """One record by origin, type and id, in its current version: to its origin
+        always, to others only where they may see it. Anything the caller may not
+        see is NOT_FOUND, exactly as a record that does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawRecord(self, request, context):
+        """Withdraws a record: only its origin may. It leaves searches at once, and
+        every participant it was delivered to gets a withdrawal notice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +91,16 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.Publish,
                     request_deserializer=spehub_dot_v1_dot_exchange__pb2.PublishRequest.FromString,
                     response_serializer=spehub_dot_v1_dot_exchange__pb2.PublishResponse.SerializeToString,
+            ),
+            'GetRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecord,
+                    request_deserializer=spehub_dot_v1_dot_exchange__pb2.GetRecordRequest.FromString,
+                    response_serializer=spehub_dot_v1_dot_exchange__pb2.GetRecordResponse.SerializeToString,
+            ),
+            'WithdrawRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawRecord,
+                    request_deserializer=spehub_dot_v1_dot_exchange__pb2.WithdrawRecordRequest.FromString,
+                    response_serializer=spehub_dot_v1_dot_exchange__pb2.WithdrawRecordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -94,6 +131,60 @@ class ExchangeService:
             '/spehub.v1.ExchangeService/Publish',
             spehub_dot_v1_dot_exchange__pb2.PublishRequest.SerializeToString,
             spehub_dot_v1_dot_exchange__pb2.PublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spehub.v1.ExchangeService/GetRecord',
+            spehub_dot_v1_dot_exchange__pb2.GetRecordRequest.SerializeToString,
+            spehub_dot_v1_dot_exchange__pb2.GetRecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spehub.v1.ExchangeService/WithdrawRecord',
+            spehub_dot_v1_dot_exchange__pb2.WithdrawRecordRequest.SerializeToString,
+            spehub_dot_v1_dot_exchange__pb2.WithdrawRecordResponse.FromString,
             options,
             channel_credentials,
             insecure,

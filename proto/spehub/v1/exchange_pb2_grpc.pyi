@@ -40,6 +40,15 @@ class ExchangeServiceStub:
     records of the same batch are stored. Publication is idempotent on
     (origin, payload type, record id, version).
     """
+    GetRecord: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetRecordRequest, _exchange_pb2.GetRecordResponse]
+    """One record by origin, type and id, in its current version: to its origin
+    always, to others only where they may see it. Anything the caller may not
+    see is NOT_FOUND, exactly as a record that does not exist.
+    """
+    WithdrawRecord: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.WithdrawRecordRequest, _exchange_pb2.WithdrawRecordResponse]
+    """Withdraws a record: only its origin may. It leaves searches at once, and
+    every participant it was delivered to gets a withdrawal notice.
+    """
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
@@ -52,6 +61,15 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     the order of the batch. Bad records are rejected one by one; the good
     records of the same batch are stored. Publication is idempotent on
     (origin, payload type, record id, version).
+    """
+    GetRecord: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetRecordRequest, _exchange_pb2.GetRecordResponse]  # type: ignore[assignment]
+    """One record by origin, type and id, in its current version: to its origin
+    always, to others only where they may see it. Anything the caller may not
+    see is NOT_FOUND, exactly as a record that does not exist.
+    """
+    WithdrawRecord: _aio.UnaryUnaryMultiCallable[_exchange_pb2.WithdrawRecordRequest, _exchange_pb2.WithdrawRecordResponse]  # type: ignore[assignment]
+    """Withdraws a record: only its origin may. It leaves searches at once, and
+    every participant it was delivered to gets a withdrawal notice.
     """
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -68,6 +86,27 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         the order of the batch. Bad records are rejected one by one; the good
         records of the same batch are stored. Publication is idempotent on
         (origin, payload type, record id, version).
+        """
+
+    @_abc_1.abstractmethod
+    def GetRecord(
+        self,
+        request: _exchange_pb2.GetRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.GetRecordResponse, _abc.Awaitable[_exchange_pb2.GetRecordResponse]]:
+        """One record by origin, type and id, in its current version: to its origin
+        always, to others only where they may see it. Anything the caller may not
+        see is NOT_FOUND, exactly as a record that does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def WithdrawRecord(
+        self,
+        request: _exchange_pb2.WithdrawRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.WithdrawRecordResponse, _abc.Awaitable[_exchange_pb2.WithdrawRecordResponse]]:
+        """Withdraws a record: only its origin may. It leaves searches at once, and
+        every participant it was delivered to gets a withdrawal notice.
         """
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

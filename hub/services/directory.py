@@ -1,0 +1,264 @@
+"""The directory in the store: read by every call, changed by operators, visible to all replicas at once.
+
+Every change bumps a version row in the same transaction; each call asks the
+store for that version (one small query) and reloads only when it moved. So
+a suspension, a revoked key or a revoked certificate applies from the next
+call on, in every hub process sharing the database.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from hub.clock import Clock, to_us
+from hub.domain import codes, signing
+from hub.domain.directory import (
+    KEY_ID,
+    PARTICIPANT_ID,
+    Directory,
+    Participant,
+    ParticipantKind,
+    SigningKey,
+)
+from hub.domain.records import HEX64
+from hub.domain.tokens import HubKeyRing
+from hub.errors import InvalidRequestError, NotFoundError, SignatureError
+from hub.store.store import Store
+
+EXPORT_TYPE = "spehub.v1.DirectoryExport"
+EXPORT_SIGNER = "hub"
+
+
+def _time(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+class DirectoryProvider:
+    """The current directory, reloaded when the store's version moves."""
+
+    def __init__(self, store: Store, trust_domain: str, development: bool) -> None:
+        self.store = store
+        self.trust_domain = trust_domain
+        self.development = development
+        self._lock = threading.Lock()
+        self._cached: Directory | None = None
+        self._parsed: dict[str, ec.EllipticCurvePublicKey] = {}
+
+    def current(self) -> Directory:
+        """The directory as of now. Raises StoreUnavailableError."""
+        with self.store.unit_of_work() as uow:
+            version = uow.directory_version()
+            cached = self._cached
+            if cached is not None and cached.version == version:
+                return cached
+            participants, keys, revoked = uow.directory_rows()
+        with self._lock:
+            directory = Directory(
+                trust_domain=self.trust_domain,
+                development=self.development,
+                participants={
+                    r.id: Participant(
+                        r.id, r.country_code, ParticipantKind(r.kind), r.display_name, r.status == "active"
+                    )
+                    for r in participants
+                },
+                keys={(k.participant_id, k.key_id): self._key(k) for k in keys},
+                revoked_certificates=frozenset(revoked),
+                version=version,
+            )
+            if self._cached is None or self._cached.version <= version:
+                self._cached = directory
+        return directory
+
+    def _key(self, row: object) -> SigningKey:
+        pem = row.public_key_pem  # type: ignore[attr-defined]
+        if pem not in self._parsed:
+            self._parsed[pem] = signing.load_public_key(pem, row.key_id)  # type: ignore[attr-defined]
+        return SigningKey(
+            row.participant_id,  # type: ignore[attr-defined]
+            row.key_id,  # type: ignore[attr-defined]
+            self._parsed[pem],
+            _time(row.not_before_us),  # type: ignore[attr-defined, arg-type]
+            _time(row.not_after_us),  # type: ignore[attr-defined]
+            _time(row.revoked_at_us),  # type: ignore[attr-defined]
+            pem,
+        )
+
+
+class DirectoryAdmin:
+    """Operator acts on the directory; each is one transaction that bumps the version."""
+
+    def __init__(self, store: Store, provider: DirectoryProvider, clock: Clock) -> None:
+        self.store = store
+        self.provider = provider
+        self.clock = clock
+
+    def import_registry(self, registry: Directory) -> tuple[int, int]:
+        """Add the participants and keys of a registry file that the store lacks; change nothing else.
+
+        Returns (participants added, keys added).
+        """
+        added_p = added_k = 0
+        with self.store.unit_of_work(write=True) as uow:
+            for p in registry.participants.values():
+                if uow.participant_row(p.id) is None:
+                    uow.insert_participant(
+                        id=p.id,
+                        country_code=p.country_code,
+                        kind=p.kind.value,
+                        display_name=p.display_name,
+                        status="active" if p.active else "suspended",
+                    )
+                    added_p += 1
+            for k in registry.keys.values():
+                if uow.signing_key_row(k.participant_id, k.key_id) is None:
+                    uow.insert_signing_key(
+                        participant_id=k.participant_id,
+                        key_id=k.key_id,
+                        public_key_pem=k.public_key_pem,
+                        not_before_us=to_us(k.not_before),
+                        not_after_us=to_us(k.not_after) if k.not_after else None,
+                        revoked_at_us=to_us(k.revoked_at) if k.revoked_at else None,
+                    )
+                    added_k += 1
+            for sha in registry.revoked_certificates:
+                uow.revoke_certificate(sha, to_us(self.clock()))
+            if added_p or added_k or registry.revoked_certificates:
+                uow.bump_directory_version()
+            uow.commit()
+        return added_p, added_k
+
+    def register(
+        self,
+        participant_id: str,
+        country_code: str,
+        kind: str,
+        display_name: str,
+        key_id: str,
+        public_key_pem: str,
+    ) -> Participant:
+        """Register a new participant with its first signing key. Raises InvalidRequestError."""
+        if not PARTICIPANT_ID.match(participant_id):
+            raise InvalidRequestError(f"participant id must match {PARTICIPANT_ID.pattern}", "participant_id")
+        if not (codes.is_country(country_code) or country_code == "EU"):
+            raise InvalidRequestError("country must be an ISO 3166-1 alpha-2 code (or EU)", "country_code")
+        try:
+            kind_value = ParticipantKind(kind)
+        except ValueError:
+            raise InvalidRequestError(
+                f"kind must be one of {[k.value for k in ParticipantKind]}", "kind"
+            ) from None
+        self._check_key(key_id, public_key_pem)
+        now = self.clock()
+        with self.store.unit_of_work(write=True) as uow:
+            if uow.participant_row(participant_id) is not None:
+                raise InvalidRequestError(
+                    f"participant {participant_id!r} is already registered", "participant_id"
+                )
+            uow.insert_participant(
+                id=participant_id,
+                country_code=country_code,
+                kind=kind_value.value,
+                display_name=display_name,
+                status="active",
+            )
+            uow.insert_signing_key(
+                participant_id=participant_id,
+                key_id=key_id,
+                public_key_pem=public_key_pem,
+                not_before_us=to_us(now),
+            )
+            uow.bump_directory_version()
+            uow.commit()
+        return self.provider.current().participants[participant_id]
+
+    def set_status(self, participant_id: str, active: bool) -> Participant:
+        """Suspend or reactivate. Raises NotFoundError."""
+        with self.store.unit_of_work(write=True) as uow:
+            if not uow.set_participant_status(participant_id, "active" if active else "suspended"):
+                raise NotFoundError(f"no participant {participant_id!r}")
+            uow.bump_directory_version()
+            uow.commit()
+        return self.provider.current().participants[participant_id]
+
+    def rotate_key(self, participant_id: str, key_id: str, public_key_pem: str) -> SigningKey:
+        """Add a new signing key valid from now and retire the others at the same instant.
+
+        Retired keys still verify what they signed before now; nothing signed
+        with them after now is accepted. Raises NotFoundError, InvalidRequestError.
+        """
+        self._check_key(key_id, public_key_pem)
+        now_us = to_us(self.clock())
+        with self.store.unit_of_work(write=True) as uow:
+            if uow.participant_row(participant_id) is None:
+                raise NotFoundError(f"no participant {participant_id!r}")
+            if uow.signing_key_row(participant_id, key_id) is not None:
+                raise InvalidRequestError(
+                    f"key {key_id!r} is already registered for {participant_id!r}", "key_id"
+                )
+            uow.insert_signing_key(
+                participant_id=participant_id,
+                key_id=key_id,
+                public_key_pem=public_key_pem,
+                not_before_us=now_us,
+            )
+            uow.retire_signing_keys(participant_id, now_us, keep_key_id=key_id)
+            uow.bump_directory_version()
+            uow.commit()
+        key = self.provider.current().key(participant_id, key_id)
+        assert key is not None
+        return key
+
+    def revoke_key(self, participant_id: str, key_id: str) -> SigningKey:
+        """Revoke a signing key from now on. Raises NotFoundError."""
+        with self.store.unit_of_work(write=True) as uow:
+            if not uow.revoke_signing_key(participant_id, key_id, to_us(self.clock())):
+                raise NotFoundError(f"no key {key_id!r} for participant {participant_id!r}")
+            uow.bump_directory_version()
+            uow.commit()
+        key = self.provider.current().key(participant_id, key_id)
+        assert key is not None
+        return key
+
+    def revoke_certificate(self, sha256_hex: str) -> datetime:
+        """Revoke a client certificate (SHA-256 of its DER, hex) from now on. Returns when."""
+        if not HEX64.match(sha256_hex):
+            raise InvalidRequestError(
+                "certificate_sha256 must be 64 lower-case hex digits", "certificate_sha256"
+            )
+        with self.store.unit_of_work(write=True) as uow:
+            at = uow.revoke_certificate(sha256_hex, to_us(self.clock()))
+            uow.bump_directory_version()
+            uow.commit()
+        return datetime.fromtimestamp(at / 1_000_000, UTC)
+
+    def consume_token_id(self, jti: str, expires_at: datetime) -> bool:
+        """Use a single-use token id. False if it was used before (a replay)."""
+        with self.store.unit_of_work(write=True) as uow:
+            fresh = uow.use_token_id(jti, to_us(expires_at), to_us(self.clock()))
+            uow.commit()
+        return fresh
+
+    @staticmethod
+    def _check_key(key_id: str, public_key_pem: str) -> None:
+        if not KEY_ID.match(key_id):
+            raise InvalidRequestError(f"key id must match {KEY_ID.pattern}", "key_id")
+        try:
+            signing.load_public_key(public_key_pem, key_id)
+        except SignatureError as exc:
+            raise InvalidRequestError(str(exc), "public_key_pem") from exc
+
+
+def export_directory(
+    directory: Directory, keys: HubKeyRing, now: datetime
+) -> tuple[bytes, str, int, int, bytes]:
+    """The directory as registry JSON, signed by the hub. Returns (json, key id, seconds, nanos, signature)."""
+    body = json.dumps(directory.to_dict(), indent=2, ensure_ascii=False, sort_keys=True).encode()
+    seconds, nanos = int(now.timestamp()), now.microsecond * 1000
+    key = keys.signing
+    message = signing.signing_input(EXPORT_TYPE, EXPORT_SIGNER, key.key_id, seconds, nanos, body)
+    return body, key.key_id, seconds, nanos, signing.sign(key.private_key, message)
