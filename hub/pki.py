@@ -186,7 +186,10 @@ def generate_dev_pki(
     _write(out / "hub" / "server-key.pem", server.key_pem, private=True)
     # The hub's own key for access tokens and directory exports; its kid is the file name.
     kid = f"{DEV_TOKEN_KEY_PREFIX if organisation == DEV_ORGANISATION else ''}hub-token-1"
-    _write(out / "hub" / "token-keys" / f"{kid}.pem", _key_pem(_key()), private=True)
+    token_key = _key()
+    _write(out / "hub" / "token-keys" / f"{kid}.pem", _key_pem(token_key), private=True)
+    # Its public half, for whoever verifies directory exports.
+    _write(out / "hub" / f"{kid}.pub.pem", signing.public_key_pem(token_key.public_key()).encode())
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     entries = []
     for p in participants:

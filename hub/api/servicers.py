@@ -110,6 +110,8 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
         self, request: delivery_pb2.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[delivery_pb2.SubscribeResponse]:
         after = request.after_sequence if request.HasField("after_sequence") else None
+        # Tell the client at once that the subscription is established, even if nothing is pending.
+        context.send_initial_metadata(())
         for row in self.delivery.stream(
             current_caller(), after, request.stop_when_drained, context.is_active
         ):
