@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,19 +19,28 @@ from prometheus_client import CollectorRegistry, start_http_server
 from hub import pki
 from hub.api.identity import Authenticator
 from hub.api.server import RunningServer, TlsMaterial, start_server
-from hub.api.servicers import DeliveryServicer, DirectoryServicer, ExchangeServicer, PoolServicer
-from hub.clock import Clock, system_clock
-from hub.config import DEV_PKI_DIR, Settings
+from hub.api.servicers import (
+    AuditServicer,
+    DeliveryServicer,
+    DirectoryServicer,
+    ExchangeServicer,
+    PoolServicer,
+)
+from hub.clock import Clock, system_clock, to_us
+from hub.config import DEV_PKI_DIR, Settings, load_master_key
 from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing, TokenService
-from hub.errors import ConfigError
-from hub.metrics import HubMetrics
+from hub.errors import ConfigError, HubError
+from hub.metrics import HubMetrics, watch_overdue_deletions
+from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
-from hub.services.exchange import ExchangeService, SignatureVerifier
+from hub.services.exchange import DELIVERY_KIND_DELETION, ExchangeService, SignatureVerifier
 from hub.services.limits import ParticipantLimits
 from hub.services.pool import PoolService
+from hub.services.privacy import Sealer
 from hub.services.records import RecordService
+from hub.store.keystore import KeyStore
 from hub.store.store import Store
 
 log = logging.getLogger("spehub")
@@ -49,8 +58,23 @@ class Hub:
     server: RunningServer
     verifier: SignatureVerifier
     notifier: DeliveryNotifier
+    keystore: KeyStore
+    audit: AuditService
     metrics_http: Any = None
     metrics_port: int = 0
+    _stop_checkpoints: threading.Event = field(default_factory=threading.Event)
+
+    def start_checkpoints(self) -> None:
+        """Sign the head of the audit log every SPEHUB_AUDIT_CHECKPOINT_SECONDS, and once at shutdown."""
+
+        def loop() -> None:
+            while not self._stop_checkpoints.wait(self.settings.audit_checkpoint_seconds):
+                try:
+                    self.audit.checkpoint()
+                except HubError as exc:
+                    log.warning("audit checkpoint failed: %s", exc)
+
+        threading.Thread(target=loop, name="audit-checkpoints", daemon=True).start()
 
     @property
     def port(self) -> int:
@@ -60,10 +84,16 @@ class Hub:
         """Graceful shutdown: NOT_SERVING, end subscriptions, drain RPCs, close the store."""
         self.notifier.close()
         self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        self._stop_checkpoints.set()
+        try:
+            self.audit.checkpoint()
+        except HubError as exc:
+            log.warning("final audit checkpoint failed: %s", exc)
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
             self.metrics_http.server_close()
         self.verifier.close()
+        self.keystore.close()
         self.store.close()
 
 
@@ -122,6 +152,9 @@ def build_hub(
     metrics = HubMetrics(metrics_registry or CollectorRegistry())
     store = Store(settings.database_url)
     store.create_schema()
+    keystore = KeyStore(settings.keystore_url)
+    sealer = Sealer(keystore, load_master_key(settings.master_key_file, settings.production))
+    audit = AuditService(store, keys, clock)
     directory = DirectoryProvider(store, settings.trust_domain, registry.development)
     admin = DirectoryAdmin(store, directory, clock)
     admin.import_registry(registry)
@@ -139,7 +172,16 @@ def build_hub(
         notifier,
         settings.max_batch_records,
         timedelta(seconds=settings.clock_skew_seconds),
+        sealer,
+        timedelta(days=settings.consent_default_days),
+        timedelta(days=settings.consent_max_days),
     )
+    deletion_ack = timedelta(hours=settings.deletion_ack_hours)
+
+    def overdue() -> dict[str, int]:
+        return overdue_deletions(store, clock, deletion_ack)
+
+    watch_overdue_deletions(metrics, overdue)
     running = start_server(
         settings.listen_address,
         tls,
@@ -149,13 +191,15 @@ def build_hub(
             settings.rate_limit_per_second, settings.rate_limit_burst, settings.max_streams_per_participant
         ),
         DirectoryServicer(directory, admin, tokens, keys, clock),
-        ExchangeServicer(exchange, RecordService(store, clock, notifier)),
-        PoolServicer(PoolService(store, clock), clock),
-        DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds)),
+        ExchangeServicer(exchange, RecordService(store, clock, notifier, sealer)),
+        PoolServicer(PoolService(store, clock, sealer), clock),
+        DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds, clock)),
+        AuditServicer(audit),
         settings.workers,
         settings.max_message_bytes,
     )
-    hub = Hub(settings, store, directory, admin, metrics, running, verifier, notifier)
+    hub = Hub(settings, store, directory, admin, metrics, running, verifier, notifier, keystore, audit)
+    hub.start_checkpoints()
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         try:
@@ -166,6 +210,12 @@ def build_hub(
         hub.metrics_http = http
         hub.metrics_port = http.server_port
     return hub
+
+
+def overdue_deletions(store: Store, clock: Clock, after: timedelta) -> dict[str, int]:
+    """Deletion notices not acknowledged within ``after``, per recipient."""
+    with store.unit_of_work() as uow:
+        return uow.overdue_deliveries(DELIVERY_KIND_DELETION, to_us(clock() - after))
 
 
 def ensure_dev_pki(settings: Settings) -> None:

@@ -25,6 +25,7 @@ _PATH_DEFAULTS = {
     "client_ca_file": ("SPEHUB_CLIENT_CA", DEV_PKI_DIR / "ca.pem"),
     "registry_file": ("SPEHUB_REGISTRY", DEV_PKI_DIR / "registry.json"),
     "token_keys_dir": ("SPEHUB_TOKEN_KEYS", DEV_PKI_DIR / "hub" / "token-keys"),
+    "master_key_file": ("SPEHUB_MASTER_KEY_FILE", DEV_PKI_DIR / "hub" / "master.key"),
 }
 
 
@@ -65,6 +66,18 @@ class Settings:
     """Leeway for signing times in the future."""
     grace_seconds: float = 10.0
     """How long in-flight RPCs may finish after SIGTERM."""
+    master_key_file: Path = _PATH_DEFAULTS["master_key_file"][1]
+    """The 32-byte master key (base64) that wraps candidates' data keys."""
+    keystore_url: str = "sqlite:///var/spehub-keys.sqlite3"
+    """Where candidates' data keys live: a database of their own, backed up apart (docs/consent.md)."""
+    consent_default_days: int = 365
+    """Validity of a consent that gives no valid_until."""
+    consent_max_days: int = 730
+    """Longest validity a consent may have."""
+    audit_checkpoint_seconds: float = 300.0
+    """How often the hub signs the head of the audit log."""
+    deletion_ack_hours: int = 72
+    """After how long an unacknowledged deletion notice is overdue."""
     token_ttl_seconds: int = 300
     """Lifetime of an access token."""
     rate_limit_per_second: float = 100.0
@@ -101,12 +114,13 @@ class Settings:
             ("SPEHUB_LISTEN", "listen_address"),
             ("SPEHUB_METRICS_LISTEN", "metrics_address"),
             ("SPEHUB_DATABASE_URL", "database_url"),
+            ("SPEHUB_KEYSTORE_URL", "keystore_url"),
             ("SPEHUB_TRUST_DOMAIN", "trust_domain"),
         ):
             if var in environ:
                 kwargs[field] = environ[var]
         if env == "production":
-            for var in ("SPEHUB_DATABASE_URL", "SPEHUB_TRUST_DOMAIN"):
+            for var in ("SPEHUB_DATABASE_URL", "SPEHUB_TRUST_DOMAIN", "SPEHUB_KEYSTORE_URL"):
                 if not environ.get(var):
                     raise ConfigError(f"{var} must be set in production")
         for var, field, low, high in (
@@ -116,6 +130,9 @@ class Settings:
             ("SPEHUB_VERIFY_THREADS", "verify_threads", 1, 256),
             ("SPEHUB_CLOCK_SKEW_SECONDS", "clock_skew_seconds", 0, 3600),
             ("SPEHUB_TOKEN_TTL_SECONDS", "token_ttl_seconds", 30, 3600),
+            ("SPEHUB_CONSENT_DEFAULT_DAYS", "consent_default_days", 1, 3650),
+            ("SPEHUB_CONSENT_MAX_DAYS", "consent_max_days", 1, 3650),
+            ("SPEHUB_DELETION_ACK_HOURS", "deletion_ack_hours", 1, 24 * 365),
             ("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", 1, 100_000),
             ("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", 1, 1000),
         ):
@@ -124,6 +141,10 @@ class Settings:
         if "SPEHUB_RATE_LIMIT_PER_SECOND" in environ:
             kwargs["rate_limit_per_second"] = float(
                 _int(environ, "SPEHUB_RATE_LIMIT_PER_SECOND", 1, 1_000_000)
+            )
+        if "SPEHUB_AUDIT_CHECKPOINT_SECONDS" in environ:
+            kwargs["audit_checkpoint_seconds"] = float(
+                _int(environ, "SPEHUB_AUDIT_CHECKPOINT_SECONDS", 1, 86400)
             )
         if "SPEHUB_GRACE_SECONDS" in environ:
             kwargs["grace_seconds"] = float(_int(environ, "SPEHUB_GRACE_SECONDS", 0, 600))
@@ -136,8 +157,18 @@ class Settings:
         _check_hostport(self.listen_address, "SPEHUB_LISTEN")
         if self.metrics_address:
             _check_hostport(self.metrics_address, "SPEHUB_METRICS_LISTEN")
-        if not self.database_url.startswith(("sqlite://", "postgresql")):
-            raise ConfigError("SPEHUB_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        for var, url in (
+            ("SPEHUB_DATABASE_URL", self.database_url),
+            ("SPEHUB_KEYSTORE_URL", self.keystore_url),
+        ):
+            if not url.startswith(("sqlite://", "postgresql")):
+                raise ConfigError(f"{var} must be a sqlite:// or postgresql+psycopg:// URL")
+        if self.keystore_url == self.database_url:
+            raise ConfigError(
+                "SPEHUB_KEYSTORE_URL must not be the main database: erasure relies on keeping them apart"
+            )
+        if self.consent_default_days > self.consent_max_days:
+            raise ConfigError("SPEHUB_CONSENT_DEFAULT_DAYS must not exceed SPEHUB_CONSENT_MAX_DAYS")
         if not self.trust_domain or "/" in self.trust_domain or ":" in self.trust_domain:
             raise ConfigError("SPEHUB_TRUST_DOMAIN must be a bare domain name, e.g. spehub.example.org")
         if self.production and self.trust_domain.endswith(".invalid"):
@@ -158,3 +189,29 @@ def _check_hostport(value: str, var: str) -> None:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{var} must be host:port, not {value!r}")
+
+
+DEV_MASTER_KEY_MARK = "# development master key - NOT FOR PRODUCTION"
+
+
+def load_master_key(path: Path, production: bool) -> bytes:
+    """Read the base64 master key (comment lines ignored). Raises ConfigError."""
+    import base64
+    import binascii
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the master key {path} (SPEHUB_MASTER_KEY_FILE): {exc.strerror}"
+        ) from exc
+    if production and DEV_MASTER_KEY_MARK in text:
+        raise ConfigError("SPEHUB_MASTER_KEY_FILE is the development master key; it is refused in production")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    try:
+        key = base64.b64decode("".join(lines), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{path} must hold a base64 key (SPEHUB_MASTER_KEY_FILE)") from None
+    if len(key) != 32:
+        raise ConfigError(f"{path} must hold 32 bytes of key, base64 encoded")
+    return key

@@ -7,7 +7,11 @@ process do not collide; nothing is registered at import time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -61,3 +65,28 @@ class HubMetrics:
             ["recipient"],
             registry=registry,
         )
+
+
+class _OverdueDeletions(Collector):
+    """Reads, at each scrape, the deletion notices not acknowledged in time, per recipient."""
+
+    def __init__(self, source: Callable[[], dict[str, int]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "spehub_deletion_acks_overdue",
+            "Deletion notices a recipient has not acknowledged within SPEHUB_DELETION_ACK_HOURS.",
+            labels=["recipient"],
+        )
+        try:
+            counts = self.source()
+        except Exception:
+            counts = {}
+        for recipient, n in sorted(counts.items()):
+            family.add_metric([recipient], n)
+        yield family
+
+
+def watch_overdue_deletions(metrics: HubMetrics, source: Callable[[], dict[str, int]]) -> None:
+    metrics.registry.register(_OverdueDeletions(source))

@@ -7,6 +7,7 @@ says ``"development": true``. The hub refuses all three in production.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -188,6 +189,13 @@ def generate_dev_pki(
     kid = f"{DEV_TOKEN_KEY_PREFIX if organisation == DEV_ORGANISATION else ''}hub-token-1"
     token_key = _key()
     _write(out / "hub" / "token-keys" / f"{kid}.pem", _key_pem(token_key), private=True)
+    # The master key wrapping candidates' data keys (base64; dev-marked unless for production use).
+    mark = "# development master key - NOT FOR PRODUCTION\n" if organisation == DEV_ORGANISATION else ""
+    _write(
+        out / "hub" / "master.key",
+        (mark + base64.b64encode(os.urandom(32)).decode() + "\n").encode(),
+        private=True,
+    )
     # Its public half, for whoever verifies directory exports.
     _write(out / "hub" / f"{kid}.pub.pem", signing.public_key_pem(token_key.public_key()).encode())
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)

@@ -7,6 +7,7 @@ names a PostgreSQL database, a fresh schema in it per test (dropped afterwards).
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ def hub_settings(test_pki: TestPki, database_url: str, **overrides: object) -> S
         "client_ca_file": test_pki.root / "ca.pem",
         "registry_file": test_pki.root / "registry.json",
         "token_keys_dir": test_pki.root / "hub" / "token-keys",
+        "master_key_file": test_pki.root / "hub" / "master.key",
+        "keystore_url": f"sqlite:///{tempfile.mkdtemp(prefix='spehub-keys-')}/keys.sqlite3",
         "trust_domain": TRUST_DOMAIN,
         "workers": 16,
         "delivery_poll_seconds": 0.2,

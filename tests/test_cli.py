@@ -35,6 +35,8 @@ def dev_hub(tmp_path, database_url):
         client_ca_file=root / "ca.pem",
         registry_file=root / "registry.json",
         token_keys_dir=root / "hub" / "token-keys",
+        master_key_file=root / "hub" / "master.key",
+        keystore_url=f"sqlite:///{tmp_path / 'keys.sqlite3'}",
     )
     hub = build_hub(settings, metrics_registry=CollectorRegistry())
     yield hub, root

@@ -48,6 +48,8 @@ def _production_env(root: Path, **extra: str) -> dict[str, str]:
         "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
         "SPEHUB_REGISTRY": str(root / "registry.json"),
         "SPEHUB_TOKEN_KEYS": str(root / "hub" / "token-keys"),
+        "SPEHUB_MASTER_KEY_FILE": str(root / "hub" / "master.key"),
+        "SPEHUB_KEYSTORE_URL": f"sqlite:///{root / 'keys.sqlite3'}",
         "SPEHUB_DATABASE_URL": "sqlite:///:memory:",
         "SPEHUB_TRUST_DOMAIN": "spehub.example.org",
         "SPEHUB_LISTEN": "127.0.0.1:0",

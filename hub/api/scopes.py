@@ -18,6 +18,7 @@ METHOD_SCOPES: dict[str, str | None] = {
     "/spehub.v1.PoolService/SearchOffers": "search",
     "/spehub.v1.DeliveryService/Subscribe": "subscribe",
     "/spehub.v1.DeliveryService/Acknowledge": "subscribe",
+    "/spehub.v1.AuditService/SubjectAccessReport": "consent",
 }
 
 # Acts whose token is good for one call only: a replayed token id is refused.

@@ -9,6 +9,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from spehub.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     delivery_pb2,
     delivery_pb2_grpc,
     directory_pb2,
@@ -21,11 +23,18 @@ from spehub.v1 import (
 
 from hub.api.identity import Authenticator
 from hub.api.interceptor import HubInterceptor
-from hub.api.servicers import DeliveryServicer, DirectoryServicer, ExchangeServicer, PoolServicer
+from hub.api.servicers import (
+    AuditServicer,
+    DeliveryServicer,
+    DirectoryServicer,
+    ExchangeServicer,
+    PoolServicer,
+)
 from hub.metrics import HubMetrics
 from hub.services.limits import ParticipantLimits
 
 SERVICE_NAMES = (
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name,
@@ -64,6 +73,7 @@ def start_server(
     exchange: ExchangeServicer,
     pool: PoolServicer,
     delivery: DeliveryServicer,
+    audit: AuditServicer,
     workers: int,
     max_message_bytes: int,
 ) -> RunningServer:
@@ -89,6 +99,7 @@ def start_server(
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(exchange, server)
     pool_pb2_grpc.add_PoolServiceServicer_to_server(pool, server)
     delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(delivery, server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):

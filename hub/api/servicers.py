@@ -8,6 +8,8 @@ from datetime import datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     delivery_pb2,
     delivery_pb2_grpc,
     directory_pb2,
@@ -25,9 +27,10 @@ from hub.domain import signing
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import InvalidRequestError, NotFoundError
+from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider, export_directory
-from hub.services.exchange import ExchangeService
+from hub.services.exchange import DELIVERY_KIND_DELETION, ExchangeService
 from hub.services.pool import PoolService
 from hub.services.records import DELIVERY_KIND_WITHDRAWAL, RecordService
 
@@ -120,7 +123,16 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
                 kind=row.kind,  # type: ignore[arg-type]
                 routed_at=convert.timestamp_from_us(row.routed_at_us),
             )
-            if row.kind == DELIVERY_KIND_WITHDRAWAL:
+            if row.kind == DELIVERY_KIND_DELETION:
+                delivery.erased.CopyFrom(
+                    delivery_pb2.RecordRef(
+                        origin_participant_id=row.envelope.origin_id,
+                        payload_type=row.envelope.payload_type,  # type: ignore[arg-type]
+                        record_id=row.envelope.record_id,
+                        version=row.envelope.version,
+                    )
+                )
+            elif row.kind == DELIVERY_KIND_WITHDRAWAL:
                 delivery.withdrawn.CopyFrom(
                     delivery_pb2.RecordRef(
                         origin_participant_id=row.envelope.origin_id,
@@ -244,7 +256,9 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         ):
             raise InvalidRequestError("status must be ACTIVE or SUSPENDED", "status")
         participant = self.admin.set_status(
-            request.participant_id, request.status == directory_pb2.PARTICIPANT_STATUS_ACTIVE
+            request.participant_id,
+            request.status == directory_pb2.PARTICIPANT_STATUS_ACTIVE,
+            current_caller().id,
         )
         return directory_pb2.SetParticipantStatusResponse(
             participant=_participant_to_proto(participant, self.provider.current())
@@ -254,12 +268,40 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         self, request: directory_pb2.RevokeSigningKeyRequest, context: grpc.ServicerContext
     ) -> directory_pb2.RevokeSigningKeyResponse:
         return directory_pb2.RevokeSigningKeyResponse(
-            signing_key=_key_to_proto(self.admin.revoke_key(request.participant_id, request.key_id))
+            signing_key=_key_to_proto(
+                self.admin.revoke_key(request.participant_id, request.key_id, current_caller().id)
+            )
         )
 
     def RevokeCertificate(
         self, request: directory_pb2.RevokeCertificateRequest, context: grpc.ServicerContext
     ) -> directory_pb2.RevokeCertificateResponse:
         return directory_pb2.RevokeCertificateResponse(
-            revoked_at=_ts(self.admin.revoke_certificate(request.certificate_sha256))
+            revoked_at=_ts(self.admin.revoke_certificate(request.certificate_sha256, current_caller().id))
+        )
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def __init__(self, audit: AuditService) -> None:
+        self.audit = audit
+
+    def SubjectAccessReport(
+        self, request: audit_pb2.SubjectAccessReportRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.SubjectAccessReportResponse:
+        entries = self.audit.subject_report(current_caller(), request.consent_record_id)
+        return audit_pb2.SubjectAccessReportResponse(
+            entries=[
+                audit_pb2.AuditEntry(
+                    sequence=e.seq,
+                    at=convert.timestamp_from_us(e.at_us),
+                    actor=e.draft.actor,
+                    action=e.draft.action,
+                    origin_participant_id=e.draft.origin_id,
+                    payload_type=e.draft.payload_type,  # type: ignore[arg-type]
+                    record_id=e.draft.record_id,
+                    version=e.draft.version,
+                    purpose=e.draft.purpose,
+                )
+                for e in entries
+            ]
         )

@@ -116,9 +116,12 @@ class ConsentIndex:
     status: int
     purpose_mask: int
     valid_from: datetime
-    valid_until: datetime
+    valid_until: datetime | None
     recipient_participants: tuple[str, ...]
     recipient_countries: tuple[str, ...]
+    # (participant id or "", country code or "", transfer basis) per recipient, for the transfer rules.
+    recipient_bases: tuple[tuple[str, str, int], ...] = ()
+    erasure_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -424,6 +427,7 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
         mask |= purpose_bit(grant.purpose)
     participants: list[str] = []
     countries: list[str] = []
+    bases: list[tuple[str, str, int]] = []
     for i, r in enumerate(k.recipients):
         target = r.WhichOneof("target")
         if target == "participant_id":
@@ -436,6 +440,7 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
         else:
             c.fail(f"recipients[{i}]", "must name a participant_id or a country_code")
         c.enum(r.transfer_basis, consent_pb2.TransferBasis, f"recipients[{i}].transfer_basis")
+        bases.append((r.participant_id, r.country_code, r.transfer_basis))
         if r.transfer_basis in (
             consent_pb2.TRANSFER_BASIS_DPA_AUTHORISATION,
             consent_pb2.TRANSFER_BASIS_AUTHORITY_AGREEMENT,
@@ -444,9 +449,12 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
     for i, cat in enumerate(k.data_categories):
         c.enum(cat, consent_pb2.DataCategory, f"data_categories[{i}]")
     valid_from = c.timestamp(k, "valid_from", "valid_from")
-    valid_until = c.timestamp(k, "valid_until", "valid_until")
-    if valid_until <= valid_from:
+    # Absent: the hub's policy gives the default validity (hub.domain.consent_policy).
+    valid_until = c.timestamp(k, "valid_until", "valid_until") if k.HasField("valid_until") else None
+    if valid_until is not None and valid_until <= valid_from:
         c.fail("valid_until", "must be after valid_from")
+    if k.erasure_requested and k.status != consent_pb2.CONSENT_STATUS_WITHDRAWN:
+        c.fail("erasure_requested", "erasure is requested with status WITHDRAWN")
     c.enum(k.evidence.channel, consent_pb2.CollectionChannel, "evidence.channel")
     c.timestamp(k.evidence, "collected_at", "evidence.collected_at")
     c.text(k.evidence.collected_by, "evidence.collected_by", required=True, limit=200)
@@ -459,6 +467,8 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
         valid_until=valid_until,
         recipient_participants=tuple(dict.fromkeys(participants)),
         recipient_countries=tuple(dict.fromkeys(countries)),
+        recipient_bases=tuple(bases),
+        erasure_requested=k.erasure_requested,
     )
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
+from hub.clock import Clock, to_us
+from hub.domain.audit import AuditDraft
 from hub.domain.directory import Participant
 from hub.errors import InvalidRequestError
 from hub.store.store import DeliveryRow, Store
 
 FETCH_LIMIT = 100
+DELIVERY_KIND_DELETION = 3  # spehub.v1.DeliveryKind.DELIVERY_KIND_DELETION
 
 
 class DeliveryNotifier:
@@ -48,7 +51,8 @@ class DeliveryNotifier:
 class DeliveryService:
     """Streams deliveries and moves cursors."""
 
-    def __init__(self, store: Store, notifier: DeliveryNotifier, poll_seconds: float) -> None:
+    def __init__(self, store: Store, notifier: DeliveryNotifier, poll_seconds: float, clock: Clock) -> None:
+        self.clock = clock
         self.store = store
         self.notifier = notifier
         self.poll_seconds = poll_seconds
@@ -94,6 +98,21 @@ class DeliveryService:
                 raise InvalidRequestError(
                     f"sequence {sequence} is beyond the last delivery to {caller.id!r} ({last})", "sequence"
                 )
+            before = uow.cursor(caller.id)
             cursor = uow.advance_cursor(caller.id, sequence)
+            # Acknowledging a deletion notice is the recipient's statement that it deleted the data.
+            drafts = [
+                AuditDraft(
+                    caller.id,
+                    "deletion.acknowledged",
+                    row.envelope.origin_id,
+                    row.envelope.payload_type,
+                    row.envelope.record_id,
+                    row.envelope.version,
+                    row.envelope.record_id,
+                )
+                for row in uow.deliveries_between(caller.id, before, cursor, DELIVERY_KIND_DELETION)
+            ]
+            uow.append_audit(drafts, to_us(self.clock()))
             uow.commit()
         return cursor

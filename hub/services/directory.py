@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.clock import Clock, to_us
 from hub.domain import codes, signing
+from hub.domain.audit import AuditDraft
 from hub.domain.directory import (
     KEY_ID,
     PARTICIPANT_ID,
@@ -27,7 +28,7 @@ from hub.domain.directory import (
 from hub.domain.records import HEX64
 from hub.domain.tokens import HubKeyRing
 from hub.errors import InvalidRequestError, NotFoundError, SignatureError
-from hub.store.store import Store
+from hub.store.store import Store, UnitOfWork
 
 EXPORT_TYPE = "spehub.v1.DirectoryExport"
 EXPORT_SIGNER = "hub"
@@ -176,16 +177,25 @@ class DirectoryAdmin:
             uow.commit()
         return self.provider.current().participants[participant_id]
 
-    def set_status(self, participant_id: str, active: bool) -> Participant:
+    def set_status(self, participant_id: str, active: bool, actor: str = "cli") -> Participant:
         """Suspend or reactivate. Raises NotFoundError."""
         with self.store.unit_of_work(write=True) as uow:
             if not uow.set_participant_status(participant_id, "active" if active else "suspended"):
                 raise NotFoundError(f"no participant {participant_id!r}")
+            _audit(
+                uow,
+                actor,
+                "admin.activate" if active else "admin.suspend",
+                participant_id,
+                to_us(self.clock()),
+            )
             uow.bump_directory_version()
             uow.commit()
         return self.provider.current().participants[participant_id]
 
-    def rotate_key(self, participant_id: str, key_id: str, public_key_pem: str) -> SigningKey:
+    def rotate_key(
+        self, participant_id: str, key_id: str, public_key_pem: str, actor: str = "cli"
+    ) -> SigningKey:
         """Add a new signing key valid from now and retire the others at the same instant.
 
         Retired keys still verify what they signed before now; nothing signed
@@ -207,24 +217,26 @@ class DirectoryAdmin:
                 not_before_us=now_us,
             )
             uow.retire_signing_keys(participant_id, now_us, keep_key_id=key_id)
+            _audit(uow, actor, "admin.rotate_key", participant_id, now_us, key_id)
             uow.bump_directory_version()
             uow.commit()
         key = self.provider.current().key(participant_id, key_id)
         assert key is not None
         return key
 
-    def revoke_key(self, participant_id: str, key_id: str) -> SigningKey:
+    def revoke_key(self, participant_id: str, key_id: str, actor: str = "cli") -> SigningKey:
         """Revoke a signing key from now on. Raises NotFoundError."""
         with self.store.unit_of_work(write=True) as uow:
             if not uow.revoke_signing_key(participant_id, key_id, to_us(self.clock())):
                 raise NotFoundError(f"no key {key_id!r} for participant {participant_id!r}")
+            _audit(uow, actor, "admin.revoke_key", participant_id, to_us(self.clock()), key_id)
             uow.bump_directory_version()
             uow.commit()
         key = self.provider.current().key(participant_id, key_id)
         assert key is not None
         return key
 
-    def revoke_certificate(self, sha256_hex: str) -> datetime:
+    def revoke_certificate(self, sha256_hex: str, actor: str = "cli") -> datetime:
         """Revoke a client certificate (SHA-256 of its DER, hex) from now on. Returns when."""
         if not HEX64.match(sha256_hex):
             raise InvalidRequestError(
@@ -232,6 +244,7 @@ class DirectoryAdmin:
             )
         with self.store.unit_of_work(write=True) as uow:
             at = uow.revoke_certificate(sha256_hex, to_us(self.clock()))
+            _audit(uow, actor, "admin.revoke_certificate", "", to_us(self.clock()), sha256_hex)
             uow.bump_directory_version()
             uow.commit()
         return datetime.fromtimestamp(at / 1_000_000, UTC)
@@ -251,6 +264,13 @@ class DirectoryAdmin:
             signing.load_public_key(public_key_pem, key_id)
         except SignatureError as exc:
             raise InvalidRequestError(str(exc), "public_key_pem") from exc
+
+
+def _audit(
+    uow: UnitOfWork, actor: str, action: str, participant_id: str, at_us: int, detail: str = ""
+) -> None:
+    """An administrative act in the audit log: the participant is the origin, the key or certificate the record."""
+    uow.append_audit([AuditDraft(actor, action, participant_id, 0, detail, 0)], at_us)
 
 
 def export_directory(

@@ -8,6 +8,7 @@ retry safe. A record refused for its own content never affects the others.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from enum import StrEnum
 from typing import Any
 
 from hub.clock import Clock, to_us
+from hub.domain import consent_policy, records
 from hub.domain import envelopes as env_rules
-from hub.domain import records
+from hub.domain.audit import AuditDraft
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.envelopes import Envelope
 from hub.domain.records import PayloadKind, Reason, RecordRejection
@@ -25,9 +27,11 @@ from hub.errors import LimitExceededError
 from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier
 from hub.services.directory import DirectoryProvider
+from hub.services.privacy import Sealer, consent_of
 from hub.store.store import NewRecord, Store
 
 DELIVERY_KIND_RECORD = 1  # spehub.v1.DeliveryKind.DELIVERY_KIND_RECORD
+DELIVERY_KIND_DELETION = 3  # spehub.v1.DeliveryKind.DELIVERY_KIND_DELETION
 PARALLEL_VERIFY_MIN = 16
 
 
@@ -99,7 +103,13 @@ class ExchangeService:
         notifier: DeliveryNotifier,
         max_batch_records: int,
         clock_skew: timedelta,
+        sealer: Sealer,
+        consent_default: timedelta = timedelta(days=365),
+        consent_max: timedelta = timedelta(days=730),
     ) -> None:
+        self.sealer = sealer
+        self.consent_default = consent_default
+        self.consent_max = consent_max
         self.store = store
         self.directories = directories
         self.clock = clock
@@ -141,6 +151,8 @@ class ExchangeService:
             try:
                 rec = records.parse(kind, env.payload)
                 env_rules.check_origin(rec, env)
+                if isinstance(rec.index, records.ConsentIndex):
+                    rec = self._consent_policy(caller, directory, rec)
             except RecordRejection as exc:
                 results[i] = _rejected(i, kind, exc)
                 continue
@@ -153,6 +165,38 @@ class ExchangeService:
         self._count(caller, final)
         return final
 
+    def _consent_policy(
+        self, caller: Participant, directory: Directory, rec: records.ParsedRecord
+    ) -> records.ParsedRecord:
+        """Apply the validity policy and the transfer rules to a consent. Raises RecordRejection."""
+        idx = rec.index
+        assert isinstance(idx, records.ConsentIndex)
+        until = idx.valid_until or idx.valid_from + self.consent_default
+        if until - idx.valid_from > self.consent_max:
+            raise RecordRejection(
+                Reason.INVALID_FIELD,
+                f"valid_until: a consent may last at most {self.consent_max.days} days (hub policy)",
+                "valid_until",
+            )
+        for i, (participant_id, country, basis) in enumerate(idx.recipient_bases):
+            if participant_id:
+                recipient = directory.participants.get(participant_id)
+                if recipient is None:
+                    raise RecordRejection(
+                        Reason.INVALID_FIELD,
+                        f"recipients[{i}].participant_id: {participant_id!r} is not registered",
+                        f"recipients[{i}].participant_id",
+                    )
+                country = recipient.country_code
+            problem = consent_policy.transfer_problem(caller.country_code, country, basis)
+            if problem:
+                raise RecordRejection(
+                    Reason.INVALID_FIELD,
+                    f"recipients[{i}].transfer_basis: {problem}",
+                    f"recipients[{i}].transfer_basis",
+                )
+        return dataclasses.replace(rec, index=dataclasses.replace(idx, valid_until=until))
+
     def _store(
         self,
         caller: Participant,
@@ -163,11 +207,23 @@ class ExchangeService:
     ) -> None:
         accepted: list[tuple[int, NewRecord]] = []
         routes: list[tuple[int, list[str]]] = []
+        # Candidate records are sealed with their data key before anything is compared or stored.
+        items = self.sealer.seal([NewRecord(env, rec) for _, env, rec in parsed])
+        erasures = {
+            rec.record_id
+            for _, _, rec in parsed
+            if isinstance(rec.index, records.ConsentIndex) and rec.index.erasure_requested
+        }
+        # Destroy the keys first: whatever happens to the batch, the data is unreadable from here on.
+        for consent_id in sorted(erasures):
+            self.sealer.erase(caller.id, consent_id)
+        drafts: list[AuditDraft] = []
         with self.store.unit_of_work(write=True) as uow:
             stored, current = uow.versions_of(caller.id, (rec.record_id for _, _, rec in parsed))
             latest = {key: version for key, (_pk, version) in current.items()}
-            for i, env, rec in parsed:
-                item = NewRecord(env, rec)
+            consent_ids = [rec.record_id for _, _, rec in parsed if rec.kind is PayloadKind.CONSENT]
+            consent_before = uow.consent_states(caller.id, consent_ids) if consent_ids else {}
+            for (i, _env, rec), item in zip(parsed, items, strict=True):
                 ptype = rec.kind.payload_type
                 existing_sha = stored.get((ptype, rec.record_id, rec.version))
                 if existing_sha is not None:
@@ -204,6 +260,9 @@ class ExchangeService:
                 latest[(ptype, rec.record_id)] = rec.version
                 accepted.append((i, item))
                 results[i] = RecordResult(i, rec.kind, rec.record_id, rec.version, Outcome.ACCEPTED)
+                drafts.extend(_publication_audit(caller.id, rec, consent_of(item), consent_before))
+                if isinstance(rec.index, records.ConsentIndex):
+                    consent_before[rec.record_id] = rec.index.status
                 if isinstance(rec.index, records.OfferIndex):
                     recipients = [
                         p.id
@@ -216,7 +275,26 @@ class ExchangeService:
             deliveries = [
                 (recipient, DELIVERY_KIND_RECORD, envelope_ids[pos]) for pos, rs in routes for recipient in rs
             ]
+            for pos, (_, item) in enumerate(accepted):
+                rec = item.parsed
+                if rec.kind is PayloadKind.CONSENT and rec.record_id in erasures:
+                    # Everyone who saw this candidate's records is told to delete them.
+                    for recipient in uow.disclosed_to(caller.id, rec.record_id):
+                        deliveries.append((recipient, DELIVERY_KIND_DELETION, envelope_ids[pos]))
+                    uow.withdraw_all(uow.records_under_consent(caller.id, rec.record_id), now_us)
+                    drafts.append(
+                        AuditDraft(
+                            caller.id,
+                            "erasure.done",
+                            caller.id,
+                            rec.kind.payload_type,
+                            rec.record_id,
+                            rec.version,
+                            rec.record_id,
+                        )
+                    )
             uow.add_deliveries(deliveries, now_us)
+            uow.append_audit(drafts, now_us)
             uow.commit()
         for recipient, _, _ in deliveries:
             self.metrics.deliveries_routed.labels(recipient).inc()
@@ -242,3 +320,29 @@ def _rejected(i: int, kind: PayloadKind | None, exc: RecordRejection, rec: Any =
         field=exc.field,
         message=exc.message,
     )
+
+
+_CONSENT_EVENT = {
+    # (status before or None, status now) -> event
+    1: {None: "consent.granted", 1: "consent.amended", 2: "consent.resumed", 3: "consent.granted"},
+    2: {None: "consent.paused", 1: "consent.paused", 2: "consent.amended", 3: "consent.paused"},
+    3: {None: "consent.withdrawn", 1: "consent.withdrawn", 2: "consent.withdrawn", 3: "consent.amended"},
+}
+
+
+def _publication_audit(
+    actor: str, rec: records.ParsedRecord, consent_id: str | None, before: dict[str, int]
+) -> list[AuditDraft]:
+    """Audit entries for an accepted record: its publication, and for a consent the event it makes."""
+    ptype = rec.kind.payload_type
+    if isinstance(rec.index, records.ConsentIndex):
+        event = _CONSENT_EVENT[rec.index.status][before.get(rec.record_id)]
+        out = [AuditDraft(actor, event, actor, ptype, rec.record_id, rec.version, rec.record_id)]
+        if rec.index.erasure_requested:
+            out.append(
+                AuditDraft(
+                    actor, "erasure.requested", actor, ptype, rec.record_id, rec.version, rec.record_id
+                )
+            )
+        return out
+    return [AuditDraft(actor, "publish", actor, ptype, rec.record_id, rec.version, consent_id or "")]

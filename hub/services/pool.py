@@ -10,8 +10,10 @@ from spehub.v1 import consent_pb2
 
 from hub.clock import Clock, to_us
 from hub.domain import records
+from hub.domain.audit import AuditDraft
 from hub.domain.directory import Participant
 from hub.errors import InvalidRequestError
+from hub.services.privacy import Sealer
 from hub.store.store import Audience, OfferFilter, ProfileFilter, Store, StoredEnvelope
 
 DEFAULT_PAGE_SIZE = 20
@@ -27,9 +29,10 @@ class ProfileHit:
 class PoolService:
     """Searches the pool on behalf of a participant."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, sealer: Sealer) -> None:
         self.store = store
         self.clock = clock
+        self.sealer = sealer
 
     def search_profiles(
         self, caller: Participant, f: ProfileFilter, page_size: int, page_token: str
@@ -49,9 +52,33 @@ class PoolService:
             active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
             now_us=to_us(self.clock()),
         )
-        with self.store.unit_of_work() as uow:
+        page = []
+        with self.store.unit_of_work(write=True) as uow:
             rows = uow.search_profiles(f, audience, after, size + 1)
-        hits = [ProfileHit(env, country) for _, country, env in rows[:size]]
+            page = rows[:size]
+            opened = self.sealer.open([env for *_, env in page])
+            hits = [
+                ProfileHit(env, country) for (_, country, _, _), env in zip(page, opened, strict=True) if env
+            ]
+            # Every disclosure is recorded, in the same transaction, for the candidate's right of access.
+            uow.append_audit(
+                [
+                    AuditDraft(
+                        caller.id,
+                        "disclose.search",
+                        e.origin_id,
+                        e.payload_type,
+                        e.record_id,
+                        e.version,
+                        consent_id,
+                        "pool_search",
+                    )
+                    for (_, _, consent_id, e), opened_env in zip(page, opened, strict=True)
+                    if opened_env
+                ],
+                audience.now_us,
+            )
+            uow.commit()
         token = _encode_token("p", rows[size - 1][0]) if len(rows) > size else ""
         return hits, token
 

@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from spehub.v1 import consent_pb2
 
 from hub.clock import Clock, to_us
-from hub.domain import records
+from hub.domain import records, sealing
+from hub.domain.audit import AuditDraft
 from hub.domain.directory import Participant
 from hub.domain.records import PayloadKind
 from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.delivery import DeliveryNotifier
+from hub.services.privacy import Sealer
 from hub.store.store import Audience, ProfileFilter, Store, StoredEnvelope
 
 DELIVERY_KIND_WITHDRAWAL = 2  # spehub.v1.DeliveryKind.DELIVERY_KIND_WITHDRAWAL
@@ -26,39 +28,75 @@ def _not_found(origin_id: str, kind: PayloadKind | None, record_id: str) -> NotF
 class RecordService:
     """Object-level access to single records."""
 
-    def __init__(self, store: Store, clock: Clock, notifier: DeliveryNotifier) -> None:
+    def __init__(self, store: Store, clock: Clock, notifier: DeliveryNotifier, sealer: Sealer) -> None:
         self.store = store
         self.clock = clock
         self.notifier = notifier
+        self.sealer = sealer
 
     def get(self, caller: Participant, origin_id: str, payload_type: int, record_id: str) -> StoredEnvelope:
         """The current envelope of a record the caller may see. Raises NotFoundError otherwise.
 
-        The origin sees its own records. Others see offers, and profiles only
-        under a consent that allows them pool search; consents and personal
-        details stay with their origin.
+        The origin sees its own records. Others see offers; profiles only under
+        a consent that allows them pool search; personal details only under a
+        contact-release consent naming them as a participant (not just their
+        country), and that release is recorded. Consents stay with their origin.
         """
         kind = PayloadKind.from_payload_type(payload_type)
         if kind is None or not records.RECORD_ID.match(record_id):
             raise _not_found(origin_id, kind, record_id)
-        with self.store.unit_of_work() as uow:
+        now_us = to_us(self.clock())
+        with self.store.unit_of_work(write=True) as uow:
             found = uow.current_record(origin_id, payload_type, record_id)
             if found is None or found[2] is not None:
                 raise _not_found(origin_id, kind, record_id)
             pk, envelope, _ = found
+            (opened,) = self.sealer.open([envelope])
+            if opened is None:  # erased: the data key is gone
+                raise _not_found(origin_id, kind, record_id)
             if caller.id == origin_id or kind is PayloadKind.JOB_OFFER:
-                return envelope
+                return opened
+            consent_id = (
+                sealing.sealed_consent_id(envelope.payload) if sealing.is_sealed(envelope.payload) else ""
+            )
+            visible, action, purpose = False, "", ""
             if kind is PayloadKind.CANDIDATE_PROFILE:
-                audience = Audience(
-                    participant_id=caller.id,
-                    country_code=caller.country_code,
-                    purpose_bit=records.purpose_bit(consent_pb2.PURPOSE_POOL_SEARCH),
-                    active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
-                    now_us=to_us(self.clock()),
+                audience = self._audience(caller, consent_pb2.PURPOSE_POOL_SEARCH, now_us)
+                visible = bool(uow.search_profiles(ProfileFilter(record_pk=pk), audience, pk - 1, 1))
+                action, purpose = "disclose.get", "pool_search"
+            elif kind is PayloadKind.PERSONAL_DETAILS and consent_id:
+                audience = self._audience(caller, consent_pb2.PURPOSE_CONTACT_RELEASE, now_us)
+                visible = uow.consent_allows(origin_id, consent_id, audience, named_only=True)
+                action, purpose = "release.personal", "contact_release"
+            if visible:
+                uow.append_audit(
+                    [
+                        AuditDraft(
+                            caller.id,
+                            action,
+                            origin_id,
+                            payload_type,
+                            record_id,
+                            envelope.version,
+                            consent_id,
+                            purpose,
+                        )
+                    ],
+                    now_us,
                 )
-                if uow.search_profiles(ProfileFilter(record_pk=pk), audience, pk - 1, 1):
-                    return envelope
+                uow.commit()
+                return opened
         raise _not_found(origin_id, kind, record_id)
+
+    @staticmethod
+    def _audience(caller: Participant, purpose: int, now_us: int) -> Audience:
+        return Audience(
+            participant_id=caller.id,
+            country_code=caller.country_code,
+            purpose_bit=records.purpose_bit(purpose),
+            active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
+            now_us=now_us,
+        )
 
     def withdraw(self, caller: Participant, payload_type: int, record_id: str) -> datetime:
         """Withdraw one of the caller's records; idempotent. Returns when it was withdrawn.
@@ -82,6 +120,10 @@ class RecordService:
             if withdrawn_at is not None:
                 return datetime.fromtimestamp(withdrawn_at / 1_000_000, UTC)
             uow.withdraw(pk, to_us(now))
+            uow.append_audit(
+                [AuditDraft(caller.id, "withdraw", caller.id, payload_type, record_id, envelope.version)],
+                to_us(now),
+            )
             recipients = uow.recipients_of(caller.id, payload_type, record_id)
             uow.add_deliveries([(r, DELIVERY_KIND_WITHDRAWAL, envelope.id) for r in recipients], to_us(now))
             uow.commit()

@@ -226,3 +226,33 @@ withdrawals = Table(
     Column("record_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
     Column("withdrawn_at_us", BigInteger, nullable=False),
 )
+
+# -- audit log: hash-chained, appended in the transaction of the act it records --
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("origin_id", String(64), nullable=False),
+    Column("payload_type", SmallInteger, nullable=False),
+    Column("record_id", String(128), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("consent_record_id", String(128), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Index("ix_audit_subject", "origin_id", "consent_record_id"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("key_id", String(128), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+)

@@ -37,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from hub.domain import audit
+from hub.domain.audit import AuditDraft
 from hub.domain.envelopes import Envelope
 from hub.domain.records import (
     ConsentIndex,
@@ -56,10 +58,14 @@ class NewRecord:
 
     envelope: Envelope
     parsed: ParsedRecord
+    stored_payload: bytes | None = None
+    """What is written instead of the clear payload (sealed with the candidate's data key)."""
+    digest: bytes | None = None
+    """Duplicate-detection digest of the clear payload (keyed, for sealed records)."""
 
     @cached_property
     def sha256(self) -> bytes:
-        return hashlib.sha256(self.envelope.payload).digest()
+        return self.digest if self.digest is not None else hashlib.sha256(self.envelope.payload).digest()
 
 
 @dataclass(frozen=True)
@@ -287,7 +293,7 @@ class UnitOfWork:
                 "payload_type": it.parsed.kind.payload_type,
                 "record_id": it.parsed.record_id,
                 "version": it.parsed.version,
-                "payload": it.envelope.payload,
+                "payload": it.stored_payload if it.stored_payload is not None else it.envelope.payload,
                 "payload_sha256": it.sha256,
                 "signer_id": it.envelope.signer_id,
                 "key_id": it.envelope.key_id,
@@ -548,6 +554,19 @@ class UnitOfWork:
             return None
         return row[0], _stored(row[2:]), row[1]
 
+    def withdraw_all(self, record_pks: Sequence[int], at_us: int) -> None:
+        """Withdraw several records (those not withdrawn yet) and drop them from the indexes."""
+        if not record_pks:
+            return
+        w = t.withdrawals.c
+        done = set(self.conn.execute(select(w.record_pk).where(w.record_pk.in_(record_pks))).scalars())
+        todo = [pk for pk in record_pks if pk not in done]
+        if todo:
+            self.conn.execute(
+                insert(t.withdrawals), [{"record_pk": pk, "withdrawn_at_us": at_us} for pk in todo]
+            )
+        self._drop_index(list(record_pks))
+
     def withdraw(self, record_pk: int, at_us: int) -> None:
         """Mark a record withdrawn and drop it from every search index."""
         self.conn.execute(insert(t.withdrawals).values(record_pk=record_pk, withdrawn_at_us=at_us))
@@ -568,6 +587,144 @@ class UnitOfWork:
         for table in (*t.INDEX_CHILDREN, *t.INDEX_MAIN):
             for chunk in _chunks(record_pks, 500):
                 self.conn.execute(delete(table).where(table.c.record_pk.in_(chunk)))
+
+    # -- audit ---------------------------------------------------------------
+
+    def append_audit(self, drafts: Sequence[AuditDraft], at_us: int) -> None:
+        """Append entries to the hash chain, in this transaction (rolled back with it)."""
+        if not drafts:
+            return
+        if not self.is_sqlite:
+            # One appender at a time: each entry hashes the one before it.
+            self.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727466)")
+        a = t.audit_log.c
+        last = self.conn.execute(select(a.seq, a.hash).order_by(a.seq.desc()).limit(1)).first()
+        seq, prev = (last[0], last[1]) if last else (0, audit.GENESIS)
+        rows = []
+        for d in drafts:
+            seq += 1
+            digest = audit.chain_hash(prev, seq, at_us, d)
+            rows.append(
+                {
+                    "seq": seq,
+                    "at_us": at_us,
+                    "actor": d.actor,
+                    "action": d.action,
+                    "origin_id": d.origin_id,
+                    "payload_type": d.payload_type,
+                    "record_id": d.record_id,
+                    "version": d.version,
+                    "consent_record_id": d.consent_record_id,
+                    "purpose": d.purpose,
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
+            prev = digest
+        self.conn.execute(insert(t.audit_log), rows)
+
+    def audit_entries(
+        self, origin_id: str | None = None, consent_record_id: str | None = None
+    ) -> Iterator[audit.AuditEntry]:
+        """Entries in sequence order (all, or those of one subject)."""
+        a = t.audit_log.c
+        query = select(t.audit_log).order_by(a.seq)
+        if origin_id is not None:
+            query = query.where(a.origin_id == origin_id, a.consent_record_id == consent_record_id)
+        for r in self.conn.execute(query):
+            yield audit.AuditEntry(
+                r.seq,
+                r.at_us,
+                audit.AuditDraft(
+                    r.actor,
+                    r.action,
+                    r.origin_id,
+                    r.payload_type,
+                    r.record_id,
+                    r.version,
+                    r.consent_record_id,
+                    r.purpose,
+                ),
+                r.prev_hash,
+                r.hash,
+            )
+
+    def last_audit(self) -> tuple[int, bytes] | None:
+        a = t.audit_log.c
+        row = self.conn.execute(select(a.seq, a.hash).order_by(a.seq.desc()).limit(1)).first()
+        return (row[0], row[1]) if row else None
+
+    def checkpoints(self) -> list[audit.Checkpoint]:
+        c = t.audit_checkpoints.c
+        return [
+            audit.Checkpoint(r.seq, r.hash, r.at_us, r.key_id, r.signature)
+            for r in self.conn.execute(select(t.audit_checkpoints).order_by(c.seq))
+        ]
+
+    def add_checkpoint(self, cp: audit.Checkpoint) -> None:
+        self.conn.execute(
+            insert(t.audit_checkpoints).values(
+                seq=cp.seq, hash=cp.hash, at_us=cp.at_us, key_id=cp.key_id, signature=cp.signature
+            )
+        )
+
+    def disclosed_to(self, origin_id: str, consent_record_id: str) -> list[str]:
+        """Participants other than the origin that were disclosed records of this candidate."""
+        a = t.audit_log.c
+        query = (
+            select(a.actor)
+            .distinct()
+            .where(
+                a.origin_id == origin_id,
+                a.consent_record_id == consent_record_id,
+                a.action.in_(("disclose.search", "disclose.get", "release.personal")),
+                a.actor != origin_id,
+            )
+        )
+        return sorted(self.conn.execute(query).scalars())
+
+    # -- consents ----------------------------------------------------------------
+
+    def consent_states(self, origin_id: str, record_ids: Iterable[str]) -> dict[str, int]:
+        """Current status of the origin's consent records (by record id)."""
+        c = t.consents.c
+        ids = sorted(set(record_ids))
+        out: dict[str, int] = {}
+        for chunk in _chunks(ids, 500):
+            for rid, status in self.conn.execute(
+                select(c.record_id, c.status).where(c.origin_id == origin_id, c.record_id.in_(chunk))
+            ):
+                out[rid] = status
+        return out
+
+    def consent_allows(
+        self, origin_id: str, consent_record_id: str, audience: Audience, named_only: bool
+    ) -> bool:
+        """Whether the consent is active now, grants the audience's purpose and names it
+        (by participant id, or also by country unless ``named_only``)."""
+        c, cr = t.consents.c, t.consent_recipients.c
+        named = cr.participant_id == audience.participant_id
+        if not named_only:
+            named = or_(named, cr.country_code == audience.country_code)
+        query = select(c.record_pk).where(
+            c.origin_id == origin_id,
+            c.record_id == consent_record_id,
+            c.status == audience.active_status,
+            c.valid_from_us <= audience.now_us,
+            c.valid_until_us > audience.now_us,
+            c.purpose_mask.op("&")(audience.purpose_bit) != 0,
+            exists().where(cr.record_pk == c.record_pk, named),
+        )
+        return self.conn.execute(query).first() is not None
+
+    def records_under_consent(self, origin_id: str, consent_record_id: str) -> list[int]:
+        """Record pks of the origin's profiles governed by this consent."""
+        p = t.profiles.c
+        return list(
+            self.conn.execute(
+                select(p.record_pk).where(p.origin_id == origin_id, p.consent_record_id == consent_record_id)
+            ).scalars()
+        )
 
     # -- delivery ------------------------------------------------------------
 
@@ -614,6 +771,30 @@ class UnitOfWork:
                 self.conn.execute(insert(t.delivery_cursors).values(recipient_id=recipient_id, acked_seq=seq))
         return self.cursor(recipient_id)
 
+    def deliveries_between(
+        self, recipient_id: str, after_seq: int, up_to_seq: int, kind: int
+    ) -> list[DeliveryRow]:
+        """The recipient's deliveries of ``kind`` with after_seq < sequence <= up_to_seq."""
+        d = t.deliveries.c
+        query = (
+            select(d.seq, d.kind, d.routed_at_us, *_ENVELOPE_COLUMNS)
+            .join(t.envelopes, t.envelopes.c.id == d.envelope_id)
+            .where(d.recipient_id == recipient_id, d.seq > after_seq, d.seq <= up_to_seq, d.kind == kind)
+            .order_by(d.seq)
+        )
+        return [DeliveryRow(row[0], row[1], row[2], _stored(row[3:])) for row in self.conn.execute(query)]
+
+    def overdue_deliveries(self, kind: int, routed_before_us: int) -> dict[str, int]:
+        """Per recipient, deliveries of ``kind`` routed before the time and not acknowledged yet."""
+        d, c = t.deliveries.c, t.delivery_cursors.c
+        cursor = select(c.acked_seq).where(c.recipient_id == d.recipient_id).scalar_subquery()
+        query = (
+            select(d.recipient_id, func.count())
+            .where(d.kind == kind, d.routed_at_us < routed_before_us, d.seq > func.coalesce(cursor, 0))
+            .group_by(d.recipient_id)
+        )
+        return {r: int(n) for r, n in self.conn.execute(query)}
+
     def deliveries_after(self, recipient_id: str, after_seq: int, limit: int) -> list[DeliveryRow]:
         """The recipient's deliveries with sequence above ``after_seq``, oldest first."""
         d = t.deliveries.c
@@ -630,10 +811,10 @@ class UnitOfWork:
 
     def search_profiles(
         self, f: ProfileFilter, audience: Audience, after_pk: int, limit: int
-    ) -> list[tuple[int, str, StoredEnvelope]]:
+    ) -> list[tuple[int, str, str, StoredEnvelope]]:
         """Visible profiles matching ``f`` with record pk above ``after_pk``, by pk.
 
-        Returns (record pk, residence country, envelope). Visibility: the
+        Returns (record pk, residence country, consent record id, envelope). Visibility: the
         profile's consent record (same origin) is active, inside its validity
         window, grants the audience's purpose and names the caller or its country.
         """
@@ -676,7 +857,7 @@ class UnitOfWork:
         if f.record_pk is not None:
             conditions.append(p.record_pk == f.record_pk)
         query = (
-            select(p.record_pk, p.residence_country, *_ENVELOPE_COLUMNS)
+            select(p.record_pk, p.residence_country, p.consent_record_id, *_ENVELOPE_COLUMNS)
             .select_from(t.profiles)
             .join(t.records, r.id == p.record_pk)
             .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
@@ -685,7 +866,7 @@ class UnitOfWork:
             .order_by(p.record_pk)
             .limit(limit)
         )
-        return [(row[0], row[1], _stored(row[2:])) for row in self.conn.execute(query)]
+        return [(row[0], row[1], row[2], _stored(row[3:])) for row in self.conn.execute(query)]
 
     def search_offers(self, f: OfferFilter, after_pk: int, limit: int) -> list[tuple[int, StoredEnvelope]]:
         """Offers matching ``f`` with record pk above ``after_pk``, by pk."""

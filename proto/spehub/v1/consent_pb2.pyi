@@ -158,6 +158,7 @@ class Consent(_message.Message):
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    ERASURE_REQUESTED_FIELD_NUMBER: _builtins.int
     subject_ref: _builtins.str
     """Keyed hash (HMAC-SHA256, key held by the origin SPE) of the national
     job-seeker number, hex; never the number itself.
@@ -165,6 +166,11 @@ class Consent(_message.Message):
     status: Global___ConsentStatus.ValueType
     retention_days: _builtins.int
     """How long a recipient may keep what it received, in days."""
+    erasure_requested: _builtins.bool
+    """With status WITHDRAWN: the candidate asks for erasure. The hub destroys
+    the candidate's data key (the stored records become unreadable, backups
+    included) and sends deletion notices to every participant that saw them.
+    """
     @_builtins.property
     def header(self) -> _common_pb2.RecordHeader: ...
     @_builtins.property
@@ -192,10 +198,11 @@ class Consent(_message.Message):
         valid_until: _timestamp_pb2.Timestamp | None = ...,
         retention_days: _builtins.int = ...,
         evidence: Global___Evidence | None = ...,
+        erasure_requested: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "header", b"header", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_categories", b"data_categories", "evidence", b"evidence", "header", b"header", "purposes", b"purposes", "recipients", b"recipients", "retention_days", b"retention_days", "status", b"status", "subject_ref", b"subject_ref", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_categories", b"data_categories", "erasure_requested", b"erasure_requested", "evidence", b"evidence", "header", b"header", "purposes", b"purposes", "recipients", b"recipients", "retention_days", b"retention_days", "status", b"status", "subject_ref", b"subject_ref", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,6 +32,10 @@ class _DeliveryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery
     """The origin withdrew a record delivered before: envelope is unset and
     withdrawn names it; stop using it.
     """
+    DELIVERY_KIND_DELETION: _DeliveryKind.ValueType  # 3
+    """The candidate's data was erased: delete every copy of the records of
+    the consent named in erased, then acknowledge this delivery.
+    """
 
 class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper):
     """Why something was delivered."""
@@ -42,6 +46,10 @@ DELIVERY_KIND_RECORD: DeliveryKind.ValueType  # 1
 DELIVERY_KIND_WITHDRAWAL: DeliveryKind.ValueType  # 2
 """The origin withdrew a record delivered before: envelope is unset and
 withdrawn names it; stop using it.
+"""
+DELIVERY_KIND_DELETION: DeliveryKind.ValueType  # 3
+"""The candidate's data was erased: delete every copy of the records of
+the consent named in erased, then acknowledge this delivery.
 """
 Global___DeliveryKind: _TypeAlias = DeliveryKind  # noqa: Y015
 
@@ -106,6 +114,7 @@ class Delivery(_message.Message):
     ENVELOPE_FIELD_NUMBER: _builtins.int
     ROUTED_AT_FIELD_NUMBER: _builtins.int
     WITHDRAWN_FIELD_NUMBER: _builtins.int
+    ERASED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Strictly increasing per recipient; acknowledge it to move the cursor."""
     kind: Global___DeliveryKind.ValueType
@@ -119,6 +128,10 @@ class Delivery(_message.Message):
     def withdrawn(self) -> Global___RecordRef:
         """For DELIVERY_KIND_WITHDRAWAL: the record withdrawn."""
 
+    @_builtins.property
+    def erased(self) -> Global___RecordRef:
+        """For DELIVERY_KIND_DELETION: the consent whose records must be deleted."""
+
     def __init__(
         self,
         *,
@@ -127,10 +140,11 @@ class Delivery(_message.Message):
         envelope: _envelope_pb2.SignedEnvelope | None = ...,
         routed_at: _timestamp_pb2.Timestamp | None = ...,
         withdrawn: Global___RecordRef | None = ...,
+        erased: Global___RecordRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "routed_at", b"routed_at", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "erased", b"erased", "routed_at", b"routed_at", "withdrawn", b"withdrawn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "kind", b"kind", "routed_at", b"routed_at", "sequence", b"sequence", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "erased", b"erased", "kind", b"kind", "routed_at", b"routed_at", "sequence", b"sequence", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

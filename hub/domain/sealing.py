@@ -1,0 +1,85 @@
+"""Encryption at rest with a data key per candidate (AES-256-GCM, from cryptography).
+
+A candidate's records (profile and personal view) are sealed with the data
+key of the consent that governs them. Data keys are kept, wrapped by the
+master key, in a key store separate from the main database: destroying a
+candidate's data key makes every copy of their sealed records unreadable,
+including database backups taken earlier, provided key-store backups are
+kept for a shorter time than erasure deadlines allow (docs/consent.md).
+
+A sealed payload is PREFIX, then the consent record id (length-prefixed, so
+the key can be found), then the 12-byte nonce and the ciphertext. A
+protobuf message never starts with a 0x00 byte, so sealed and clear payloads
+cannot be confused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from hub.errors import HubError
+
+PREFIX = b"\x00SPEHUB-AEAD1\x00"
+
+
+class SealingError(HubError):
+    """A sealed payload could not be opened (wrong or destroyed key, altered bytes)."""
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def key_aad(origin_id: str, consent_record_id: str) -> bytes:
+    return f"{origin_id}\x00{consent_record_id}".encode()
+
+
+def wrap(master_key: bytes, data_key: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(master_key).encrypt(nonce, data_key, aad)
+
+
+def unwrap(master_key: bytes, wrapped: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(master_key).decrypt(wrapped[:12], wrapped[12:], aad)
+    except InvalidTag:
+        raise SealingError(
+            "a data key does not unwrap with the master key (wrong SPEHUB_MASTER_KEY_FILE?)"
+        ) from None
+
+
+def seal(data_key: bytes, origin_id: str, consent_record_id: str, plaintext: bytes) -> bytes:
+    nonce = os.urandom(12)
+    ref = consent_record_id.encode()
+    aad = key_aad(origin_id, consent_record_id)
+    return PREFIX + bytes([len(ref)]) + ref + nonce + AESGCM(data_key).encrypt(nonce, plaintext, aad)
+
+
+def is_sealed(payload: bytes) -> bool:
+    return payload.startswith(PREFIX)
+
+
+def sealed_consent_id(payload: bytes) -> str:
+    """The consent record id a sealed payload names (to find its data key)."""
+    n = payload[len(PREFIX)]
+    return payload[len(PREFIX) + 1 : len(PREFIX) + 1 + n].decode()
+
+
+def open_sealed(data_key: bytes, origin_id: str, payload: bytes) -> bytes:
+    consent_id = sealed_consent_id(payload)
+    start = len(PREFIX) + 1 + len(consent_id.encode())
+    nonce, ciphertext = payload[start : start + 12], payload[start + 12 :]
+    try:
+        return AESGCM(data_key).decrypt(nonce, ciphertext, key_aad(origin_id, consent_id))
+    except InvalidTag:
+        raise SealingError("a sealed record does not open with its data key (altered?)") from None
+
+
+def keyed_digest(data_key: bytes, payload: bytes) -> bytes:
+    """Digest of a sealed record's clear bytes for duplicate detection; useless once the key is gone."""
+    return hmac.new(data_key, payload, hashlib.sha256).digest()
