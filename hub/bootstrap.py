@@ -60,6 +60,7 @@ class Hub:
     notifier: DeliveryNotifier
     keystore: KeyStore
     audit: AuditService
+    sealer_master_key: bytes = field(repr=False, default=b"")
     metrics_http: Any = None
     metrics_port: int = 0
     _stop_checkpoints: threading.Event = field(default_factory=threading.Event)
@@ -153,7 +154,8 @@ def build_hub(
     store = Store(settings.database_url)
     store.create_schema()
     keystore = KeyStore(settings.keystore_url)
-    sealer = Sealer(keystore, load_master_key(settings.master_key_file, settings.production))
+    master_key = load_master_key(settings.master_key_file, settings.production)
+    sealer = Sealer(keystore, master_key)
     audit = AuditService(store, keys, clock)
     directory = DirectoryProvider(store, settings.trust_domain, registry.development)
     admin = DirectoryAdmin(store, directory, clock)
@@ -198,7 +200,9 @@ def build_hub(
         settings.workers,
         settings.max_message_bytes,
     )
-    hub = Hub(settings, store, directory, admin, metrics, running, verifier, notifier, keystore, audit)
+    hub = Hub(
+        settings, store, directory, admin, metrics, running, verifier, notifier, keystore, audit, master_key
+    )
     hub.start_checkpoints()
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")

@@ -1,0 +1,77 @@
+"""``spe-hub audit …`` and ``spe-hub deletions …``: the operator's checks on the audit log and erasures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime, timedelta
+
+from hub.clock import system_clock
+from hub.config import Settings
+from hub.domain.tokens import HubKeyRing
+from hub.services.audit import AuditService
+from hub.store.store import Store
+
+DELIVERY_KIND_DELETION = 3
+
+
+def _service() -> tuple[Settings, Store, AuditService]:
+    settings = Settings.from_env(os.environ)
+    store = Store(settings.database_url)
+    store.create_schema()
+    return settings, store, AuditService(store, HubKeyRing.load(settings.token_keys_dir), system_clock)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    _, _, audit = _service()
+    if args.action == "verify":
+        count, problems = audit.verify()
+        for p in problems:
+            print(f"TAMPERED: {p}")
+        print(f"{count} entries checked: {'intact' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    if args.action == "checkpoint":
+        cp = audit.checkpoint()
+        print(f"checkpoint at entry {cp.seq}" if cp else "nothing new since the last checkpoint")
+        return 0
+    from hub.domain.directory import Participant, ParticipantKind
+
+    origin = Participant(args.origin, "", ParticipantKind.ORIGIN_SPE, args.origin)
+    print(f"Who received or saw the records of candidate {args.consent_record_id!r} of {args.origin!r}:")
+    for e in audit.subject_report(origin, args.consent_record_id):
+        at = datetime.fromtimestamp(e.at_us / 1_000_000, UTC).isoformat(timespec="seconds")
+        purpose = f" for {e.draft.purpose}" if e.draft.purpose else ""
+        print(
+            f"  {at}  {e.draft.actor:24} {e.draft.action:20} {e.draft.record_id} v{e.draft.version}{purpose}"
+        )
+    return 0
+
+
+def run_deletions(args: argparse.Namespace) -> int:
+    settings, store, _ = _service()
+    before = datetime.now(UTC) - timedelta(hours=settings.deletion_ack_hours)
+    with store.unit_of_work() as uow:
+        overdue = uow.overdue_deliveries(DELIVERY_KIND_DELETION, int(before.timestamp() * 1_000_000))
+    if not overdue:
+        print(f"no deletion notice is unacknowledged after {settings.deletion_ack_hours} h")
+        return 0
+    for recipient, n in sorted(overdue.items()):
+        print(f"{recipient:24} {n} deletion notice(s) unacknowledged after {settings.deletion_ack_hours} h")
+    return 1
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "audit", help="verify the audit log, sign a checkpoint, or report on one candidate"
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("verify", help="check the hash chain and the signed checkpoints (exit 1 if tampered)")
+    actions.add_parser("checkpoint", help="sign the head of the log now")
+    p = actions.add_parser("subject", help="who received or saw a candidate's records (ids only)")
+    p.add_argument("origin")
+    p.add_argument("consent_record_id")
+    parser.set_defaults(func=run_audit)
+    parser = sub.add_parser("deletions", help="deletion notices recipients have not acknowledged in time")
+    deletions = parser.add_subparsers(dest="action", required=True)
+    deletions.add_parser("overdue", help="list them (exit 1 if any)")
+    parser.set_defaults(func=run_deletions)
