@@ -268,3 +268,22 @@ def test_deletions_overdue_command(hub, test_pki, database_url, monkeypatch, cap
     monkeypatch.setenv("SPEHUB_TRUST_DOMAIN", "test.spehub.invalid")
     assert main(["deletions", "overdue"]) == 0
     assert "no deletion notice" in capsys.readouterr().out
+
+
+def test_each_recipient_sees_its_own_stable_pseudonym(hub, connect):
+    sn, ft, se = connect(SN), connect(FT), connect(SE)
+    consent = _consent(SN, sn.clock())
+    consent.recipients.append(
+        consent_pb2.Recipient(country_code="SE", transfer_basis=consent_pb2.TRANSFER_BASIS_ADEQUACY)
+    )
+    _candidate(sn, consent)
+
+    def pseudonyms(p):
+        return [
+            h.pseudonym for h in p.pool.SearchProfiles(pool_pb2.SearchProfilesRequest(), timeout=10).profiles
+        ]
+
+    first, again, other = pseudonyms(ft), pseudonyms(ft), pseudonyms(se)
+    assert len(first) == 1 and first == again  # stable for one recipient
+    assert other and other != first  # another recipient gets another one
+    assert "p-1" not in first[0]

@@ -83,7 +83,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         return pool_pb2.SearchProfilesResponse(
             profiles=[
                 pool_pb2.ProfileHit(
-                    profile=convert.envelope_to_proto(h.envelope), origin_country_code=h.origin_country
+                    profile=convert.envelope_to_proto(h.envelope),
+                    origin_country_code=h.origin_country,
+                    pseudonym=h.pseudonym,
                 )
                 for h in hits
             ],

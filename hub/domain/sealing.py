@@ -15,6 +15,7 @@ cannot be confused.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -83,3 +84,11 @@ def open_sealed(data_key: bytes, origin_id: str, payload: bytes) -> bytes:
 def keyed_digest(data_key: bytes, payload: bytes) -> bytes:
     """Digest of a sealed record's clear bytes for duplicate detection; useless once the key is gone."""
     return hmac.new(data_key, payload, hashlib.sha256).digest()
+
+
+def pseudonym(master_key: bytes, recipient_id: str, origin_id: str, record_id: str) -> str:
+    """A recipient's own stable pseudonym for a candidate record (HMAC-SHA256 under a key derived
+    from the master key, base64url, 128 bits): two recipients cannot match theirs to each other's."""
+    derived = hmac.new(master_key, b"spehub pseudonym v1", hashlib.sha256).digest()
+    mac = hmac.new(derived, f"{recipient_id}\x00{origin_id}\x00{record_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")

@@ -24,6 +24,7 @@ MAX_PAGE_SIZE = 100
 class ProfileHit:
     envelope: StoredEnvelope
     origin_country: str
+    pseudonym: str
 
 
 class PoolService:
@@ -58,7 +59,9 @@ class PoolService:
             page = rows[:size]
             opened = self.sealer.open([env for *_, env in page])
             hits = [
-                ProfileHit(env, country) for (_, country, _, _), env in zip(page, opened, strict=True) if env
+                ProfileHit(env, country, self.sealer.pseudonym(caller.id, env.origin_id, env.record_id))
+                for (_, country, _, _), env in zip(page, opened, strict=True)
+                if env
             ]
             # Every disclosure is recorded, in the same transaction, for the candidate's right of access.
             uow.append_audit(

@@ -77,6 +77,9 @@ class Sealer:
             )
         return out
 
+    def pseudonym(self, recipient_id: str, origin_id: str, record_id: str) -> str:
+        return sealing.pseudonym(self.master_key, recipient_id, origin_id, record_id)
+
     def erase(self, origin_id: str, consent_record_id: str) -> bool:
         """Destroy the candidate's data key. True if one existed."""
         return self.keys.destroy(origin_id, consent_record_id)

@@ -26,7 +26,7 @@ from spehub.v1 import common_pb2 as spehub_dot_v1_dot_common__pb2
 from spehub.v1 import envelope_pb2 as spehub_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14spehub/v1/pool.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\x1a\x18spehub/v1/envelope.proto\"\x99\x02\n\x15SearchProfilesRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12+\n\tlanguages\x18\x02 \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12 \n\x18\x64\x65stination_country_code\x18\x03 \x01(\t\x12/\n\x0emobility_types\x18\x04 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12%\n\x0c\x61vailable_by\x18\x05 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x14origin_country_codes\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"Z\n\x16SearchProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.spehub.v1.ProfileHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\nProfileHit\x12*\n\x07profile\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12\x1b\n\x13origin_country_code\x18\x02 \x01(\t\"\xd3\x01\n\x13SearchOffersRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12\x19\n\x11work_country_code\x18\x02 \x01(\t\x12/\n\x0emobility_types\x18\x03 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12\x1b\n\x13target_country_code\x18\x04 \x01(\t\x12\x16\n\x0einclude_closed\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"T\n\x14SearchOffersResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.spehub.v1.OfferHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x08OfferHit\x12(\n\x05offer\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope2\xb5\x01\n\x0bPoolService\x12U\n\x0eSearchProfiles\x12 .spehub.v1.SearchProfilesRequest\x1a!.spehub.v1.SearchProfilesResponse\x12O\n\x0cSearchOffers\x12\x1e.spehub.v1.SearchOffersRequest\x1a\x1f.spehub.v1.SearchOffersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14spehub/v1/pool.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\x1a\x18spehub/v1/envelope.proto\"\x99\x02\n\x15SearchProfilesRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12+\n\tlanguages\x18\x02 \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12 \n\x18\x64\x65stination_country_code\x18\x03 \x01(\t\x12/\n\x0emobility_types\x18\x04 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12%\n\x0c\x61vailable_by\x18\x05 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x14origin_country_codes\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"Z\n\x16SearchProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.spehub.v1.ProfileHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\nProfileHit\x12*\n\x07profile\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12\x1b\n\x13origin_country_code\x18\x02 \x01(\t\x12\x11\n\tpseudonym\x18\x03 \x01(\t\"\xd3\x01\n\x13SearchOffersRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12\x19\n\x11work_country_code\x18\x02 \x01(\t\x12/\n\x0emobility_types\x18\x03 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12\x1b\n\x13target_country_code\x18\x04 \x01(\t\x12\x16\n\x0einclude_closed\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"T\n\x14SearchOffersResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.spehub.v1.OfferHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x08OfferHit\x12(\n\x05offer\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope2\xb5\x01\n\x0bPoolService\x12U\n\x0eSearchProfiles\x12 .spehub.v1.SearchProfilesRequest\x1a!.spehub.v1.SearchProfilesResponse\x12O\n\x0cSearchOffers\x12\x1e.spehub.v1.SearchOffersRequest\x1a\x1f.spehub.v1.SearchOffersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,13 +38,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHPROFILESRESPONSE']._serialized_start=369
   _globals['_SEARCHPROFILESRESPONSE']._serialized_end=459
   _globals['_PROFILEHIT']._serialized_start=461
-  _globals['_PROFILEHIT']._serialized_end=546
-  _globals['_SEARCHOFFERSREQUEST']._serialized_start=549
-  _globals['_SEARCHOFFERSREQUEST']._serialized_end=760
-  _globals['_SEARCHOFFERSRESPONSE']._serialized_start=762
-  _globals['_SEARCHOFFERSRESPONSE']._serialized_end=846
-  _globals['_OFFERHIT']._serialized_start=848
-  _globals['_OFFERHIT']._serialized_end=900
-  _globals['_POOLSERVICE']._serialized_start=903
-  _globals['_POOLSERVICE']._serialized_end=1084
+  _globals['_PROFILEHIT']._serialized_end=565
+  _globals['_SEARCHOFFERSREQUEST']._serialized_start=568
+  _globals['_SEARCHOFFERSREQUEST']._serialized_end=779
+  _globals['_SEARCHOFFERSRESPONSE']._serialized_start=781
+  _globals['_SEARCHOFFERSRESPONSE']._serialized_end=865
+  _globals['_OFFERHIT']._serialized_start=867
+  _globals['_OFFERHIT']._serialized_end=919
+  _globals['_POOLSERVICE']._serialized_start=922
+  _globals['_POOLSERVICE']._serialized_end=1103
 # @@protoc_insertion_point(module_scope)

@@ -114,7 +114,13 @@ class ProfileHit(_message.Message):
 
     PROFILE_FIELD_NUMBER: _builtins.int
     ORIGIN_COUNTRY_CODE_FIELD_NUMBER: _builtins.int
+    PSEUDONYM_FIELD_NUMBER: _builtins.int
     origin_country_code: _builtins.str
+    pseudonym: _builtins.str
+    """This caller's own pseudonym for the candidate: stable across searches,
+    different for every recipient (HMAC keyed by the hub). Use it to refer
+    to the candidate in later exchanges with the hub.
+    """
     @_builtins.property
     def profile(self) -> _envelope_pb2.SignedEnvelope:
         """The exact envelope the origin SPE signed."""
@@ -124,10 +130,11 @@ class ProfileHit(_message.Message):
         *,
         profile: _envelope_pb2.SignedEnvelope | None = ...,
         origin_country_code: _builtins.str = ...,
+        pseudonym: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin_country_code", b"origin_country_code", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin_country_code", b"origin_country_code", "profile", b"profile", "pseudonym", b"pseudonym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
