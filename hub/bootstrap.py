@@ -28,6 +28,7 @@ from hub.api.servicers import (
 )
 from hub.clock import Clock, system_clock, to_us
 from hub.config import DEV_PKI_DIR, Settings, load_master_key
+from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import ConfigError, HubError
@@ -35,7 +36,7 @@ from hub.metrics import HubMetrics, watch_overdue_deletions
 from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
-from hub.services.exchange import DELIVERY_KIND_DELETION, ExchangeService, SignatureVerifier
+from hub.services.exchange import ExchangeService, SignatureVerifier
 from hub.services.limits import ParticipantLimits
 from hub.services.pool import PoolService
 from hub.services.privacy import Sealer
@@ -219,7 +220,7 @@ def build_hub(
 def overdue_deletions(store: Store, clock: Clock, after: timedelta) -> dict[str, int]:
     """Deletion notices not acknowledged within ``after``, per recipient."""
     with store.unit_of_work() as uow:
-        return uow.overdue_deliveries(DELIVERY_KIND_DELETION, to_us(clock() - after))
+        return uow.overdue_deliveries(DeliveryKind.DELETION, to_us(clock() - after))
 
 
 def ensure_dev_pki(settings: Settings) -> None:

@@ -184,6 +184,19 @@ class Participant:
         return list(response.results)
 
 
+def raw_channel(port: int, test_pki: TestPki, pid: str) -> grpc.Channel:
+    """A participant's mTLS channel without the token plugin: the test sets the metadata itself."""
+    from hub.api.client import secure_channel
+
+    folder = test_pki.participant_dir(pid)
+    return secure_channel(
+        f"127.0.0.1:{port}",
+        test_pki.ca_pem,
+        (folder / "client.pem").read_bytes(),
+        (folder / "client-key.pem").read_bytes(),
+    )
+
+
 def make_participant(
     port: int, test_pki: TestPki, pid: str, clock: FakeClock, scopes: tuple[str, ...] = ()
 ) -> Participant:

@@ -16,7 +16,7 @@ from spehub.v1 import delivery_pb2, directory_pb2, directory_pb2_grpc, envelope_
 from hub.bootstrap import build_hub
 from hub.domain import signing
 from hub.domain.records import PayloadKind
-from tests.conftest import hub_settings, make_participant
+from tests.conftest import hub_settings, make_participant, raw_channel
 from tests.records import demo_consent, demo_offer, demo_profile
 
 SN, ML, FT, SE, OP = "sn-anpej", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen", "op-hub"
@@ -151,15 +151,7 @@ def test_rotated_out_key_verifies_its_past_and_nothing_after(hub, connect, clock
 
 
 def _admin_call(hub, test_pki, method: str, request):
-    folder = test_pki.participant_dir(OP)
-    from hub.api.client import secure_channel
-
-    channel = secure_channel(
-        f"127.0.0.1:{hub.port}",
-        test_pki.ca_pem,
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    channel = raw_channel(hub.port, test_pki, OP)
     stub = directory_pb2_grpc.DirectoryServiceStub(channel)
     token = stub.IssueToken(directory_pb2.IssueTokenRequest(scopes=["admin"]), timeout=10).access_token
     try:

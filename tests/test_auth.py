@@ -31,7 +31,7 @@ from hub.api.client import secure_channel
 from hub.api.scopes import METHOD_SCOPES
 from hub.domain.records import PayloadKind
 from hub.domain.tokens import thumbprint
-from tests.conftest import TRUST_DOMAIN
+from tests.conftest import TRUST_DOMAIN, raw_channel
 from tests.records import demo_profile
 
 SN = "sn-anpej"
@@ -105,13 +105,7 @@ def _hs256_with_public_key(test_pki, clock) -> str:
 @pytest.fixture
 def raw(hub, test_pki):
     """An mTLS channel of sn-anpej with no token plugin: the test sets the metadata."""
-    folder = test_pki.participant_dir(SN)
-    channel = secure_channel(
-        f"127.0.0.1:{hub.port}",
-        test_pki.ca_pem,
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    channel = raw_channel(hub.port, test_pki, SN)
     yield channel
     channel.close()
 
@@ -228,13 +222,7 @@ def test_jku_header_is_refused_and_nothing_is_fetched(hub, raw, test_pki, clock,
 
 def test_token_presented_over_another_certificate_of_the_same_participant(hub, test_pki, connect):
     """A token obtained over certificate A and replayed over certificate B (same participant) is refused."""
-    folder = test_pki.participant_dir(SN)
-    first = secure_channel(
-        f"127.0.0.1:{hub.port}",
-        test_pki.ca_pem,
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    first = raw_channel(hub.port, test_pki, SN)
     token = (
         directory_pb2_grpc.DirectoryServiceStub(first)
         .IssueToken(directory_pb2.IssueTokenRequest(), timeout=10)
@@ -258,13 +246,7 @@ def test_missing_scope_is_permission_denied(hub, connect):
 
 
 def test_scopes_beyond_the_kind_are_not_issued(hub, test_pki):
-    folder = test_pki.participant_dir("op-hub")
-    channel = secure_channel(
-        f"127.0.0.1:{hub.port}",
-        test_pki.ca_pem,
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    channel = raw_channel(hub.port, test_pki, "op-hub")
     with pytest.raises(grpc.RpcError) as err:
         directory_pb2_grpc.DirectoryServiceStub(channel).IssueToken(
             directory_pb2.IssueTokenRequest(scopes=["search"]), timeout=10
@@ -293,13 +275,7 @@ def test_operators_administer_but_do_not_read_records(hub, connect):
 
 
 def test_admin_token_is_single_use(hub, test_pki):
-    folder = test_pki.participant_dir("op-hub")
-    channel = secure_channel(
-        f"127.0.0.1:{hub.port}",
-        test_pki.ca_pem,
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    channel = raw_channel(hub.port, test_pki, "op-hub")
     stub = directory_pb2_grpc.DirectoryServiceStub(channel)
     token = stub.IssueToken(directory_pb2.IssueTokenRequest(scopes=["admin"]), timeout=10).access_token
     metadata = [("authorization", f"Bearer {token}")]

@@ -101,3 +101,15 @@ def test_out_of_range_timestamps_are_an_invalid_field(seconds):
     with pytest.raises(RecordRejection) as err:
         records.parse(PayloadKind.CONSENT, consent.SerializeToString())
     assert err.value.field == "valid_until"
+
+
+def test_delivery_kinds_mirror_the_schema():
+    from spehub.v1 import delivery_pb2
+
+    from hub.domain.delivery import DeliveryKind
+
+    assert {k.name: k.value for k in DeliveryKind} == {
+        name.removeprefix("DELIVERY_KIND_"): number
+        for name, number in delivery_pb2.DeliveryKind.items()
+        if number != 0
+    }

@@ -24,15 +24,17 @@ from hub.api import convert
 from hub.api.identity import current_call, current_caller
 from hub.clock import Clock
 from hub.domain import signing
+from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider, export_directory
-from hub.services.exchange import DELIVERY_KIND_DELETION, ExchangeService
+from hub.services.exchange import ExchangeService
 from hub.services.pool import PoolService
-from hub.services.records import DELIVERY_KIND_WITHDRAWAL, RecordService
+from hub.services.records import RecordService
+from hub.store.store import StoredEnvelope
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
@@ -67,6 +69,15 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             yield exchange_pb2.PublishResponse(
                 request_id=request.request_id, results=[convert.result_to_proto(r) for r in results]
             )
+
+
+def _record_ref(envelope: StoredEnvelope) -> delivery_pb2.RecordRef:
+    return delivery_pb2.RecordRef(
+        origin_participant_id=envelope.origin_id,
+        payload_type=envelope.payload_type,  # type: ignore[arg-type]
+        record_id=envelope.record_id,
+        version=envelope.version,
+    )
 
 
 class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
@@ -125,24 +136,10 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
                 kind=row.kind,  # type: ignore[arg-type]
                 routed_at=convert.timestamp_from_us(row.routed_at_us),
             )
-            if row.kind == DELIVERY_KIND_DELETION:
-                delivery.erased.CopyFrom(
-                    delivery_pb2.RecordRef(
-                        origin_participant_id=row.envelope.origin_id,
-                        payload_type=row.envelope.payload_type,  # type: ignore[arg-type]
-                        record_id=row.envelope.record_id,
-                        version=row.envelope.version,
-                    )
-                )
-            elif row.kind == DELIVERY_KIND_WITHDRAWAL:
-                delivery.withdrawn.CopyFrom(
-                    delivery_pb2.RecordRef(
-                        origin_participant_id=row.envelope.origin_id,
-                        payload_type=row.envelope.payload_type,  # type: ignore[arg-type]
-                        record_id=row.envelope.record_id,
-                        version=row.envelope.version,
-                    )
-                )
+            if row.kind == DeliveryKind.DELETION:
+                delivery.erased.CopyFrom(_record_ref(row.envelope))
+            elif row.kind == DeliveryKind.WITHDRAWAL:
+                delivery.withdrawn.CopyFrom(_record_ref(row.envelope))
             else:
                 delivery.envelope.CopyFrom(convert.envelope_to_proto(row.envelope))
             yield delivery_pb2.SubscribeResponse(delivery=delivery)

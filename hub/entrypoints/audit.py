@@ -6,13 +6,12 @@ import argparse
 import os
 from datetime import UTC, datetime, timedelta
 
+from hub.bootstrap import overdue_deletions
 from hub.clock import system_clock
 from hub.config import Settings
 from hub.domain.tokens import HubKeyRing
 from hub.services.audit import AuditService
 from hub.store.store import Store
-
-DELIVERY_KIND_DELETION = 3
 
 
 def _service() -> tuple[Settings, Store, AuditService]:
@@ -49,9 +48,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def run_deletions(args: argparse.Namespace) -> int:
     settings, store, _ = _service()
-    before = datetime.now(UTC) - timedelta(hours=settings.deletion_ack_hours)
-    with store.unit_of_work() as uow:
-        overdue = uow.overdue_deliveries(DELIVERY_KIND_DELETION, int(before.timestamp() * 1_000_000))
+    overdue = overdue_deletions(store, system_clock, timedelta(hours=settings.deletion_ack_hours))
     if not overdue:
         print(f"no deletion notice is unacknowledged after {settings.deletion_ack_hours} h")
         return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from hub.clock import Clock, to_us
 from hub.domain import audit, signing
 from hub.domain.audit import AuditEntry, Checkpoint
@@ -70,9 +68,3 @@ class AuditService:
             raise InvalidRequestError("consent_record_id is required", "consent_record_id")
         with self.store.unit_of_work() as uow:
             return list(uow.audit_entries(caller.id, consent_record_id))
-
-
-def entry_time(entry: AuditEntry) -> datetime:
-    from datetime import UTC
-
-    return datetime.fromtimestamp(entry.at_us / 1_000_000, UTC)

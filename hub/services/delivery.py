@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterator
 
 from hub.clock import Clock, to_us
 from hub.domain.audit import AuditDraft
+from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Participant
 from hub.errors import InvalidRequestError
 from hub.store.store import DeliveryRow, Store
 
 FETCH_LIMIT = 100
-DELIVERY_KIND_DELETION = 3  # spehub.v1.DeliveryKind.DELIVERY_KIND_DELETION
 
 
 class DeliveryNotifier:
@@ -111,7 +111,7 @@ class DeliveryService:
                     row.envelope.version,
                     row.envelope.record_id,
                 )
-                for row in uow.deliveries_between(caller.id, before, cursor, DELIVERY_KIND_DELETION)
+                for row in uow.deliveries_between(caller.id, before, cursor, DeliveryKind.DELETION)
             ]
             uow.append_audit(drafts, to_us(self.clock()))
             uow.commit()

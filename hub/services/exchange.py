@@ -16,10 +16,13 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from spehub.v1 import consent_pb2
+
 from hub.clock import Clock, to_us
 from hub.domain import consent_policy, records
 from hub.domain import envelopes as env_rules
 from hub.domain.audit import AuditDraft
+from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.envelopes import Envelope
 from hub.domain.records import PayloadKind, Reason, RecordRejection
@@ -30,8 +33,6 @@ from hub.services.directory import DirectoryProvider
 from hub.services.privacy import Sealer, consent_of
 from hub.store.store import NewRecord, Store
 
-DELIVERY_KIND_RECORD = 1  # spehub.v1.DeliveryKind.DELIVERY_KIND_RECORD
-DELIVERY_KIND_DELETION = 3  # spehub.v1.DeliveryKind.DELIVERY_KIND_DELETION
 PARALLEL_VERIFY_MIN = 16
 
 
@@ -273,14 +274,14 @@ class ExchangeService:
                         routes.append((len(accepted) - 1, recipients))
             envelope_ids = uow.add_records([item for _, item in accepted], current, now_us)
             deliveries = [
-                (recipient, DELIVERY_KIND_RECORD, envelope_ids[pos]) for pos, rs in routes for recipient in rs
+                (recipient, DeliveryKind.RECORD, envelope_ids[pos]) for pos, rs in routes for recipient in rs
             ]
             for pos, (_, item) in enumerate(accepted):
                 rec = item.parsed
                 if rec.kind is PayloadKind.CONSENT and rec.record_id in erasures:
                     # Everyone who saw this candidate's records is told to delete them.
                     for recipient in uow.disclosed_to(caller.id, rec.record_id):
-                        deliveries.append((recipient, DELIVERY_KIND_DELETION, envelope_ids[pos]))
+                        deliveries.append((recipient, DeliveryKind.DELETION, envelope_ids[pos]))
                     uow.withdraw_all(uow.records_under_consent(caller.id, rec.record_id), now_us)
                     drafts.append(
                         AuditDraft(
@@ -322,11 +323,31 @@ def _rejected(i: int, kind: PayloadKind | None, exc: RecordRejection, rec: Any =
     )
 
 
+_ACTIVE, _PAUSED, _WITHDRAWN = (
+    consent_pb2.CONSENT_STATUS_ACTIVE,
+    consent_pb2.CONSENT_STATUS_PAUSED,
+    consent_pb2.CONSENT_STATUS_WITHDRAWN,
+)
+# status now -> {status before (None: first version) -> event}
 _CONSENT_EVENT = {
-    # (status before or None, status now) -> event
-    1: {None: "consent.granted", 1: "consent.amended", 2: "consent.resumed", 3: "consent.granted"},
-    2: {None: "consent.paused", 1: "consent.paused", 2: "consent.amended", 3: "consent.paused"},
-    3: {None: "consent.withdrawn", 1: "consent.withdrawn", 2: "consent.withdrawn", 3: "consent.amended"},
+    _ACTIVE: {
+        None: "consent.granted",
+        _ACTIVE: "consent.amended",
+        _PAUSED: "consent.resumed",
+        _WITHDRAWN: "consent.granted",
+    },
+    _PAUSED: {
+        None: "consent.paused",
+        _ACTIVE: "consent.paused",
+        _PAUSED: "consent.amended",
+        _WITHDRAWN: "consent.paused",
+    },
+    _WITHDRAWN: {
+        None: "consent.withdrawn",
+        _ACTIVE: "consent.withdrawn",
+        _PAUSED: "consent.withdrawn",
+        _WITHDRAWN: "consent.amended",
+    },
 }
 
 

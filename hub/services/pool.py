@@ -53,7 +53,6 @@ class PoolService:
             active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
             now_us=to_us(self.clock()),
         )
-        page = []
         with self.store.unit_of_work(write=True) as uow:
             rows = uow.search_profiles(f, audience, after, size + 1)
             page = rows[:size]

@@ -9,14 +9,13 @@ from spehub.v1 import consent_pb2
 from hub.clock import Clock, to_us
 from hub.domain import records, sealing
 from hub.domain.audit import AuditDraft
+from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Participant
 from hub.domain.records import PayloadKind
 from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.delivery import DeliveryNotifier
 from hub.services.privacy import Sealer
 from hub.store.store import Audience, ProfileFilter, Store, StoredEnvelope
-
-DELIVERY_KIND_WITHDRAWAL = 2  # spehub.v1.DeliveryKind.DELIVERY_KIND_WITHDRAWAL
 
 
 def _not_found(origin_id: str, kind: PayloadKind | None, record_id: str) -> NotFoundError:
@@ -125,7 +124,7 @@ class RecordService:
                 to_us(now),
             )
             recipients = uow.recipients_of(caller.id, payload_type, record_id)
-            uow.add_deliveries([(r, DELIVERY_KIND_WITHDRAWAL, envelope.id) for r in recipients], to_us(now))
+            uow.add_deliveries([(r, DeliveryKind.WITHDRAWAL, envelope.id) for r in recipients], to_us(now))
             uow.commit()
         if recipients:
             self.notifier.notify()

@@ -776,13 +776,7 @@ class UnitOfWork:
     ) -> list[DeliveryRow]:
         """The recipient's deliveries of ``kind`` with after_seq < sequence <= up_to_seq."""
         d = t.deliveries.c
-        query = (
-            select(d.seq, d.kind, d.routed_at_us, *_ENVELOPE_COLUMNS)
-            .join(t.envelopes, t.envelopes.c.id == d.envelope_id)
-            .where(d.recipient_id == recipient_id, d.seq > after_seq, d.seq <= up_to_seq, d.kind == kind)
-            .order_by(d.seq)
-        )
-        return [DeliveryRow(row[0], row[1], row[2], _stored(row[3:])) for row in self.conn.execute(query)]
+        return self._deliveries(recipient_id, after_seq, d.seq <= up_to_seq, d.kind == kind)
 
     def overdue_deliveries(self, kind: int, routed_before_us: int) -> dict[str, int]:
         """Per recipient, deliveries of ``kind`` routed before the time and not acknowledged yet."""
@@ -797,11 +791,16 @@ class UnitOfWork:
 
     def deliveries_after(self, recipient_id: str, after_seq: int, limit: int) -> list[DeliveryRow]:
         """The recipient's deliveries with sequence above ``after_seq``, oldest first."""
+        return self._deliveries(recipient_id, after_seq, limit=limit)
+
+    def _deliveries(
+        self, recipient_id: str, after_seq: int, *conditions: Any, limit: int | None = None
+    ) -> list[DeliveryRow]:
         d = t.deliveries.c
         query = (
             select(d.seq, d.kind, d.routed_at_us, *_ENVELOPE_COLUMNS)
             .join(t.envelopes, t.envelopes.c.id == d.envelope_id)
-            .where(d.recipient_id == recipient_id, d.seq > after_seq)
+            .where(d.recipient_id == recipient_id, d.seq > after_seq, *conditions)
             .order_by(d.seq)
             .limit(limit)
         )
