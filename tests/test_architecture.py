@@ -41,6 +41,8 @@ RULES = {
     "hub.store": ("grpc", "hub.api", "hub.services", "hub.bootstrap"),
     "hub.services": ("grpc", "sqlalchemy", "hub.api", "hub.bootstrap"),
     "hub.api": ("sqlalchemy", "hub.bootstrap"),
+    # Adapters depend only on the schema (and their own code lists).
+    "adapters": ("grpc", "sqlalchemy", "hub", "prometheus_client"),
 }
 
 

@@ -1,0 +1,195 @@
+"""Occupation code lists and crosswalks, imported from the files their publishers distribute.
+
+``import_sources(folder)`` reads the ISCO-08 tables (from ESCO), the official
+ESCO–ROME mapping joined with ROME, the ROME fiche table derived from it, and
+the official ESCO–SE (JobTech) mapping, and builds one versioned JSON (the
+version is the SHA-256 of the inputs). ``integrity()`` says what is missing:
+unit groups without parents, crosswalk targets that are not unit groups, and
+codes that map to nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SOURCES = {
+    "isco_units": "isco08_unit_groups_436_en_fr.csv",
+    "isco_groups": "isco08_groups_en_fr_from_esco.csv",
+    "esco": "esco_occupations_to_isco08_en_fr.csv",
+    "rome_appellations": "rome_appellation_to_esco_to_isco08.csv",
+    "rome_fiches": "rome_fiche_to_isco08_derived.csv",
+    "jobtech": "jobtech_occupation_name_to_esco_to_isco08.csv",
+}
+TRUSTED_RELATIONS = ("exactMatch", "closeMatch")
+
+
+def normalise(label: str) -> str:
+    """Case, accents and spacing folded, for matching titles as written by people."""
+    text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode().casefold()
+    return " ".join(text.replace("’", "'").split())
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An ISCO-08 unit group for a national code, or why there is none."""
+
+    isco08: str | None
+    how: str
+
+
+@dataclass
+class CodeLists:
+    version: str
+    isco_units: dict[str, dict[str, str]] = field(default_factory=dict)
+    isco_groups: dict[str, dict[str, str]] = field(default_factory=dict)
+    esco: dict[str, str] = field(default_factory=dict)
+    rome_appellations: dict[str, list[list[str]]] = field(default_factory=dict)
+    rome_fiches: dict[str, dict[str, object]] = field(default_factory=dict)
+    jobtech: dict[str, list[str]] = field(default_factory=dict)
+
+    # -- building and storing ------------------------------------------------------
+
+    @classmethod
+    def import_sources(cls, folder: Path) -> CodeLists:
+        """Read the publishers' files from ``folder``. Raises FileNotFoundError naming a missing one."""
+        digest = hashlib.sha256()
+        rows: dict[str, list[dict[str, str]]] = {}
+        for key, name in SOURCES.items():
+            path = folder / name
+            data = path.read_bytes()
+            digest.update(name.encode() + b"\0" + data)
+            rows[key] = list(csv.DictReader(data.decode("utf-8-sig").splitlines()))
+        lists = cls(version=digest.hexdigest()[:16])
+        for r in rows["isco_units"]:
+            lists.isco_units[r["isco08_code"]] = {
+                "en": r["title_en"],
+                "fr": r["title_fr"],
+                "major": r["major"],
+                "sub_major": r["sub_major"],
+                "minor": r["minor"],
+            }
+        for r in rows["isco_groups"]:
+            lists.isco_groups[r["isco08_code"]] = {
+                "level": r["level"],
+                "en": r["title_en"],
+                "fr": r["title_fr"],
+            }
+        for r in rows["esco"]:
+            lists.esco[r["esco_occupation_uri"]] = r["isco08_unit"]
+        for r in rows["rome_appellations"]:
+            lists.rome_appellations.setdefault(normalise(r["appellation_label_fr"]), []).append(
+                [r["rome_code"], r["isco08_unit_via_esco"], r["mapping_relation"]]
+            )
+        for r in rows["rome_fiches"]:
+            weights = {}
+            for part in r["isco08_candidates(weighted)"].split(";"):
+                code, _, weight = part.strip().partition(":")
+                if code:
+                    weights[code] = float(weight or 0)
+            lists.rome_fiches[r["rome_code"]] = {"label": r["rome_label_fr"], "candidates": weights}
+        for r in rows["jobtech"]:
+            lists.jobtech.setdefault(r["jobtech_concept_id"], [])
+            if (
+                r["isco08_unit_via_esco"]
+                and r["isco08_unit_via_esco"] not in lists.jobtech[r["jobtech_concept_id"]]
+            ):
+                lists.jobtech[r["jobtech_concept_id"]].append(r["isco08_unit_via_esco"])
+        return lists
+
+    def save(self, folder: Path) -> Path:
+        """Write ``<version>.json`` and point ``current.json`` at it. Returns the versioned file."""
+        folder.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(self.__dict__, ensure_ascii=False, sort_keys=True).encode()
+        versioned = folder / f"{self.version}.json"
+        versioned.write_bytes(body)
+        (folder / "current.json").write_bytes(body)
+        return versioned
+
+    @classmethod
+    def load(cls, path: Path) -> CodeLists:
+        """A saved code list file (``current.json`` of the import folder)."""
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+    # -- using -------------------------------------------------------------------------
+
+    def is_unit(self, code: str) -> bool:
+        return code in self.isco_units
+
+    def resolve_rome(self, rome_code: str, appellation_label: str = "") -> Resolution:
+        """ISCO-08 for a ROME (or ROME-derived ROAME) code, without guessing.
+
+        First the job title, if given, through the official ESCO–ROME mapping
+        (exact or close matches only); then the ROME fiche if all its weight
+        falls on one unit group. Otherwise None, saying which candidates there were.
+        """
+        if appellation_label:
+            matches = {
+                isco
+                for rome, isco, relation in self.rome_appellations.get(normalise(appellation_label), [])
+                if rome == rome_code and relation in TRUSTED_RELATIONS and self.is_unit(isco)
+            }
+            if len(matches) == 1:
+                return Resolution(matches.pop(), "appellation via ESCO")
+        fiche = self.rome_fiches.get(rome_code)
+        if fiche is None:
+            return Resolution(None, f"ROME {rome_code} is not in the code lists (version {self.version})")
+        candidates = fiche["candidates"]
+        assert isinstance(candidates, dict)
+        if len(candidates) == 1:
+            return Resolution(next(iter(candidates)), "ROME fiche, single ISCO-08 unit group")
+        ranked = ", ".join(f"{c} ({w:g})" for c, w in sorted(candidates.items(), key=lambda kv: -kv[1])[:5])
+        return Resolution(
+            None,
+            f"ROME {rome_code} spans several ISCO-08 unit groups ({ranked}); give the job title or the ISCO code",
+        )
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    units: int
+    missing_parents: list[str]
+    dangling: dict[str, list[str]]
+    unmapped: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_parents and not any(self.dangling.values())
+
+
+def integrity(lists: CodeLists) -> IntegrityReport:
+    """Check the hierarchy and every crosswalk target; count what maps to nothing."""
+    missing = [
+        f"{code}: {level} {unit[level]}"
+        for code, unit in sorted(lists.isco_units.items())
+        for level in ("major", "sub_major", "minor")
+        if unit[level] not in lists.isco_groups
+    ]
+    dangling = {
+        "esco": sorted({i for i in lists.esco.values() if i and not lists.is_unit(i)}),
+        "rome_appellations": sorted(
+            {
+                isco
+                for rows in lists.rome_appellations.values()
+                for _, isco, _ in rows
+                if isco and not lists.is_unit(isco)
+            }
+        ),
+        "rome_fiches": sorted(
+            {c for f in lists.rome_fiches.values() for c in f["candidates"] if not lists.is_unit(c)}  # type: ignore[attr-defined]
+        ),
+        "jobtech": sorted({i for codes in lists.jobtech.values() for i in codes if not lists.is_unit(i)}),
+    }
+    unmapped = {
+        "esco": sum(1 for i in lists.esco.values() if not i),
+        "rome_appellations": sum(
+            1 for rows in lists.rome_appellations.values() for _, isco, _ in rows if not isco
+        ),
+        "rome_fiches_ambiguous": sum(1 for f in lists.rome_fiches.values() if len(f["candidates"]) != 1),  # type: ignore[arg-type]
+        "jobtech": sum(1 for codes in lists.jobtech.values() if not codes),
+    }
+    return IntegrityReport(len(lists.isco_units), missing, dangling, unmapped)

@@ -1,0 +1,230 @@
+"""France Travail "offres d'emploi v2" offer JSON ↔ spehub.v1.JobOffer.
+
+Reads one offer, a list of offers, or a search response (``resultats``).
+What the format does not carry is never invented:
+- ``romeCode`` is resolved to ISCO-08 through the code lists (job title first,
+  then the ROME fiche only if unambiguous); otherwise the offer is reported
+  and skipped, with the candidate unit groups;
+- languages carry no CEFR level, so they are not turned into requirements
+  (a warning says so); the salary is free text, likewise;
+- contract types other than CDI, CDD, MIS and SAI are reported.
+Field names follow the API (``appellationlibelle`` is spelled so).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from spehub.v1 import common_pb2, offer_pb2
+
+from adapters.base import Converted, Problem
+from adapters.codelists import CodeLists
+
+CONTRACTS = {
+    "CDI": (offer_pb2.CONTRACT_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_PERMANENT),
+    "CDD": (offer_pb2.CONTRACT_TYPE_FIXED_TERM, common_pb2.MOBILITY_TYPE_TEMPORARY),
+    "MIS": (offer_pb2.CONTRACT_TYPE_TEMPORARY_AGENCY, common_pb2.MOBILITY_TYPE_TEMPORARY),
+    "SAI": (offer_pb2.CONTRACT_TYPE_SEASONAL, common_pb2.MOBILITY_TYPE_SEASONAL),
+}
+CONTRACT_CODES = {v[0]: k for k, v in CONTRACTS.items()}
+# French qualification levels (Cadre national des certifications) to EQF, as France referenced them.
+EQF_BY_LEVEL = [
+    ("cap, bep", common_pb2.EQF_LEVEL_3),
+    ("bac+5", common_pb2.EQF_LEVEL_7),
+    ("bac+3", common_pb2.EQF_LEVEL_6),
+    ("bac+2", common_pb2.EQF_LEVEL_5),
+    ("bac ou", common_pb2.EQF_LEVEL_4),
+]
+HOURS = re.compile(r"^\s*(\d{1,2})\s*H\s*(\d{2})?", re.IGNORECASE)
+EXPERIENCE = re.compile(r"(\d+)\s*(an|mois)", re.IGNORECASE)
+
+
+class FranceTravailOffers:
+    """The France Travail offer adapter."""
+
+    name = "france-travail-offers"
+
+    def __init__(
+        self, codelists: CodeLists, origin_participant_id: str, target_country_codes: tuple[str, ...] = ()
+    ) -> None:
+        self.codelists = codelists
+        self.origin = origin_participant_id
+        self.targets = tuple(target_country_codes)
+
+    def read(self, path: Path) -> Iterator[Converted]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError) as exc:
+            yield Converted(
+                str(path), None, (Problem(str(path), "$", f"not readable JSON ({type(exc).__name__})"),)
+            )
+            return
+        if isinstance(data, dict) and "resultats" in data:
+            offers, base = data["resultats"], "$.resultats"
+        elif isinstance(data, list):
+            offers, base = data, "$"
+        else:
+            offers, base = [data], ""
+        for i, offer in enumerate(offers):
+            where = f"{path}:{base}[{i}]" if base else f"{path}:$"
+            yield self.convert(offer, where)
+
+    def convert(self, o: Any, where: str) -> Converted:
+        """One offer object to a JobOffer, or the problems that stop it."""
+        problems: list[Problem] = []
+
+        def error(field: str, reason: str) -> None:
+            problems.append(Problem(where, field, reason))
+
+        def warn(field: str, reason: str) -> None:
+            problems.append(Problem(where, field, reason, "warning"))
+
+        if not isinstance(o, dict):
+            return Converted(where, None, (Problem(where, "$", "an offer must be a JSON object"),))
+        offer = offer_pb2.JobOffer()
+        offer_id = str(o.get("id") or "")
+        if not re.fullmatch(r"[A-Za-z0-9]{1,40}", offer_id):
+            error("id", "missing or not a France Travail offer id")
+        offer.header.record_id = f"FT-{offer_id}"
+        offer.header.origin_participant_id = self.origin
+        updated = o.get("dateActualisation") or o.get("dateCreation")
+        try:
+            stamp = datetime.fromisoformat(str(updated).replace("Z", "+00:00"))
+            offer.header.version = int(stamp.timestamp())
+            offer.header.updated_at.CopyFrom(_ts(stamp))
+        except ValueError:
+            error("dateActualisation", "missing or not an ISO 8601 date-time")
+        offer.title = str(o.get("intitule") or "")
+        if not offer.title:
+            error("intitule", "missing")
+        offer.description = str(o.get("description") or "")
+        rome, label = str(o.get("romeCode") or ""), str(o.get("appellationlibelle") or "")
+        resolution = self.codelists.resolve_rome(rome, label)
+        if resolution.isco08 is None:
+            error("romeCode", resolution.how)
+        else:
+            offer.occupation.isco08_code = resolution.isco08
+        offer.occupation.national_code.CopyFrom(
+            common_pb2.NationalCode(system="ROME", code=rome, label=str(o.get("romeLibelle") or ""))
+        )
+        offer.occupation.title = label
+        employer = o.get("entreprise") or {}
+        offer.employer.name = str(employer.get("nom") or "")
+        if not offer.employer.name:
+            error("entreprise.nom", "the hub needs the employer's name")
+        offer.employer.country_code = "FR"
+        naf = str(o.get("codeNAF") or "")
+        if naf:
+            offer.employer.nace_code = naf[:5]  # NAF rév. 2 = NACE rév. 2 plus a French letter
+        positions = o.get("nombrePostes")
+        if isinstance(positions, int) and positions >= 1:
+            offer.positions = positions
+        else:
+            error("nombrePostes", "missing or not a positive whole number")
+        place = o.get("lieuTravail") or {}
+        offer.place.country_code = "FR"
+        offer.place.locality = str(place.get("libelle") or "")
+        offer.place.postal_code = str(place.get("codePostal") or "")
+        contract = str(o.get("typeContrat") or "")
+        if contract in CONTRACTS:
+            offer.contract.type, offer.contract.mobility_type = CONTRACTS[contract]
+        else:
+            error(
+                "typeContrat", f"{contract or 'missing'}: only CDI, CDD, MIS and SAI map to the common schema"
+            )
+        hours = HOURS.match(str(o.get("dureeTravailLibelle") or ""))
+        if hours:
+            offer.weekly_hours = int(hours.group(1)) + int(hours.group(2) or 0) / 60
+        offer.required_experience_months = _experience_months(o)
+        for j, skill in enumerate(o.get("competences") or []):
+            if skill.get("libelle"):
+                offer.required_skills.add(label=str(skill["libelle"]))
+            else:
+                warn(f"competences[{j}]", "no label: not carried over")
+        for j, training in enumerate(o.get("formations") or []):
+            level = _eqf(str(training.get("niveauLibelle") or ""))
+            title = str(training.get("domaineLibelle") or training.get("niveauLibelle") or "")
+            offer.required_qualifications.add(title=title, eqf_level=level)
+            if not level:
+                warn(f"formations[{j}].niveauLibelle", "no EQF level known for it")
+        for j, _ in enumerate(o.get("langues") or []):
+            warn(f"langues[{j}]", "France Travail gives no CEFR level: not carried as a requirement")
+        if (o.get("salaire") or {}).get("libelle"):
+            warn("salaire.libelle", "free-text salary: not carried into the structured pay")
+        offer.target_country_codes.extend(self.targets)
+        if any(p.severity == "error" for p in problems):
+            return Converted(where, None, tuple(problems))
+        return Converted(where, offer, tuple(problems))
+
+    def write(self, offer: offer_pb2.JobOffer) -> dict[str, Any]:
+        """The France Travail shape of a JobOffer (what the common schema carries of it)."""
+        out: dict[str, Any] = {
+            "id": offer.header.record_id.removeprefix("FT-"),
+            "intitule": offer.title,
+            "description": offer.description,
+            "dateActualisation": datetime.fromtimestamp(offer.header.version).astimezone().isoformat(),
+            "romeCode": offer.occupation.national_code.code,
+            "romeLibelle": offer.occupation.national_code.label,
+            "appellationlibelle": offer.occupation.title,
+            "entreprise": {"nom": offer.employer.name},
+            "nombrePostes": offer.positions,
+            "lieuTravail": {"libelle": offer.place.locality, "codePostal": offer.place.postal_code},
+            "typeContrat": CONTRACT_CODES.get(offer.contract.type, ""),
+            "competences": [{"libelle": s.label} for s in offer.required_skills],
+        }
+        if offer.employer.nace_code:
+            out["codeNAF"] = offer.employer.nace_code
+        if offer.weekly_hours:
+            h = int(offer.weekly_hours)
+            m = round((offer.weekly_hours - h) * 60)
+            out["dureeTravailLibelle"] = f"{h}H{m:02d}" if m else f"{h}H"
+        if offer.required_experience_months:
+            out["experienceExige"] = "E"
+            out["experienceLibelle"] = f"{offer.required_experience_months} Mois"
+        if offer.required_qualifications:
+            out["formations"] = [
+                {"domaineLibelle": q.title, "niveauLibelle": _level_label(q.eqf_level)}
+                for q in offer.required_qualifications
+            ]
+        return out
+
+
+def _ts(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _eqf(label: str) -> int:
+    folded = label.casefold()
+    for prefix, level in EQF_BY_LEVEL:
+        if prefix in folded:
+            return level
+    return common_pb2.EQF_LEVEL_UNSPECIFIED
+
+
+def _level_label(eqf: int) -> str:
+    labels = {
+        common_pb2.EQF_LEVEL_3: "CAP, BEP et équivalents",
+        common_pb2.EQF_LEVEL_4: "Bac ou équivalent",
+        common_pb2.EQF_LEVEL_5: "Bac+2 ou équivalents",
+        common_pb2.EQF_LEVEL_6: "Bac+3, Bac+4 ou équivalents",
+        common_pb2.EQF_LEVEL_7: "Bac+5 et plus ou équivalents",
+    }
+    return labels.get(eqf, "")
+
+
+def _experience_months(o: dict[str, Any]) -> int:
+    if o.get("experienceExige") != "E":
+        return 0
+    found = EXPERIENCE.search(str(o.get("experienceLibelle") or ""))
+    if not found:
+        return 0
+    n = int(found.group(1))
+    return n * 12 if found.group(2).lower() == "an" else n

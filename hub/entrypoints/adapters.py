@@ -1,0 +1,122 @@
+"""``spe-hub codelists …`` and ``spe-hub adapter …``: code-list import and the conformance kit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from adapters.base import AdapterError, Converted, load
+from adapters.codelists import CodeLists, integrity
+from hub.domain import records
+from hub.domain.records import PayloadKind, RecordRejection
+
+DEFAULT_CODELISTS = Path(os.environ.get("SPEHUB_CODELISTS", "var/codelists"))
+KIND_OF = {"JobOffer": PayloadKind.JOB_OFFER, "CandidateProfile": PayloadKind.CANDIDATE_PROFILE}
+
+
+def run_codelists(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        lists = CodeLists.import_sources(Path(args.source))
+        path = lists.save(Path(args.out))
+        print(f"code lists version {lists.version} written to {path} (and current.json)")
+    else:
+        lists = CodeLists.load(Path(args.out) / "current.json")
+    report = integrity(lists)
+    print(f"ISCO-08: {report.units} unit groups; missing parents: {len(report.missing_parents)}")
+    for name, codes in report.dangling.items():
+        print(f"  {name}: {len(codes)} target(s) not an ISCO-08 unit group {codes[:5] if codes else ''}")
+    for name, n in report.unmapped.items():
+        print(f"  {name}: {n} without a single ISCO-08 unit group")
+    return 0 if report.ok else 1
+
+
+def check_file(adapter: object, path: Path) -> tuple[int, int, list[str]]:
+    """Convert, validate against the schema rules, round-trip. Returns (good, bad, report lines)."""
+    good = bad = 0
+    lines: list[str] = []
+    for converted in adapter.read(path):  # type: ignore[attr-defined]
+        lines.extend(f"  {p}" for p in converted.problems)
+        if not converted.ok:
+            bad += 1
+            continue
+        problem = _validate_and_round_trip(adapter, converted)
+        if problem:
+            bad += 1
+            lines.append(f"  {converted.location}: {problem} [error]")
+        else:
+            good += 1
+    return good, bad, lines
+
+
+def _validate_and_round_trip(adapter: object, converted: Converted) -> str:
+    record = converted.record
+    assert record is not None
+    kind = KIND_OF[record.DESCRIPTOR.name]
+    try:
+        records.parse(kind, record.SerializeToString())
+    except RecordRejection as exc:
+        return f"not valid for the hub: {exc.field}: {exc.message}"
+    again = adapter.convert(adapter.write(record), converted.location)  # type: ignore[attr-defined]
+    if again.record != record:
+        return "round trip changed the record (national → common → national → common)"
+    return ""
+
+
+def run_adapter(args: argparse.Namespace) -> int:
+    lists = CodeLists.load(Path(args.codelists) / "current.json")
+    try:
+        adapter = load(
+            args.name,
+            codelists=lists,
+            origin_participant_id=args.origin,
+            target_country_codes=tuple(args.target),
+        )
+    except AdapterError as exc:
+        print(f"spe-hub adapter: {exc}")
+        return 2
+    total_good = total_bad = 0
+    for name in args.files:
+        good, bad, lines = check_file(adapter, Path(name))
+        total_good, total_bad = total_good + good, total_bad + bad
+        print(f"{name}: {good} record(s) convert, validate and round-trip; {bad} do not")
+        print("\n".join(lines) if lines else "  no problems")
+    if args.json:
+        print(json.dumps({"converted": total_good, "refused": total_bad}))
+    return 0 if total_bad == 0 else 1
+
+
+def dump(record: object) -> str:
+    return json_format.MessageToJson(record, sort_keys=True, indent=2)  # type: ignore[arg-type]
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("codelists", help="import occupation code lists and crosswalks, and check them")
+    actions = parser.add_subparsers(dest="action", required=True)
+    p = actions.add_parser(
+        "import", help="read the publishers' files from a folder, write a versioned code list"
+    )
+    p.add_argument("source")
+    p.add_argument("--out", default=str(DEFAULT_CODELISTS))
+    p = actions.add_parser("check", help="integrity of the current code list (exit 1 if broken)")
+    p.add_argument("--out", default=str(DEFAULT_CODELISTS))
+    parser.set_defaults(func=run_codelists)
+    parser = sub.add_parser(
+        "adapter", help="the conformance kit: convert, validate and round-trip national files"
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    p = actions.add_parser(
+        "check", help="report, record by record, what an SPE's IT team must fix (exit 1 if any)"
+    )
+    p.add_argument("name")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--origin", required=True, help="the publishing participant's id")
+    p.add_argument(
+        "--target", action="append", default=[], help="country the offers are addressed to (repeatable)"
+    )
+    p.add_argument("--codelists", default=str(DEFAULT_CODELISTS))
+    p.add_argument("--json", action="store_true", help="also print the counts as JSON")
+    parser.set_defaults(func=run_adapter)

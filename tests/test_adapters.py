@@ -1,0 +1,193 @@
+"""Code lists from the publishers' files, the adapter registry, the France Travail adapter and the conformance kit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spehub.v1 import offer_pb2
+
+from adapters.base import AdapterError, available, load
+from adapters.codelists import CodeLists, integrity
+from adapters.france_travail import FranceTravailOffers
+from hub.domain import records
+from hub.domain.records import PayloadKind
+from hub.entrypoints.cli import main
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "france_travail"
+
+
+@pytest.fixture(scope="module")
+def codelists() -> CodeLists:
+    return CodeLists.import_sources(SAMPLES / "crosswalks")
+
+
+@pytest.fixture
+def adapter(codelists) -> FranceTravailOffers:
+    return FranceTravailOffers(codelists, "fr-francetravail", ("SN",))
+
+
+def test_code_lists_are_complete_and_consistent(codelists):
+    report = integrity(codelists)
+    assert report.units == 436
+    assert report.ok, (report.missing_parents[:5], {k: v[:5] for k, v in report.dangling.items()})
+    assert codelists.isco_units["7512"]["fr"].startswith("Boulangers")
+    assert report.unmapped["rome_fiches_ambiguous"] > 0  # counted and reported, not hidden
+
+
+def test_integrity_reports_what_is_broken(codelists):
+    orphan = {"en": "x", "fr": "x", "major": "9", "sub_major": "99", "minor": "999"}
+    broken = CodeLists(
+        **{
+            **codelists.__dict__,
+            "isco_units": {**codelists.isco_units, "9999": orphan},
+            "esco": {**codelists.esco, "http://data.europa.eu/esco/occupation/x": "0000"},
+        }
+    )
+    report = integrity(broken)
+    assert not report.ok
+    assert "9999: sub_major 99" in report.missing_parents
+    assert report.dangling["esco"] == ["0000"]
+
+
+@pytest.mark.parametrize(
+    ("rome", "title", "isco"),
+    [
+        ("D1102", "Boulanger / Boulangère", "7512"),  # the job title, through the official ESCO mapping
+        ("D1102", "BOULANGER /  boulangère", "7512"),  # case and spacing do not matter
+        ("N4101", "", "8332"),  # a fiche with a single unit group
+        ("A1401", "", None),  # ambiguous: reported, not guessed
+        ("Z9999", "", None),  # unknown
+    ],
+)
+def test_rome_resolution_never_guesses(codelists, rome, title, isco):
+    resolution = codelists.resolve_rome(rome, title)
+    assert resolution.isco08 == isco
+    if isco is None:
+        assert rome in resolution.how
+
+
+def test_code_lists_are_versioned_and_reloadable(codelists, tmp_path):
+    path = codelists.save(tmp_path)
+    assert path.name == f"{codelists.version}.json"
+    again = CodeLists.load(tmp_path / "current.json")
+    assert again.version == codelists.version and again.resolve_rome("N4101").isco08 == "8332"
+
+
+def test_registry_finds_adapters_by_name(codelists):
+    assert "france-travail-offers" in available()
+    assert (
+        load("france-travail-offers", codelists=codelists, origin_participant_id="fr-x").name
+        == "france-travail-offers"
+    )
+    with pytest.raises(AdapterError, match=r"installed: .*france-travail-offers"):
+        load("nope", codelists=codelists)
+
+
+@pytest.mark.parametrize(
+    ("name", "record_id"),
+    [("ft_offer_167ZKWX_2024", "FT-167ZKWX"), ("ft_search_response_doc_example_048KLTP", "FT-048KLTP")],
+)
+def test_france_travail_golden(adapter, name, record_id):
+    (converted,) = list(adapter.read(SAMPLES / "france_travail" / f"{name}.json"))
+    assert converted.ok
+    expected = json_format.Parse((GOLDEN / f"{name}.offer.json").read_text(), offer_pb2.JobOffer())
+    assert converted.record == expected
+    # The common record is one the hub accepts.
+    parsed = records.parse(PayloadKind.JOB_OFFER, converted.record.SerializeToString())
+    assert parsed.record_id == record_id
+    # And back: national → common → national → common is stable.
+    assert adapter.convert(adapter.write(converted.record), "again").record == converted.record
+
+
+def test_unresolvable_occupation_is_reported_and_the_good_offers_go_through(adapter):
+    results = list(
+        adapter.read(SAMPLES / "france_travail" / "ft_offers_4369834_4162319_pass-emploi-mock.json")
+    )
+    assert [r.ok for r in results] == [False, False]
+    assert all(any(p.field == "romeCode" and "I1401" in p.reason for p in r.problems) for r in results)
+    assert results[0].location.endswith("$.resultats[0]")
+
+
+def _offer(**overrides):
+    base = json.loads(
+        (SAMPLES / "france_travail" / "ft_search_response_doc_example_048KLTP.json").read_text()
+    )["resultats"][0]
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_tricky_inputs(adapter, tmp_path):
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(
+        b"\xef\xbb\xbf"
+        + json.dumps(
+            [_offer(), _offer(id="X2", typeContrat="LIB"), _offer(id="X3", nombrePostes=None)]
+        ).encode()
+    )
+    good, unknown_contract, no_positions = adapter.read(bom)
+    assert good.ok
+    assert not unknown_contract.ok and unknown_contract.problems[0].field == "typeContrat"
+    assert not no_positions.ok and any(p.field == "nombrePostes" for p in no_positions.problems)
+    bare = adapter.convert(
+        _offer(formations=None, langues=None, competences=None, salaire=None, codeNAF=None), "x"
+    )
+    assert bare.ok and not bare.problems  # optional fields may be missing
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    (broken,) = adapter.read(junk)
+    assert not broken.ok and "JSON" in broken.problems[0].reason
+    assert not adapter.convert("not an object", "y").ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offer_id=st.from_regex(r"[A-Z0-9]{7}", fullmatch=True),
+    title=st.text(min_size=1, max_size=60).filter(str.strip),
+    contract=st.sampled_from(["CDI", "CDD", "MIS", "SAI"]),
+    positions=st.integers(min_value=1, max_value=500),
+    hours=st.integers(min_value=1, max_value=48),
+    minutes=st.sampled_from([0, 30]),
+    years=st.integers(min_value=0, max_value=10),
+)
+def test_round_trip_is_stable(codelists, offer_id, title, contract, positions, hours, minutes, years):
+    adapter = FranceTravailOffers(codelists, "fr-francetravail")
+    offer = _offer(
+        id=offer_id,
+        intitule=title,
+        typeContrat=contract,
+        nombrePostes=positions,
+        dureeTravailLibelle=f"{hours}H{minutes:02d}",
+        experienceExige="E" if years else "D",
+        experienceLibelle=f"{years} An(s)" if years else "Débutant accepté",
+    )
+    first = adapter.convert(offer, "p")
+    assert first.ok, first.problems
+    assert adapter.convert(adapter.write(first.record), "q").record == first.record
+
+
+def test_codelists_and_conformance_commands(tmp_path, capsys):
+    out = tmp_path / "codelists"
+    assert main(["codelists", "import", str(SAMPLES / "crosswalks"), "--out", str(out)]) == 0
+    assert main(["codelists", "check", "--out", str(out)]) == 0
+    good = str(SAMPLES / "france_travail" / "ft_offer_167ZKWX_2024.json")
+    bad = str(SAMPLES / "france_travail" / "ft_offers_4369834_4162319_pass-emploi-mock.json")
+    common = [
+        "adapter",
+        "check",
+        "france-travail-offers",
+        "--origin",
+        "fr-francetravail",
+        "--codelists",
+        str(out),
+    ]
+    assert main([*common, good]) == 0
+    assert main([*common, good, bad]) == 1
+    report = capsys.readouterr().out
+    assert "1 record(s) convert, validate and round-trip" in report and "I1401" in report
+    assert main(["adapter", "check", "nope", good, "--origin", "x", "--codelists", str(out)]) == 2
