@@ -162,6 +162,10 @@ class FranceTravailOffers:
             return Converted(where, None, tuple(problems))
         return Converted(where, offer, tuple(problems))
 
+    def round_trip(self, offer: offer_pb2.JobOffer, where: str) -> offer_pb2.JobOffer | None:
+        """National → common → national → common, for the conformance check."""
+        return self.convert(self.write(offer), where).record  # type: ignore[return-value]
+
     def write(self, offer: offer_pb2.JobOffer) -> dict[str, Any]:
         """The France Travail shape of a JobOffer (what the common schema carries of it)."""
         out: dict[str, Any] = {

@@ -1,0 +1,299 @@
+"""Tabular exports (CSV) of African SPEs, read through a declarative mapping file: no Python per SPE.
+
+A mapping file (TOML, see adapters/mappings/ and docs/onboarding.md) says which
+column feeds which field, the date format, the occupation code system, value
+translations in the export's language, and the country for phone numbers.
+Each row gives two records, the candidate profile and the personal details,
+both keyed by a pseudonymous id: HMAC-SHA256 of the national job-seeker number
+under the SPE's own key, so the number never leaves the SPE.
+
+A row is converted whole or reported whole (file, line, column, reason): an
+unknown occupation code, a bad date, an invalid phone number, a level that
+is not translated — never guessed. A repeated job-seeker is reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+from spehub.v1 import common_pb2, profile_pb2
+
+from adapters.base import AdapterError, Converted, Problem
+from adapters.codelists import CodeLists, normalise
+
+CEFR = {"A1": 1, "A2": 2, "B1": 3, "B2": 4, "C1": 5, "C2": 6, "NATIVE": 7}
+MOBILITY = {"PERMANENT": 1, "TEMPORARY": 2, "SEASONAL": 3, "CIRCULAR": 4}
+SYSTEMS = ("ROME", "ROAME", "ISCO08")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A validated mapping file."""
+
+    participant_id: str
+    country: str
+    language: str
+    delimiter: str
+    date_format: str
+    columns: dict[str, str]
+    occupation_system: str
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    list_separator: str = ","
+
+    @classmethod
+    def load(cls, path: Path) -> Mapping:
+        """Read and check a mapping file. Raises AdapterError naming the key at fault."""
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise AdapterError(f"{path}: not a readable TOML mapping ({exc})") from exc
+        try:
+            source, columns = data["source"], data["columns"]
+            mapping = cls(
+                participant_id=source["participant_id"],
+                country=source["country"],
+                language=source.get("language", "fr"),
+                delimiter=source.get("delimiter", ""),
+                date_format=source["date_format"],
+                columns=dict(columns),
+                occupation_system=source.get("occupation_system", "ROAME"),
+                values={
+                    k: {normalise(a): b for a, b in v.items()} for k, v in data.get("values", {}).items()
+                },
+                list_separator=source.get("list_separator", ","),
+            )
+        except KeyError as exc:
+            raise AdapterError(f"{path}: missing {exc.args[0]!r}") from None
+        required = ("national_id", "family_name", "occupation_code")
+        missing = [c for c in required if c not in mapping.columns]
+        if missing:
+            raise AdapterError(f"{path}: [columns] needs {missing}")
+        if mapping.occupation_system not in SYSTEMS:
+            raise AdapterError(f"{path}: source.occupation_system must be one of {SYSTEMS}")
+        for name, table in mapping.values.items():
+            known = {"cefr": CEFR, "mobility": MOBILITY}.get(name)
+            bad = [v for v in table.values() if known is not None and v not in known]
+            if bad:
+                raise AdapterError(
+                    f"{path}: [values.{name}] maps to unknown values {bad}; use {sorted(known)}"
+                )
+        return mapping
+
+
+class TabularAdapter:
+    """A CSV export read through a mapping file."""
+
+    name = "tabular"
+
+    def __init__(self, codelists: CodeLists, mapping: Path | Mapping, subject_key: bytes, **_: Any) -> None:
+        self.codelists = codelists
+        self.mapping = mapping if isinstance(mapping, Mapping) else Mapping.load(mapping)
+        self.subject_key = subject_key
+
+    def pseudonym(self, national_id: str) -> str:
+        """The record key of a job-seeker: HMAC of the national number under the SPE's key."""
+        return hmac.new(self.subject_key, national_id.strip().encode(), hashlib.sha256).hexdigest()[:24]
+
+    def read(self, path: Path) -> Iterator[Converted]:
+        """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems."""
+        text = path.read_bytes().decode("utf-8-sig")
+        delimiter = (
+            self.mapping.delimiter
+            or csv.Sniffer().sniff(text.splitlines()[0] if text else ",", ";,\t").delimiter
+        )
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        seen: dict[str, int] = {}
+        for row in reader:
+            line = reader.line_num
+            where = f"{path}:{line}"
+            national = (row.get(self.mapping.columns["national_id"]) or "").strip()
+            if national and national in seen:
+                yield Converted(
+                    where,
+                    None,
+                    (
+                        Problem(
+                            where,
+                            self.mapping.columns["national_id"],
+                            f"the same job-seeker as line {seen[national]}",
+                        ),
+                    ),
+                )
+                continue
+            seen[national] = line
+            yield from self.convert_row(row, where)
+
+    def convert_row(self, row: dict[str, Any], where: str) -> Iterator[Converted]:
+        problems: list[Problem] = []
+        cols = self.mapping.columns
+
+        def cell(name: str) -> str:
+            column = cols.get(name)
+            return (row.get(column) or "").strip() if column else ""
+
+        def error(name: str, reason: str) -> None:
+            problems.append(Problem(where, cols.get(name, name), reason))
+
+        national = cell("national_id")
+        if not national:
+            error("national_id", "empty: the job-seeker cannot be keyed")
+        key = self.pseudonym(national)
+        origin = self.mapping.participant_id
+        profile = profile_pb2.CandidateProfile()
+        profile.header.record_id, profile.header.origin_participant_id, profile.header.version = (
+            f"P-{key}",
+            origin,
+            1,
+        )
+        profile.consent_record_id = f"C-{key}"
+        profile.residence_country_code = self.mapping.country
+        self._occupation(profile, cell("occupation_code"), cell("occupation_title"), error)
+        for lang in self._list(cell("languages")):
+            code, _, level = lang.partition(":")
+            level_value = self.mapping.values.get("cefr", {}).get(normalise(level), level.strip().upper())
+            if level_value not in CEFR:
+                error("languages", f"level {level.strip()!r} is neither a CEFR level nor in [values.cefr]")
+                continue
+            profile.languages.add(language_code=code.strip().lower(), level=CEFR[level_value])  # type: ignore[arg-type]
+        for country in self._list(cell("desired_countries")):
+            profile.desired_country_codes.append(country.upper())
+        for word in self._list(cell("mobility")):
+            value = self.mapping.values.get("mobility", {}).get(normalise(word))
+            if value is None:
+                error("mobility", f"{word!r} is not in [values.mobility]")
+            else:
+                profile.mobility_types.append(MOBILITY[value])  # type: ignore[arg-type]
+        available = self._date(cell("available_from"), "available_from", error)
+        if available:
+            profile.available_from.CopyFrom(
+                common_pb2.Date(year=available.year, month=available.month, day=available.day)
+            )
+        profile.summary = cell("summary")
+
+        personal = profile_pb2.PersonalDetails()
+        personal.header.record_id, personal.header.origin_participant_id, personal.header.version = (
+            f"D-{key}",
+            origin,
+            1,
+        )
+        personal.profile_record_id, personal.consent_record_id = (
+            profile.header.record_id,
+            profile.consent_record_id,
+        )
+        personal.given_names, personal.family_name = cell("given_names"), cell("family_name")
+        if not personal.family_name:
+            error("family_name", "empty")
+        born = self._date(cell("birth_date"), "birth_date", error)
+        if born:
+            personal.birth_date.CopyFrom(common_pb2.Date(year=born.year, month=born.month, day=born.day))
+        nationality = cell("nationality")
+        if nationality:
+            personal.nationality_country_codes.append(nationality.upper())
+        phone = cell("phone")
+        if phone:
+            try:
+                number = phonenumbers.parse(phone, self.mapping.country)
+                if not phonenumbers.is_valid_number(number):
+                    raise phonenumbers.NumberParseException(0, "invalid")
+                personal.contacts.add(
+                    type=profile_pb2.CONTACT_TYPE_PHONE,
+                    value=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+                )
+            except phonenumbers.NumberParseException:
+                error("phone", f"not a valid phone number for {self.mapping.country}")
+        email = cell("email")
+        if email:
+            personal.contacts.add(type=profile_pb2.CONTACT_TYPE_EMAIL, value=email)
+        if problems:
+            yield Converted(where, None, tuple(problems))
+            return
+        yield Converted(where, profile)
+        yield Converted(where, personal)
+
+    def _occupation(self, profile: profile_pb2.CandidateProfile, code: str, title: str, error: Any) -> None:
+        system = self.mapping.occupation_system
+        occupation = profile.occupations.add(title=title)
+        if system == "ISCO08":
+            if not self.codelists.is_unit(code):
+                error("occupation_code", f"{code!r} is not an ISCO-08 unit group")
+            occupation.isco08_code = code
+            return
+        occupation.national_code.CopyFrom(common_pb2.NationalCode(system=system, code=code, label=title))
+        if not code:
+            error("occupation_code", "empty")
+            return
+        resolution = self.codelists.resolve_rome(code, title)
+        if resolution.isco08 is None:
+            error("occupation_code", resolution.how)
+        else:
+            occupation.isco08_code = resolution.isco08
+
+    def _list(self, value: str) -> list[str]:
+        return [v.strip() for v in value.split(self.mapping.list_separator) if v.strip()] if value else []
+
+    def _date(self, value: str, name: str, error: Any) -> date | None:
+        if not value:
+            return None
+        try:
+            return datetime.strptime(value, self.mapping.date_format).date()
+        except ValueError:
+            # The value itself is not repeated: it may be a birth date.
+            error(name, f"not a valid date in the format {self.mapping.date_format}")
+            return None
+
+    def round_trip(self, record: Any, where: str) -> Any:
+        """Profile → export columns → profile, for the conformance check (None for personal details,
+        whose national number never leaves the SPE and so cannot be written back)."""
+        if not isinstance(record, profile_pb2.CandidateProfile):
+            return record
+        row = {
+            **self.write(record),
+            self.mapping.columns["national_id"]: "round-trip",
+            self.mapping.columns["family_name"]: "x",
+        }
+        again = next(iter(self.convert_row(row, where))).record
+        if again is None:
+            return None
+        again.header.CopyFrom(record.header)
+        again.consent_record_id = record.consent_record_id
+        return again
+
+    def write(self, record: Any) -> dict[str, str]:
+        """The export columns a CandidateProfile fills (the inverse of the mapping, for round trips)."""
+        cols = self.mapping.columns
+        levels = {v: k for k, v in CEFR.items()}
+        mobility = {v: k for k, v in MOBILITY.items()}
+        back = {name: {v: k for k, v in table.items()} for name, table in self.mapping.values.items()}
+        out: dict[str, str] = {}
+        if isinstance(record, profile_pb2.CandidateProfile):
+            occ = record.occupations[0]
+            out[cols["occupation_code"]] = occ.national_code.code or occ.isco08_code
+            if "occupation_title" in cols:
+                out[cols["occupation_title"]] = occ.title
+            if "languages" in cols:
+                out[cols["languages"]] = self.mapping.list_separator.join(
+                    f"{lang.language_code}:{back.get('cefr', {}).get(levels[lang.level], levels[lang.level])}"
+                    for lang in record.languages
+                )
+            if "desired_countries" in cols:
+                out[cols["desired_countries"]] = self.mapping.list_separator.join(
+                    record.desired_country_codes
+                )
+            if "mobility" in cols:
+                out[cols["mobility"]] = self.mapping.list_separator.join(
+                    back["mobility"][mobility[m]] for m in record.mobility_types
+                )
+            if "available_from" in cols and record.HasField("available_from"):
+                d = record.available_from
+                out[cols["available_from"]] = date(d.year, d.month, d.day).strftime(self.mapping.date_format)
+        return out
