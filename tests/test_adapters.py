@@ -191,3 +191,39 @@ def test_codelists_and_conformance_commands(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "1 record(s) convert, validate and round-trip" in report and "I1401" in report
     assert main(["adapter", "check", "nope", good, "--origin", "x", "--codelists", str(out)]) == 2
+
+
+@pytest.fixture
+def jobtech(codelists):
+    from adapters.jobtech import JobTechAds
+
+    return JobTechAds(codelists, "se-arbetsformedlingen", ("SN", "MA"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["jobsearch_ad_23187561_sokannonser_testdata", "jobsearch_ad_22884504_elastic-importers_converted"],
+)
+def test_jobtech_golden(jobtech, name):
+    (converted,) = list(jobtech.read(SAMPLES / "jobtech" / f"{name}.json"))
+    expected = json_format.Parse(
+        (Path(__file__).parent / "golden" / "jobtech" / f"{name}.offer.json").read_text(),
+        offer_pb2.JobOffer(),
+    )
+    assert converted.record == expected
+    records.parse(PayloadKind.JOB_OFFER, converted.record.SerializeToString())
+    assert jobtech.round_trip(converted.record, "again") == converted.record
+
+
+def test_jobtech_elasticsearch_response_and_refusals(jobtech, tmp_path):
+    results = list(jobtech.read(SAMPLES / "jobtech" / "sokannonser_platsannons_results_eng.es.json"))
+    assert len(results) == 2 and all(r.ok for r in results)
+    ad = json.loads((SAMPLES / "jobtech" / "jobsearch_ad_23187561_sokannonser_testdata.json").read_text())
+    removed = jobtech.convert({**ad, "removed": True}, "x")
+    assert not removed.ok and removed.problems[0].field == "removed"
+    unknown = jobtech.convert({**ad, "occupation": {"concept_id": "nope_nope_x", "label": "?"}}, "y")
+    assert not unknown.ok and unknown.problems[0].field == "occupation.concept_id"
+    # Swedish local time without offset: 2019-03-19T00:00 in Stockholm is 23:00 UTC the day before.
+    ok = jobtech.convert(ad, "z").record
+    assert ok.header.updated_at.ToJsonString() == "2019-03-18T23:00:00Z"
+    assert ok.weekly_hours == 40.0  # scope_of_work 100 % of the Swedish full time
