@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import io
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,16 +104,13 @@ class TabularAdapter:
         return hmac.new(self.subject_key, national_id.strip().encode(), hashlib.sha256).hexdigest()[:24]
 
     def read(self, path: Path) -> Iterator[Converted]:
-        """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems."""
-        text = path.read_bytes().decode("utf-8-sig")
-        delimiter = (
-            self.mapping.delimiter
-            or csv.Sniffer().sniff(text.splitlines()[0] if text else ",", ";,\t").delimiter
-        )
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems.
+
+        CSV (any delimiter, BOM, Windows line endings) or XLSX (first sheet); both are streamed.
+        """
+        rows = _xlsx_rows(path) if path.suffix.lower() in (".xlsx", ".xlsm") else self._csv_rows(path)
         seen: dict[str, int] = {}
-        for row in reader:
-            line = reader.line_num
+        for line, row in rows:
             where = f"{path}:{line}"
             national = (row.get(self.mapping.columns["national_id"]) or "").strip()
             if national and national in seen:
@@ -132,6 +128,15 @@ class TabularAdapter:
                 continue
             seen[national] = line
             yield from self.convert_row(row, where)
+
+    def _csv_rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline()
+            handle.seek(0)  # the utf-8-sig decoder drops a byte-order mark again after seeking back
+            delimiter = self.mapping.delimiter or csv.Sniffer().sniff(first or ",", ";,\t").delimiter
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            for row in reader:
+                yield reader.line_num, row
 
     def convert_row(self, row: dict[str, Any], where: str) -> Iterator[Converted]:
         problems: list[Problem] = []
@@ -297,3 +302,20 @@ class TabularAdapter:
                 d = record.available_from
                 out[cols["available_from"]] = date(d.year, d.month, d.day).strftime(self.mapping.date_format)
         return out
+
+
+def _xlsx_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of the first sheet as {header: text}, streamed (read-only mode keeps memory flat)."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=True)
+    try:
+        header: list[str] = []
+        for number, values in enumerate(book.worksheets[0].iter_rows(values_only=True), start=1):
+            cells = ["" if v is None else str(v) for v in values]
+            if number == 1:
+                header = cells
+                continue
+            yield number, dict(zip(header, cells, strict=False))
+    finally:
+        book.close()

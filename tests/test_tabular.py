@@ -153,3 +153,22 @@ def test_registry_and_conformance_kit(codelists, tmp_path):
         str(MAPPINGS / "sn-anpej.toml"),
     ]
     assert main([*check, str(FIXTURES / "senegal.csv")]) == 1  # four rows need fixing
+
+
+def test_xlsx_export_gives_the_same_records_as_the_csv(codelists, tmp_path):
+    """Spreadsheets are read too (first sheet, streamed); cells typed as text as SPEs type them."""
+    import csv
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    with (FIXTURES / "senegal.csv").open(encoding="utf-8-sig", newline="") as handle:
+        for row in csv.reader(handle, delimiter=";"):
+            sheet.append(row)
+    xlsx = tmp_path / "senegal.xlsx"
+    book.save(xlsx)
+    adapter = TabularAdapter(codelists, MAPPINGS / "sn-anpej.toml", KEY)
+    from_csv = [(r.ok, r.record) for r in adapter.read(FIXTURES / "senegal.csv")]
+    from_xlsx = [(r.ok, r.record) for r in adapter.read(xlsx)]
+    assert from_xlsx == from_csv
