@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import sqlite3
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -109,25 +110,21 @@ class TabularAdapter:
         CSV (any delimiter, BOM, Windows line endings) or XLSX (first sheet); both are streamed.
         """
         rows = _xlsx_rows(path) if path.suffix.lower() in (".xlsx", ".xlsm") else self._csv_rows(path)
-        seen: dict[str, int] = {}
-        for line, row in rows:
-            where = f"{path}:{line}"
-            national = (row.get(self.mapping.columns["national_id"]) or "").strip()
-            if national and national in seen:
-                yield Converted(
-                    where,
-                    None,
-                    (
-                        Problem(
-                            where,
-                            self.mapping.columns["national_id"],
-                            f"the same job-seeker as line {seen[national]}",
-                        ),
-                    ),
-                )
-                continue
-            seen[national] = line
-            yield from self.convert_row(row, where)
+        seen = _SeenRows()  # on disk: memory stays flat however many rows the export has
+        try:
+            for line, row in rows:
+                where = f"{path}:{line}"
+                national = (row.get(self.mapping.columns["national_id"]) or "").strip()
+                first = seen.first_line(self.pseudonym(national), line) if national else None
+                if first is not None:
+                    column = self.mapping.columns["national_id"]
+                    yield Converted(
+                        where, None, (Problem(where, column, f"the same job-seeker as line {first}"),)
+                    )
+                    continue
+                yield from self.convert_row(row, where)
+        finally:
+            seen.close()
 
     def _csv_rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -319,3 +316,21 @@ def _xlsx_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, dict(zip(header, cells, strict=False))
     finally:
         book.close()
+
+
+class _SeenRows:
+    """Which job-seekers a file already had, in a temporary on-disk SQLite database
+    (keyed by pseudonym, so no national number is written even to a temporary file)."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")  # "": a private temporary database on disk, deleted on close
+        self.db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+
+    def first_line(self, key: str, line: int) -> int | None:
+        """The line that had ``key`` before, or None (and ``line`` is remembered)."""
+        if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, line)).rowcount:
+            return None  # new: the common case costs one statement
+        return int(self.db.execute("SELECT line FROM seen WHERE key = ?", (key,)).fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()
