@@ -13,18 +13,14 @@ Field names follow the API (``appellationlibelle`` is spelled so).
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import common_pb2, offer_pb2
 
 from adapters.base import Converted, Problem
-from adapters.codelists import CodeLists
+from adapters.json_offers import JsonOffersAdapter, Problems, timestamp
 
 CONTRACTS = {
     "CDI": (offer_pb2.CONTRACT_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_PERMANENT),
@@ -45,45 +41,20 @@ HOURS = re.compile(r"^\s*(\d{1,2})\s*H\s*(\d{2})?", re.IGNORECASE)
 EXPERIENCE = re.compile(r"(\d+)\s*(an|mois)", re.IGNORECASE)
 
 
-class FranceTravailOffers:
+class FranceTravailOffers(JsonOffersAdapter):
     """The France Travail offer adapter."""
 
     name = "france-travail-offers"
 
-    def __init__(
-        self, codelists: CodeLists, origin_participant_id: str, target_country_codes: tuple[str, ...] = ()
-    ) -> None:
-        self.codelists = codelists
-        self.origin = origin_participant_id
-        self.targets = tuple(target_country_codes)
-
-    def read(self, path: Path) -> Iterator[Converted]:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (OSError, ValueError) as exc:
-            yield Converted(
-                str(path), None, (Problem(str(path), "$", f"not readable JSON ({type(exc).__name__})"),)
-            )
-            return
+    def offers_in(self, data: Any) -> tuple[list[Any], str]:
         if isinstance(data, dict) and "resultats" in data:
-            offers, base = data["resultats"], "$.resultats"
-        elif isinstance(data, list):
-            offers, base = data, "$"
-        else:
-            offers, base = [data], ""
-        for i, offer in enumerate(offers):
-            where = f"{path}:{base}[{i}]" if base else f"{path}:$"
-            yield self.convert(offer, where)
+            return data["resultats"], "$.resultats"
+        return super().offers_in(data)
 
     def convert(self, o: Any, where: str) -> Converted:
         """One offer object to a JobOffer, or the problems that stop it."""
-        problems: list[Problem] = []
-
-        def error(field: str, reason: str) -> None:
-            problems.append(Problem(where, field, reason))
-
-        def warn(field: str, reason: str) -> None:
-            problems.append(Problem(where, field, reason, "warning"))
+        problems = Problems(where)
+        error, warn = problems.error, problems.warn
 
         if not isinstance(o, dict):
             return Converted(where, None, (Problem(where, "$", "an offer must be a JSON object"),))
@@ -97,7 +68,7 @@ class FranceTravailOffers:
         try:
             stamp = datetime.fromisoformat(str(updated).replace("Z", "+00:00"))
             offer.header.version = int(stamp.timestamp())
-            offer.header.updated_at.CopyFrom(_ts(stamp))
+            offer.header.updated_at.CopyFrom(timestamp(stamp))
         except ValueError:
             error("dateActualisation", "missing or not an ISO 8601 date-time")
         offer.title = str(o.get("intitule") or "")
@@ -158,13 +129,7 @@ class FranceTravailOffers:
         if (o.get("salaire") or {}).get("libelle"):
             warn("salaire.libelle", "free-text salary: not carried into the structured pay")
         offer.target_country_codes.extend(self.targets)
-        if any(p.severity == "error" for p in problems):
-            return Converted(where, None, tuple(problems))
-        return Converted(where, offer, tuple(problems))
-
-    def round_trip(self, offer: offer_pb2.JobOffer, where: str) -> offer_pb2.JobOffer | None:
-        """National → common → national → common, for the conformance check."""
-        return self.convert(self.write(offer), where).record  # type: ignore[return-value]
+        return problems.result(offer)
 
     def write(self, offer: offer_pb2.JobOffer) -> dict[str, Any]:
         """The France Travail shape of a JobOffer (what the common schema carries of it)."""
@@ -197,12 +162,6 @@ class FranceTravailOffers:
                 for q in offer.required_qualifications
             ]
         return out
-
-
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def _eqf(label: str) -> int:

@@ -13,19 +13,15 @@ for the gateway to withdraw it.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import common_pb2, offer_pb2
 
 from adapters.base import Converted, Problem
-from adapters.codelists import CodeLists
+from adapters.json_offers import JsonOffersAdapter, Problems, timestamp
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 FULL_TIME_HOURS = 40.0
@@ -34,45 +30,21 @@ PERMANENT = "Tillsvidare"
 SEASONAL = {"Sommarjobb / feriejobb", "Säsongsanställning"}
 
 
-class JobTechAds:
+class JobTechAds(JsonOffersAdapter):
     """The Arbetsförmedlingen JobSearch ad adapter."""
 
     name = "jobtech-ads"
 
-    def __init__(
-        self, codelists: CodeLists, origin_participant_id: str, target_country_codes: tuple[str, ...] = ()
-    ) -> None:
-        self.codelists = codelists
-        self.origin = origin_participant_id
-        self.targets = tuple(target_country_codes)
-
-    def read(self, path: Path) -> Iterator[Converted]:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (OSError, ValueError) as exc:
-            yield Converted(
-                str(path), None, (Problem(str(path), "$", f"not readable JSON ({type(exc).__name__})"),)
-            )
-            return
+    def offers_in(self, data: Any) -> tuple[list[Any], str]:
         if isinstance(data, dict) and isinstance(data.get("hits"), list):
-            ads, base = data["hits"], "$.hits"
-        elif isinstance(data, dict) and isinstance(data.get("hits"), dict):  # Elasticsearch shape
-            ads, base = [h.get("_source", h) for h in data["hits"].get("hits", [])], "$.hits.hits"
-        elif isinstance(data, list):
-            ads, base = data, "$"
-        else:
-            ads, base = [data], ""
-        for i, ad in enumerate(ads):
-            yield self.convert(ad, f"{path}:{base}[{i}]" if base else f"{path}:$")
+            return data["hits"], "$.hits"
+        if isinstance(data, dict) and isinstance(data.get("hits"), dict):  # Elasticsearch shape
+            return [h.get("_source", h) for h in data["hits"].get("hits", [])], "$.hits.hits"
+        return super().offers_in(data)
 
     def convert(self, ad: Any, where: str) -> Converted:
-        problems: list[Problem] = []
-
-        def error(field: str, reason: str) -> None:
-            problems.append(Problem(where, field, reason))
-
-        def warn(field: str, reason: str) -> None:
-            problems.append(Problem(where, field, reason, "warning"))
+        problems = Problems(where)
+        error, warn = problems.error, problems.warn
 
         if not isinstance(ad, dict):
             return Converted(where, None, (Problem(where, "$", "an ad must be a JSON object"),))
@@ -88,7 +60,7 @@ class JobTechAds:
             error("publication_date", "missing or not a date-time")
         else:
             offer.header.version = int(published.timestamp())
-            offer.header.updated_at.CopyFrom(_ts(published))
+            offer.header.updated_at.CopyFrom(timestamp(published))
         offer.title = str(ad.get("headline") or "")
         if not offer.title:
             error("headline", "missing")
@@ -164,12 +136,7 @@ class JobTechAds:
         for j, _ in enumerate(must.get("languages") or []):
             warn(f"must_have.languages[{j}]", "JobTech gives no CEFR level: not carried as a requirement")
         offer.target_country_codes.extend(self.targets)
-        if any(p.severity == "error" for p in problems):
-            return Converted(where, None, tuple(problems))
-        return Converted(where, offer, tuple(problems))
-
-    def round_trip(self, offer: offer_pb2.JobOffer, where: str) -> offer_pb2.JobOffer | None:
-        return self.convert(self.write(offer), where).record  # type: ignore[return-value]
+        return problems.result(offer)
 
     def write(self, offer: offer_pb2.JobOffer) -> dict[str, Any]:
         """The JobSearch shape of a JobOffer (what the common schema carries of it)."""
@@ -215,9 +182,3 @@ def _local(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=STOCKHOLM)
-
-
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts

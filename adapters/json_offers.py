@@ -1,0 +1,82 @@
+"""What the JSON offer adapters share: reading a file of one, several or a search response of
+offers, collecting problems, the round trip, and the adapter's settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from spehub.v1 import offer_pb2
+
+from adapters.base import Converted, Problem
+from adapters.codelists import CodeLists
+
+
+class Problems:
+    """Problems of one record: errors skip it, warnings keep it."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.items: list[Problem] = []
+
+    def error(self, field: str, reason: str) -> None:
+        self.items.append(Problem(self.where, field, reason))
+
+    def warn(self, field: str, reason: str) -> None:
+        self.items.append(Problem(self.where, field, reason, "warning"))
+
+    def result(self, record: Any) -> Converted:
+        """The record, unless an error stopped it; with every problem either way."""
+        failed = any(p.severity == "error" for p in self.items)
+        return Converted(self.where, None if failed else record, tuple(self.items))
+
+
+class JsonOffersAdapter:
+    """Base of the adapters that read national offer JSON into JobOffers."""
+
+    name = ""
+
+    def __init__(
+        self, codelists: CodeLists, origin_participant_id: str, target_country_codes: tuple[str, ...] = ()
+    ) -> None:
+        self.codelists = codelists
+        self.origin = origin_participant_id
+        self.targets = tuple(target_country_codes)
+
+    def offers_in(self, data: Any) -> tuple[list[Any], str]:
+        """The offer objects of a parsed file and the JSON path of their list ("" for a single offer)."""
+        if isinstance(data, list):
+            return data, "$"
+        return [data], ""
+
+    def read(self, path: Path) -> Iterator[Converted]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError) as exc:
+            yield Converted(
+                str(path), None, (Problem(str(path), "$", f"not readable JSON ({type(exc).__name__})"),)
+            )
+            return
+        offers, base = self.offers_in(data)
+        for i, offer in enumerate(offers):
+            yield self.convert(offer, f"{path}:{base}[{i}]" if base else f"{path}:$")
+
+    def convert(self, offer: Any, where: str) -> Converted:
+        raise NotImplementedError
+
+    def write(self, offer: offer_pb2.JobOffer) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def round_trip(self, offer: offer_pb2.JobOffer, where: str) -> offer_pb2.JobOffer | None:
+        """National → common → national → common, for the conformance check."""
+        return self.convert(self.write(offer), where).record  # type: ignore[return-value]
+
+
+def timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
