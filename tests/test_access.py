@@ -222,7 +222,7 @@ def tight_hub(test_pki, database_url, clock):
         hub_settings(
             test_pki,
             database_url,
-            rate_limit_per_second=2.0,
+            rate_limit_per_second=0.01,
             rate_limit_burst=5,
             max_streams_per_participant=2,
         ),
@@ -245,7 +245,8 @@ def test_a_flood_is_refused_while_others_are_served(tight_hub, test_pki, clock):
             codes.append(exc.code())
             hints.append(dict(exc.trailing_metadata() or ()).get("retry-after-ms"))
             assert "retry after" in exc.details()
-    assert codes.count(grpc.StatusCode.OK) <= 6
+    # The refill (one request per 100 s) is far slower than the test: exactly the burst passes.
+    assert codes.count(grpc.StatusCode.OK) == 5
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert all(h and int(h) > 0 for h in hints)
     ft.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)  # another participant is still served

@@ -16,6 +16,7 @@ from tests.records import demo_consent, demo_offer, demo_personal, demo_profile
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
+@settings(deadline=None)
 @given(
     a=st.tuples(st.text(max_size=8), st.text(max_size=8), st.text(max_size=8), st.binary(max_size=16)),
     b=st.tuples(st.text(max_size=8), st.text(max_size=8), st.text(max_size=8), st.binary(max_size=16)),
