@@ -61,7 +61,7 @@ class Hub:
     notifier: DeliveryNotifier
     keystore: KeyStore
     audit: AuditService
-    sealer_master_key: bytes = field(repr=False, default=b"")
+    sealer: Sealer | None = None
     metrics_http: Any = None
     metrics_port: int = 0
     _stop_checkpoints: threading.Event = field(default_factory=threading.Event)
@@ -155,8 +155,7 @@ def build_hub(
     store = Store(settings.database_url)
     store.create_schema()
     keystore = KeyStore(settings.keystore_url)
-    master_key = load_master_key(settings.master_key_file, settings.production)
-    sealer = Sealer(keystore, master_key)
+    sealer = Sealer(keystore, load_master_key(settings.master_key_file, settings.production))
     audit = AuditService(store, keys, clock)
     directory = DirectoryProvider(store, settings.trust_domain, registry.development)
     admin = DirectoryAdmin(store, directory, clock)
@@ -202,7 +201,7 @@ def build_hub(
         settings.max_message_bytes,
     )
     hub = Hub(
-        settings, store, directory, admin, metrics, running, verifier, notifier, keystore, audit, master_key
+        settings, store, directory, admin, metrics, running, verifier, notifier, keystore, audit, sealer
     )
     hub.start_checkpoints()
     if settings.metrics_address:

@@ -13,7 +13,6 @@ from spehub.v1 import audit_pb2, audit_pb2_grpc, consent_pb2, delivery_pb2, exch
 from hub.domain import consent_policy, sealing
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
-from hub.services.privacy import Sealer
 from hub.store import schema as t
 from tests.records import demo_consent, demo_personal, demo_profile
 
@@ -135,7 +134,7 @@ def test_erasure_makes_an_old_database_copy_unreadable_and_notifies_who_saw_it(h
     _personal(ft)
     with hub.store.unit_of_work() as uow:  # a backup taken before the erasure
         old_copy = [(row.origin_id, row.payload) for row in uow.conn.execute(t.envelopes.select())]
-    sealer = Sealer(hub.keystore, hub.sealer_master_key)
+    sealer = hub.sealer
     before = [e for e in sealer.open([_stored(o, p) for o, p in old_copy if sealing.is_sealed(p)])]
     assert all(e is not None and e.payload != b"" for e in before)  # readable while the key exists
 

@@ -29,7 +29,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -44,7 +43,6 @@ from hub.domain.records import (
     ConsentIndex,
     OfferIndex,
     ParsedRecord,
-    PayloadKind,
     PersonalIndex,
     ProfileIndex,
 )
@@ -902,9 +900,6 @@ class UnitOfWork:
             query = query.where(t.envelopes.c.record_id == record_id)
         return int(self.conn.execute(query).scalar() or 0)
 
-    def ping(self) -> None:
-        self.conn.execute(select(literal(1)))
-
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -916,10 +911,3 @@ def _us(value: datetime) -> int:
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
-
-
-def payload_kind_of(stored: StoredEnvelope) -> PayloadKind:
-    """The kind of a stored envelope (always known: only known kinds are stored)."""
-    kind = PayloadKind.from_payload_type(stored.payload_type)
-    assert kind is not None
-    return kind
