@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check hub tests scripts bench
+	$(BIN)/ruff check hub adapters tests scripts bench
 
 ## Regenerate the Python code beside the .proto files.
 proto: $(STAMP)

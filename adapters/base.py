@@ -43,6 +43,25 @@ class Converted:
         return self.record is not None
 
 
+class Problems:
+    """Problems of one record: errors skip it, warnings keep it."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.items: list[Problem] = []
+
+    def error(self, field: str, reason: str) -> None:
+        self.items.append(Problem(self.where, field, reason))
+
+    def warn(self, field: str, reason: str) -> None:
+        self.items.append(Problem(self.where, field, reason, "warning"))
+
+    def result(self, record: Any) -> Converted:
+        """The record, unless an error stopped it; with every problem either way."""
+        failed = any(p.severity == "error" for p in self.items)
+        return Converted(self.where, None if failed else record, tuple(self.items))
+
+
 class Adapter(Protocol):
     """Converts one national format to the common schema and back."""
 

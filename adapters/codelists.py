@@ -48,6 +48,8 @@ class CodeLists:
     isco_units: dict[str, dict[str, str]] = field(default_factory=dict)
     isco_groups: dict[str, dict[str, str]] = field(default_factory=dict)
     esco: dict[str, str] = field(default_factory=dict)
+    # normalised ESCO occupation label (English or French, each gendered form) → URIs
+    esco_labels: dict[str, list[str]] = field(default_factory=dict)
     rome_appellations: dict[str, list[list[str]]] = field(default_factory=dict)
     rome_fiches: dict[str, dict[str, object]] = field(default_factory=dict)
     jobtech: dict[str, list[str]] = field(default_factory=dict)
@@ -81,6 +83,11 @@ class CodeLists:
             }
         for r in rows["esco"]:
             lists.esco[r["esco_occupation_uri"]] = r["isco08_unit"]
+            # French labels give both forms: "officier de marine/officière de marine".
+            for label in [r["label_en"], *r["label_fr"].split("/")]:
+                uris = lists.esco_labels.setdefault(normalise(label), [])
+                if label.strip() and r["esco_occupation_uri"] not in uris:
+                    uris.append(r["esco_occupation_uri"])
         for r in rows["rome_appellations"]:
             lists.rome_appellations.setdefault(normalise(r["appellation_label_fr"]), []).append(
                 [r["rome_code"], r["isco08_unit_via_esco"], r["mapping_relation"]]
@@ -119,6 +126,42 @@ class CodeLists:
 
     def is_unit(self, code: str) -> bool:
         return code in self.isco_units
+
+    def resolve_esco(self, uri: str) -> Resolution:
+        """ISCO-08 of an ESCO occupation URI (the ``esco:`` short form is accepted)."""
+        full = uri.replace("esco:", "http://data.europa.eu/esco/", 1) if uri.startswith("esco:") else uri
+        isco = self.esco.get(full)
+        if isco and self.is_unit(isco):
+            return Resolution(isco, "ESCO occupation")
+        return Resolution(None, f"ESCO occupation {uri} is not in the code lists (version {self.version})")
+
+    def resolve_title(self, title: str) -> Resolution:
+        """ISCO-08 for a job title written in words (English or French), without guessing.
+
+        The title must be an ESCO occupation label, or a ROME job title whose
+        exact or close ESCO matches all fall in one unit group. Case, accents
+        and spacing do not matter; anything else (a synonym, a typo) is unresolved.
+        """
+        key = normalise(title)
+        if not key:
+            return Resolution(None, "no occupation code and no job title")
+        found = {self.esco[u] for u in self.esco_labels.get(key, []) if self.is_unit(self.esco.get(u, ""))}
+        if not found:
+            found = {
+                isco
+                for _, isco, relation in self.rome_appellations.get(key, [])
+                if relation in TRUSTED_RELATIONS and self.is_unit(isco)
+            }
+        if len(found) == 1:
+            return Resolution(found.pop(), "job title via ESCO")
+        if found:
+            return Resolution(
+                None,
+                f"the job title fits several ISCO-08 unit groups ({', '.join(sorted(found))}); give a code",
+            )
+        return Resolution(
+            None, "the job title is neither an ESCO occupation nor a ROME job title; give a code"
+        )
 
     def resolve_rome(self, rome_code: str, appellation_label: str = "") -> Resolution:
         """ISCO-08 for a ROME (or ROME-derived ROAME) code, without guessing.

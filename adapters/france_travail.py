@@ -19,8 +19,8 @@ from typing import Any
 
 from spehub.v1 import common_pb2, offer_pb2
 
-from adapters.base import Converted, Problem
-from adapters.json_offers import JsonOffersAdapter, Problems, timestamp
+from adapters.base import Converted, Problem, Problems
+from adapters.json_offers import JsonOffersAdapter, timestamp
 
 CONTRACTS = {
     "CDI": (offer_pb2.CONTRACT_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_PERMANENT),
@@ -48,7 +48,7 @@ class FranceTravailOffers(JsonOffersAdapter):
 
     def offers_in(self, data: Any) -> tuple[list[Any], str]:
         if isinstance(data, dict) and "resultats" in data:
-            return data["resultats"], "$.resultats"
+            return data["resultats"], "$.resultats[{i}]"
         return super().offers_in(data)
 
     def convert(self, o: Any, where: str) -> Converted:

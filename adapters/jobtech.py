@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 from spehub.v1 import common_pb2, offer_pb2
 
-from adapters.base import Converted, Problem
-from adapters.json_offers import JsonOffersAdapter, Problems, timestamp
+from adapters.base import Converted, Problem, Problems
+from adapters.json_offers import JsonOffersAdapter, timestamp
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 FULL_TIME_HOURS = 40.0
@@ -37,9 +37,9 @@ class JobTechAds(JsonOffersAdapter):
 
     def offers_in(self, data: Any) -> tuple[list[Any], str]:
         if isinstance(data, dict) and isinstance(data.get("hits"), list):
-            return data["hits"], "$.hits"
+            return data["hits"], "$.hits[{i}]"
         if isinstance(data, dict) and isinstance(data.get("hits"), dict):  # Elasticsearch shape
-            return [h.get("_source", h) for h in data["hits"].get("hits", [])], "$.hits.hits"
+            return [h.get("_source", h) for h in data["hits"].get("hits", [])], "$.hits.hits[{i}]"
         return super().offers_in(data)
 
     def convert(self, ad: Any, where: str) -> Converted:

@@ -16,42 +16,27 @@ from adapters.base import Converted, Problem
 from adapters.codelists import CodeLists
 
 
-class Problems:
-    """Problems of one record: errors skip it, warnings keep it."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.items: list[Problem] = []
-
-    def error(self, field: str, reason: str) -> None:
-        self.items.append(Problem(self.where, field, reason))
-
-    def warn(self, field: str, reason: str) -> None:
-        self.items.append(Problem(self.where, field, reason, "warning"))
-
-    def result(self, record: Any) -> Converted:
-        """The record, unless an error stopped it; with every problem either way."""
-        failed = any(p.severity == "error" for p in self.items)
-        return Converted(self.where, None if failed else record, tuple(self.items))
-
-
 class JsonOffersAdapter:
     """Base of the adapters that read national offer JSON into JobOffers."""
 
     name = ""
 
     def __init__(
-        self, codelists: CodeLists, origin_participant_id: str, target_country_codes: tuple[str, ...] = ()
+        self,
+        codelists: CodeLists,
+        origin_participant_id: str,
+        target_country_codes: tuple[str, ...] = (),
+        **_: Any,
     ) -> None:
         self.codelists = codelists
         self.origin = origin_participant_id
         self.targets = tuple(target_country_codes)
 
     def offers_in(self, data: Any) -> tuple[list[Any], str]:
-        """The offer objects of a parsed file and the JSON path of their list ("" for a single offer)."""
+        """The records of a parsed file and the JSON path of each, with {i} for its index."""
         if isinstance(data, list):
-            return data, "$"
-        return [data], ""
+            return data, "$[{i}]"
+        return [data], "$"
 
     def read(self, path: Path) -> Iterator[Converted]:
         try:
@@ -63,7 +48,17 @@ class JsonOffersAdapter:
             return
         offers, base = self.offers_in(data)
         for i, offer in enumerate(offers):
-            yield self.convert(offer, f"{path}:{base}[{i}]" if base else f"{path}:$")
+            where = f"{path}:{base.format(i=i)}"
+            try:
+                yield from self.convert_item(offer, where)
+            except (AttributeError, TypeError, KeyError, ValueError) as exc:
+                # A value of the wrong JSON type deep inside: this record is reported, the file goes on.
+                reason = f"unexpected structure ({type(exc).__name__}): a field has the wrong JSON type"
+                yield Converted(where, None, (Problem(where, "$", reason),))
+
+    def convert_item(self, item: Any, where: str) -> Iterator[Converted]:
+        """The records of one item of the file (one offer; a candidate gives two records)."""
+        yield self.convert(item, where)
 
     def convert(self, offer: Any, where: str) -> Converted:
         raise NotImplementedError

@@ -27,6 +27,7 @@ from spehub.v1 import (
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from adapters.codelists import CodeLists
 from hub import pki
 from hub.api.client import authorized_channel, seal
 from hub.bootstrap import Hub, build_hub
@@ -34,6 +35,8 @@ from hub.config import Settings
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
 
+# ../shared/samples: the publishers' files the tests read (CI has them; the project never copies them).
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 TRUST_DOMAIN = "test.spehub.invalid"
 PARTICIPANTS = (
     *pki.DEMO_PARTICIPANTS,
@@ -229,3 +232,9 @@ def connect(hub: Hub, test_pki: TestPki, clock: FakeClock) -> Iterator[object]:
     yield _connect
     for p in made:
         p.channel.close()
+
+
+@pytest.fixture(scope="session")
+def codelists() -> CodeLists:
+    """The code lists imported from the publishers' files in ../shared/samples/crosswalks."""
+    return CodeLists.import_sources(SAMPLES / "crosswalks")

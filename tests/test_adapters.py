@@ -22,11 +22,6 @@ SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "france_travail"
 
 
-@pytest.fixture(scope="module")
-def codelists() -> CodeLists:
-    return CodeLists.import_sources(SAMPLES / "crosswalks")
-
-
 @pytest.fixture
 def adapter(codelists) -> FranceTravailOffers:
     return FranceTravailOffers(codelists, "fr-francetravail", ("SN",))

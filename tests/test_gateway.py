@@ -6,10 +6,8 @@ import base64
 import socket
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 
-from adapters.codelists import CodeLists
 from adapters.france_travail import FranceTravailOffers
 from adapters.tabular import TabularAdapter
 from hub.api.client import authorized_channel
@@ -21,11 +19,6 @@ from tests.conftest import hub_settings
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "samples"
 FT = "fr-francetravail"
-
-
-@pytest.fixture(scope="module")
-def codelists() -> CodeLists:
-    return CodeLists.import_sources(SAMPLES / "crosswalks")
 
 
 def _gateway(test_pki, pid, tmp_path) -> Gateway:

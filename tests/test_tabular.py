@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from spehub.v1 import common_pb2, profile_pb2
 
 from adapters.base import AdapterError, load
-from adapters.codelists import CodeLists
 from adapters.tabular import Mapping, TabularAdapter
 from hub.domain import records
 from hub.domain.records import PayloadKind
@@ -21,11 +20,6 @@ SAMPLES = ROOT.parent / "shared" / "samples"
 FIXTURES = ROOT / "tests" / "fixtures" / "tabular"
 MAPPINGS = ROOT / "adapters" / "mappings"
 KEY = b"k" * 32
-
-
-@pytest.fixture(scope="module")
-def codelists() -> CodeLists:
-    return CodeLists.import_sources(SAMPLES / "crosswalks")
 
 
 def _read(codelists, mapping: str, fixture: str):

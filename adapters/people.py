@@ -1,0 +1,112 @@
+"""What the adapters of job-seeker records share.
+
+A candidate becomes two records, the professional profile and the personal
+details, keyed by a pseudonym: HMAC-SHA256 of the SPE's own identifier of the
+person (dossier number, document id) under the SPE's subject key, so that
+identifier never leaves the SPE and the same person keeps the same records.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import re
+from datetime import date
+
+import phonenumbers
+from spehub.v1 import common_pb2, profile_pb2
+
+from adapters.base import AdapterError
+
+CEFR = {"A1": 1, "A2": 2, "B1": 3, "B2": 4, "C1": 5, "C2": 6, "NATIVE": 7}
+CEFR_NAMES = {v: k for k, v in CEFR.items()}
+MOBILITY = {"PERMANENT": 1, "TEMPORARY": 2, "SEASONAL": 3, "CIRCULAR": 4}
+MOBILITY_NAMES = {v: k for k, v in MOBILITY.items()}
+MIN_SUBJECT_KEY = 32
+PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+# Country codes some European formats write their own way.
+COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
+
+
+class Pseudonyms:
+    """Keys people by HMAC of the SPE's identifier under its subject key."""
+
+    def __init__(self, subject_key: bytes) -> None:
+        if len(subject_key) < MIN_SUBJECT_KEY:
+            raise AdapterError(
+                f"the subject key must be {MIN_SUBJECT_KEY} bytes or more (it keys the SPE's identifiers)"
+            )
+        self.key = subject_key
+
+    def __call__(self, identifier: str) -> str:
+        return hmac.new(self.key, identifier.strip().encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def candidate_pair(
+    origin: str, key: str, version: int = 1
+) -> tuple[profile_pb2.CandidateProfile, profile_pb2.PersonalDetails]:
+    """The two empty records of a candidate, with their headers and cross references set."""
+    profile = profile_pb2.CandidateProfile()
+    profile.header.record_id, profile.header.origin_participant_id = f"P-{key}", origin
+    profile.header.version = version
+    profile.consent_record_id = f"C-{key}"
+    personal = profile_pb2.PersonalDetails()
+    personal.header.record_id, personal.header.origin_participant_id = f"D-{key}", origin
+    personal.header.version = version
+    personal.profile_record_id = profile.header.record_id
+    personal.consent_record_id = profile.consent_record_id
+    return profile, personal
+
+
+def e164(raw: str, region: str) -> str | None:
+    """A phone number in E.164 form, read with ``region``'s numbering plan; None if it is not valid."""
+    try:
+        number = phonenumbers.parse(raw, region or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def cefr(text: str) -> int | None:
+    """The CefrLevel value of "A1" … "C2" (any case, spaces ignored); None for anything else."""
+    return CEFR.get(text.strip().upper().replace(" ", ""))
+
+
+def period_date(text: str, end: bool = False) -> common_pb2.Date | None:
+    """A period bound written YYYY, YYYY-MM or YYYY-MM-DD as a whole date (the hub takes no partial
+    dates): a start falls on the first day of its month or year, an end on the last. None if not a date."""
+    found = PARTIAL_DATE.match(text.strip()[:10])
+    if not found:
+        return None
+    year, month, day = (int(g) if g else 0 for g in found.groups())
+    try:
+        if not month:
+            month, day = (12, 31) if end else (1, 1)
+        elif not day:
+            day = calendar.monthrange(year, month)[1] if end else 1
+        date(year, month, day)
+    except ValueError:
+        return None
+    return common_pb2.Date(year=year, month=month, day=day)
+
+
+def full_date(text: str) -> common_pb2.Date | None:
+    """A date written YYYY-MM-DD (a date-time is cut to its date); None for anything else."""
+    found = PARTIAL_DATE.match(text.strip()[:10])
+    if not found or not found.group(3):
+        return None
+    return period_date(text)
+
+
+def date_text(d: common_pb2.Date) -> str:
+    """The YYYY-MM-DD form of a Date."""
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+
+
+def country(code: str) -> str:
+    """An ISO 3166-1 alpha-2 code, upper case, with the European aliases (UK, EL) resolved."""
+    upper = code.strip().upper()
+    return COUNTRY_ALIASES.get(upper, upper)
