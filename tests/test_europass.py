@@ -1,0 +1,124 @@
+"""The Europass XML CV adapter: v3 SkillsPassport and 2020+ Candidate → the candidate's two records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+from spehub.v1 import profile_pb2
+
+from adapters.base import load
+from hub.domain import records
+from hub.domain.records import PayloadKind
+from hub.entrypoints.adapters import check_file
+from tests.conftest import SAMPLES
+
+HERE = Path(__file__).resolve().parent
+CV = HERE / "fixtures" / "europass" / "SN-2026-00017.xml"
+GOLDEN = HERE / "golden" / "europass"
+KEY = b"k" * 32
+
+
+@pytest.fixture
+def adapter(codelists):
+    return load("europass-xml", codelists=codelists, origin_participant_id="sn-anpej", subject_key=KEY)
+
+
+def test_v3_cv_golden_and_round_trip(adapter):
+    profile, personal = adapter.read(CV)
+    assert profile.ok and personal.ok and not profile.problems
+    expected = json_format.Parse(
+        (GOLDEN / "SN-2026-00017.profile.json").read_text("utf-8"), profile_pb2.CandidateProfile()
+    )
+    assert profile.record == expected
+    assert personal.record == json_format.Parse(
+        (GOLDEN / "SN-2026-00017.personal.json").read_text("utf-8"), profile_pb2.PersonalDetails()
+    )
+    # The headline "Maçon" resolves through ESCO's French label to 7112 (bricklayers).
+    assert profile.record.occupations[0].isco08_code == "7112"
+    # French at C1/B2/B2/B2/B1 is B1: the lowest dimension, never overstated.
+    assert [(lang.language_code, lang.level) for lang in profile.record.languages] == [("wo", 7), ("fr", 3)]
+    assert personal.record.contacts[1].value == "+221771234567"  # "77 123 45 67" with Senegal's plan
+    assert "00017" not in profile.record.header.record_id  # the dossier number is keyed, not carried
+    records.parse(PayloadKind.CANDIDATE_PROFILE, profile.record.SerializeToString())
+    records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
+    assert check_file(adapter, CV) == (2, 0, [])
+
+
+def test_2020_candidate_sample_converts_with_a_warning_when_a_country_is_given(codelists):
+    sample = SAMPLES / "europass" / "europass2_candidate_minimal_from_slides.xml"
+    no_country = load("europass-xml", codelists=codelists, origin_participant_id="ma-anapec", subject_key=KEY)
+    (refused,) = no_country.read(sample)
+    assert not refused.ok and "no residence country" in refused.problems[0].reason
+    adapter = load(
+        "europass-xml",
+        codelists=codelists,
+        origin_participant_id="ma-anapec",
+        subject_key=KEY,
+        default_country="MA",
+    )
+    profile, personal = adapter.read(sample)
+    assert profile.ok and personal.ok
+    # The ESCO URI of the most recent position gives the occupation, and a warning says it was taken.
+    occupation = profile.record.occupations[0]
+    assert occupation.esco_uri.endswith("f2b15a0e-e65a-438a-affb-29b9d50b77d1") and occupation.isco08_code
+    assert [p.severity for p in profile.problems] == ["warning"]
+    assert [(lang.language_code, lang.level) for lang in profile.record.languages] == [("ar", 7)]
+    assert personal.record.family_name == "Mahboubi"
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "reason"),
+    [
+        ("europass-cv-example-v3.3.0.xml", "Headline", "neither an ESCO occupation nor a ROME job title"),
+        ("europass-cl-example-v3.3.0.xml", "DocumentInfo/DocumentType", "only a Europass CV"),
+        ("europass-lp-example-v3.3.0.xml", "DocumentInfo/DocumentType", "only a Europass CV"),
+        ("europass-cv-example-v2.0.xml", "/", "neither a Europass SkillsPassport"),
+    ],
+)
+def test_official_examples_that_cannot_become_profiles_are_reported(adapter, name, field, reason):
+    (result,) = adapter.read(SAMPLES / "europass" / name)
+    assert not result.ok
+    assert any(p.field == field and reason in p.reason for p in result.problems), result.problems
+
+
+def test_hostile_or_broken_xml_is_refused(adapter, tmp_path):
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text(
+        '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+        '<SkillsPassport xmlns="http://europass.cedefop.europa.eu/Europass"><LearnerInfo>&b;</LearnerInfo>'
+        "</SkillsPassport>"
+    )
+    external = tmp_path / "external.xml"
+    external.write_text(
+        '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        '<SkillsPassport xmlns="http://europass.cedefop.europa.eu/Europass">&e;</SkillsPassport>'
+    )
+    truncated = tmp_path / "truncated.xml"
+    truncated.write_text(CV.read_text("utf-8")[:500], encoding="utf-8")
+    for path, kind in (
+        (bomb, "EntitiesForbidden"),
+        (external, "EntitiesForbidden"),
+        (truncated, "ParseError"),
+    ):
+        (result,) = adapter.read(path)
+        assert not result.ok and kind in result.problems[0].reason
+
+
+def test_bad_values_are_reported_without_repeating_them(adapter, tmp_path):
+    text = CV.read_text("utf-8")
+    cases = {
+        "77 123 45 67": ("12", "TelephoneList/Telephone[1]", "not a valid phone number for SN"),
+        "<Writing>B1</Writing>": ("<Writing>good</Writing>", "ForeignLanguage[1]", "CEFR"),
+        "<Licence>B</Licence>": ("<Licence>poids lourd</Licence>", "Driving/Licence", "category"),
+        '<From year="2019" month="--03"/>': ('<From year="20x9"/>', "WorkExperience[1]/Period", "not a date"),
+        "<Label>Maçon</Label>": ("<Label>Bâtisseur de rêves</Label>", "Headline", "give a code"),
+    }
+    for old, (new, field, reason) in cases.items():
+        path = tmp_path / "SN-1.xml"
+        path.write_text(text.replace(old, new), encoding="utf-8")
+        (result,) = adapter.read(path)
+        assert not result.ok, old
+        assert any(p.field == field and reason in p.reason for p in result.problems), result.problems
+        assert "Ndiaye" not in " ".join(str(p) for p in result.problems)
