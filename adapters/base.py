@@ -56,10 +56,23 @@ class Problems:
     def warn(self, field: str, reason: str) -> None:
         self.items.append(Problem(self.where, field, reason, "warning"))
 
+    @property
+    def failed(self) -> bool:
+        return any(p.severity == "error" for p in self.items)
+
     def result(self, record: Any) -> Converted:
         """The record, unless an error stopped it; with every problem either way."""
-        failed = any(p.severity == "error" for p in self.items)
-        return Converted(self.where, None if failed else record, tuple(self.items))
+        return Converted(self.where, None if self.failed else record, tuple(self.items))
+
+    def results(self, *records: Message) -> Iterator[Converted]:
+        """Several records from one source item (a candidate's profile and personal details): all of
+        them, the first carrying the problems, or a single result with the problems if an error stopped them."""
+        if self.failed:
+            yield self.result(None)
+            return
+        yield self.result(records[0])
+        for record in records[1:]:
+            yield Converted(self.where, record)
 
 
 class Adapter(Protocol):

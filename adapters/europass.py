@@ -132,11 +132,7 @@ class EuropassXml:
             problems.error(
                 "/", f"<{_local(root.tag)}> is neither a Europass SkillsPassport (v3) nor a Candidate"
             )
-        if any(p.severity == "error" for p in problems.items):
-            yield problems.result(None)
-            return
-        yield problems.result(profile)
-        yield Converted(where, personal)
+        yield from problems.results(profile, personal)
 
     # -- Europass v3 (SkillsPassport) -------------------------------------------------------------
 

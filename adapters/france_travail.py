@@ -20,7 +20,7 @@ from typing import Any
 from spehub.v1 import common_pb2, offer_pb2
 
 from adapters.base import Converted, Problem, Problems
-from adapters.json_offers import JsonOffersAdapter, timestamp
+from adapters.json_offers import JsonAdapter, timestamp
 
 CONTRACTS = {
     "CDI": (offer_pb2.CONTRACT_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_PERMANENT),
@@ -41,7 +41,7 @@ HOURS = re.compile(r"^\s*(\d{1,2})\s*H\s*(\d{2})?", re.IGNORECASE)
 EXPERIENCE = re.compile(r"(\d+)\s*(an|mois)", re.IGNORECASE)
 
 
-class FranceTravailOffers(JsonOffersAdapter):
+class FranceTravailOffers(JsonAdapter):
     """The France Travail offer adapter."""
 
     name = "france-travail-offers"
@@ -119,7 +119,7 @@ class FranceTravailOffers(JsonOffersAdapter):
             else:
                 warn(f"competences[{j}]", "no label: not carried over")
         for j, training in enumerate(o.get("formations") or []):
-            level = _eqf(str(training.get("niveauLibelle") or ""))
+            level = eqf_of_level(str(training.get("niveauLibelle") or ""))
             title = str(training.get("domaineLibelle") or training.get("niveauLibelle") or "")
             offer.required_qualifications.add(title=title, eqf_level=level)
             if not level:
@@ -158,13 +158,13 @@ class FranceTravailOffers(JsonOffersAdapter):
             out["experienceLibelle"] = f"{offer.required_experience_months} Mois"
         if offer.required_qualifications:
             out["formations"] = [
-                {"domaineLibelle": q.title, "niveauLibelle": _level_label(q.eqf_level)}
+                {"domaineLibelle": q.title, "niveauLibelle": level_label(q.eqf_level)}
                 for q in offer.required_qualifications
             ]
         return out
 
 
-def _eqf(label: str) -> int:
+def eqf_of_level(label: str) -> int:
     folded = label.casefold()
     for prefix, level in EQF_BY_LEVEL:
         if prefix in folded:
@@ -172,7 +172,7 @@ def _eqf(label: str) -> int:
     return common_pb2.EQF_LEVEL_UNSPECIFIED
 
 
-def _level_label(eqf: int) -> str:
+def level_label(eqf: int) -> str:
     labels = {
         common_pb2.EQF_LEVEL_3: "CAP, BEP et équivalents",
         common_pb2.EQF_LEVEL_4: "Bac ou équivalent",

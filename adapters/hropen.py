@@ -20,7 +20,7 @@ from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
 from adapters.base import Converted, Problem, Problems
 from adapters.codelists import CodeLists
-from adapters.json_offers import JsonOffersAdapter, timestamp
+from adapters.json_offers import JsonAdapter, timestamp
 from adapters.people import (
     CEFR_NAMES,
     Pseudonyms,
@@ -84,7 +84,7 @@ def _id(value: Any) -> str:
     return str(value.get("value") or "") if isinstance(value, dict) else str(value or "")
 
 
-class EuresHrOpen(JsonOffersAdapter):
+class EuresHrOpen(JsonAdapter):
     """The EURES HR Open JSON adapter (offers and candidates)."""
 
     name = "eures-hropen"
@@ -252,11 +252,7 @@ class EuresHrOpen(JsonOffersAdapter):
             error("profiles", "a candidate needs a profile")
         self.fill_profile(profile, _first(profiles), residence, problems)
         self.fill_person(personal, person, residence, problems)
-        if any(p.severity == "error" for p in problems.items):
-            yield problems.result(None)
-            return
-        yield problems.result(profile)
-        yield Converted(where, personal)
+        yield from problems.results(profile, personal)
 
     def fill_profile(
         self, profile: profile_pb2.CandidateProfile, p: dict[str, Any], residence: str, problems: Problems
@@ -586,7 +582,7 @@ class EuresHrOpen(JsonOffersAdapter):
             again.header.CopyFrom(record.header)
             again.consent_record_id = record.consent_record_id
             self.fill_profile(again, self.write_profile(record), record.residence_country_code, problems)
-            return None if problems.items and any(p.severity == "error" for p in problems.items) else again
+            return None if problems.items and problems.failed else again
         again_d = profile_pb2.PersonalDetails()
         for name in ("header", "profile_record_id", "consent_record_id"):
             value = getattr(record, name)
@@ -596,7 +592,7 @@ class EuresHrOpen(JsonOffersAdapter):
                 setattr(again_d, name, value)
         # Phone numbers are in E.164 already: any region reads them back.
         self.fill_person(again_d, self.write_person(record, ""), "", problems)
-        return None if any(p.severity == "error" for p in problems.items) else again_d
+        return None if problems.failed else again_d
 
 
 def _language_competency(lang: common_pb2.LanguageSkill) -> dict[str, Any]:

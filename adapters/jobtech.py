@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from spehub.v1 import common_pb2, offer_pb2
 
 from adapters.base import Converted, Problem, Problems
-from adapters.json_offers import JsonOffersAdapter, timestamp
+from adapters.json_offers import JsonAdapter, timestamp
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 FULL_TIME_HOURS = 40.0
@@ -30,7 +30,7 @@ PERMANENT = "Tillsvidare"
 SEASONAL = {"Sommarjobb / feriejobb", "Säsongsanställning"}
 
 
-class JobTechAds(JsonOffersAdapter):
+class JobTechAds(JsonAdapter):
     """The Arbetsförmedlingen JobSearch ad adapter."""
 
     name = "jobtech-ads"

@@ -1,5 +1,5 @@
-"""What the JSON offer adapters share: reading a file of one, several or a search response of
-offers, collecting problems, the round trip, and the adapter's settings."""
+"""What the JSON adapters share: reading a file of one record, a list, or a search response of
+records, reporting a record of the wrong shape without stopping, and the adapter's settings."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from adapters.base import Converted, Problem
 from adapters.codelists import CodeLists
 
 
-class JsonOffersAdapter:
-    """Base of the adapters that read national offer JSON into JobOffers."""
+class JsonAdapter:
+    """Base of the adapters that read national JSON files into common records."""
 
     name = ""
 
