@@ -30,8 +30,11 @@ TRUSTED_RELATIONS = ("exactMatch", "closeMatch")
 
 def normalise(label: str) -> str:
     """Case, accents and spacing folded, for matching titles as written by people."""
-    text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode().casefold()
-    return " ".join(text.replace("’", "'").split())
+    # Drop combining marks (French accents, Arabic short vowels), keep every script's letters.
+    decomposed = unicodedata.normalize("NFKD", label)
+    text = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    text = text.replace("’", "'").replace("œ", "oe").replace("æ", "ae")
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,14 @@ class Resolution:
     how: str
 
 
+# Bumped when the saved form changes (2: ESCO labels, and titles folded keeping every script).
+FORMAT = 2
+
+
 @dataclass
 class CodeLists:
     version: str
+    format: int = FORMAT
     isco_units: dict[str, dict[str, str]] = field(default_factory=dict)
     isco_groups: dict[str, dict[str, str]] = field(default_factory=dict)
     esco: dict[str, str] = field(default_factory=dict)
@@ -120,7 +128,13 @@ class CodeLists:
     @classmethod
     def load(cls, path: Path) -> CodeLists:
         """A saved code list file (``current.json`` of the import folder)."""
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != FORMAT:
+            raise ValueError(
+                f"{path} was written by an older spe-hub (format {data.get('format', 1)}, now {FORMAT}): "
+                "run `spe-hub codelists import` again"
+            )
+        return cls(**data)
 
     # -- using -------------------------------------------------------------------------
 

@@ -30,10 +30,11 @@ from spehub.v1 import common_pb2, profile_pb2
 
 from adapters.base import AdapterError, Converted, Problem
 from adapters.codelists import CodeLists, normalise
+from adapters.people import CEFR, MOBILITY
 
-CEFR = {"A1": 1, "A2": 2, "B1": 3, "B2": 4, "C1": 5, "C2": 6, "NATIVE": 7}
-MOBILITY = {"PERMANENT": 1, "TEMPORARY": 2, "SEASONAL": 3, "CIRCULAR": 4}
-SYSTEMS = ("ROME", "ROAME", "ISCO08")
+# ROME-like codes (ROME, and ROAME built from it), ISCO-08 codes, or job titles written in words
+# (French or English ESCO/ROME labels) where an export carries no code.
+SYSTEMS = ("ROME", "ROAME", "ISCO08", "TITLE")
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,26 @@ class Mapping:
             )
         except KeyError as exc:
             raise AdapterError(f"{path}: missing {exc.args[0]!r}") from None
-        required = ("national_id", "family_name", "occupation_code")
+        occupation = "occupation_title" if mapping.occupation_system == "TITLE" else "occupation_code"
+        required = ("national_id", "family_name", occupation)
         missing = [c for c in required if c not in mapping.columns]
         if missing:
             raise AdapterError(f"{path}: [columns] needs {missing}")
         if mapping.occupation_system not in SYSTEMS:
             raise AdapterError(f"{path}: source.occupation_system must be one of {SYSTEMS}")
+        for name, table in data.get("values", {}).items():
+            if len(mapping.values[name]) != len(table):
+                raise AdapterError(
+                    f"{path}: [values.{name}] has words that differ only by case, accents or spacing"
+                )
         for name, table in mapping.values.items():
+            if name == "country":
+                bad = [v for v in table.values() if not (len(v) == 2 and v.isalpha() and v.isupper())]
+                if bad:
+                    raise AdapterError(
+                        f"{path}: [values.country] maps to {bad}: use ISO 3166-1 alpha-2 codes"
+                    )
+                continue
             known = {"cefr": CEFR, "mobility": MOBILITY}.get(name)
             bad = [v for v in table.values() if known is not None and v not in known]
             if bad:
@@ -168,7 +182,11 @@ class TabularAdapter:
                 continue
             profile.languages.add(language_code=code.strip().lower(), level=CEFR[level_value])  # type: ignore[arg-type]
         for country in self._list(cell("desired_countries")):
-            profile.desired_country_codes.append(country.upper())
+            code = self._country(country)
+            if code is None:
+                error("desired_countries", "not an ISO 3166-1 alpha-2 code nor in [values.country]")
+            else:
+                profile.desired_country_codes.append(code)
         for word in self._list(cell("mobility")):
             value = self.mapping.values.get("mobility", {}).get(normalise(word))
             if value is None:
@@ -200,7 +218,11 @@ class TabularAdapter:
             personal.birth_date.CopyFrom(common_pb2.Date(year=born.year, month=born.month, day=born.day))
         nationality = cell("nationality")
         if nationality:
-            personal.nationality_country_codes.append(nationality.upper())
+            code = self._country(nationality)
+            if code is None:
+                error("nationality", "not an ISO 3166-1 alpha-2 code nor in [values.country]")
+            else:
+                personal.nationality_country_codes.append(code)
         phone = cell("phone")
         if phone:
             try:
@@ -225,6 +247,14 @@ class TabularAdapter:
     def _occupation(self, profile: profile_pb2.CandidateProfile, code: str, title: str, error: Any) -> None:
         system = self.mapping.occupation_system
         occupation = profile.occupations.add(title=title)
+        if system == "TITLE" or (not code and title):
+            # No code: the title in words, resolved only if it is an ESCO or ROME label of one unit group.
+            resolution = self.codelists.resolve_title(title)
+            if resolution.isco08 is None:
+                error("occupation_title", resolution.how)
+            else:
+                occupation.isco08_code = resolution.isco08
+            return
         if system == "ISCO08":
             if not self.codelists.is_unit(code):
                 error("occupation_code", f"{code!r} is not an ISCO-08 unit group")
@@ -239,6 +269,13 @@ class TabularAdapter:
             error("occupation_code", resolution.how)
         else:
             occupation.isco08_code = resolution.isco08
+
+    def _country(self, word: str) -> str | None:
+        """An ISO code as written, or the code [values.country] gives a name ("Espagne", "إسبانيا")."""
+        code = self.mapping.values.get("country", {}).get(normalise(word))
+        if code:
+            return code
+        return word.strip().upper() if len(word.strip()) == 2 and word.strip().isalpha() else None
 
     def _list(self, value: str) -> list[str]:
         return [v.strip() for v in value.split(self.mapping.list_separator) if v.strip()] if value else []
@@ -279,7 +316,8 @@ class TabularAdapter:
         out: dict[str, str] = {}
         if isinstance(record, profile_pb2.CandidateProfile):
             occ = record.occupations[0]
-            out[cols["occupation_code"]] = occ.national_code.code or occ.isco08_code
+            if "occupation_code" in cols:
+                out[cols["occupation_code"]] = occ.national_code.code or occ.isco08_code
             if "occupation_title" in cols:
                 out[cols["occupation_title"]] = occ.title
             if "languages" in cols:

@@ -222,3 +222,23 @@ def test_jobtech_elasticsearch_response_and_refusals(jobtech, tmp_path):
     ok = jobtech.convert(ad, "z").record
     assert ok.header.updated_at.ToJsonString() == "2019-03-18T23:00:00Z"
     assert ok.weekly_hours == 40.0  # scope_of_work 100 % of the Swedish full time
+
+
+def test_code_lists_of_an_older_format_are_refused_with_what_to_do(codelists, tmp_path, capsys):
+    saved = json.loads(codelists.save(tmp_path).read_text(encoding="utf-8"))
+    saved.pop("format")  # as written before the format was recorded
+    (tmp_path / "current.json").write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(ValueError, match="codelists import"):
+        CodeLists.load(tmp_path / "current.json")
+    assert main(["codelists", "check", "--out", str(tmp_path)]) == 2
+    assert "codelists import" in capsys.readouterr().err
+    assert main(["codelists", "check", "--out", str(tmp_path / "none")]) == 2
+
+
+def test_titles_fold_case_and_accents_but_keep_every_script():
+    from adapters.codelists import normalise
+
+    assert normalise("  Cimentière   ENDUISEUSE ") == "cimentiere enduiseuse"
+    assert normalise("Manœuvre") == normalise("manoeuvre")
+    # Arabic words stay distinct (they used to fold to nothing and collide).
+    assert normalise("ألمانيا") != normalise("إيطاليا") and normalise("ألمانيا")

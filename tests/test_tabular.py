@@ -166,3 +166,47 @@ def test_xlsx_export_gives_the_same_records_as_the_csv(codelists, tmp_path):
     from_csv = [(r.ok, r.record) for r in adapter.read(FIXTURES / "senegal.csv")]
     from_xlsx = [(r.ok, r.record) for r in adapter.read(xlsx)]
     assert from_xlsx == from_csv
+
+
+# Every SPE of the partnership: (mapping, the good row's ISCO-08 group, its phone in E.164, the bad row's column).
+PARTNERS = [
+    ("ml-anpe", "8341", "+22376123456", "type_mobilite"),
+    ("bj-anpe", "7512", "+2290197123456", "code_metier_roame"),
+    ("cm-fne", "8341", "+237677123456", "telephone"),
+    ("tg-anpe", "7512", "+22890123456", "date_naissance"),
+    ("tn-aneti", "7112", "+21620123456", "profession"),
+    ("mr-techghil", "7512", "+22222123456", "pays_souhaites"),
+    ("gh-pec", "8341", "+233241234567", "isco_code"),
+    ("cv-iefp", "7112", "+2389912345", "linguas"),
+]
+
+
+@pytest.mark.parametrize(("mapping", "isco", "phone", "bad_column"), PARTNERS)
+def test_each_partner_mapping_reads_its_export(codelists, mapping, isco, phone, bad_column):
+    """One mapping file per SPE, in the export's language: the good row gives two valid records,
+    the bad one is reported at its column, and the profile round-trips."""
+    adapter, results = _read(codelists, mapping, mapping)
+    profile, personal, bad = results
+    assert profile.ok and personal.ok, profile.problems
+    assert profile.record.occupations[0].isco08_code == isco
+    assert profile.record.residence_country_code == adapter.mapping.country
+    assert [c.value for c in personal.record.contacts if c.type == profile_pb2.CONTACT_TYPE_PHONE] == [phone]
+    records.parse(PayloadKind.CANDIDATE_PROFILE, profile.record.SerializeToString())
+    records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
+    assert adapter.round_trip(profile.record, "again") == profile.record
+    assert not bad.ok and [p.field for p in bad.problems] == [bad_column]
+    assert bad.location.endswith(":3")
+
+
+def test_every_mapping_file_has_a_tested_export():
+    tested = {m for m, *_ in PARTNERS} | {"sn-anpej", "ma-anapec"}
+    assert {p.stem for p in MAPPINGS.glob("*.toml")} == tested
+
+
+def test_names_in_words_and_scripts_translate_to_country_codes(codelists):
+    _, results = _read(codelists, "tn-aneti", "tn-aneti")
+    profile = results[0].record
+    assert list(profile.desired_country_codes) == ["DE", "FR"]  # "ألمانيا|France"
+    assert results[1].record.family_name == "بن سالم"
+    # A free-text title that is an ESCO label resolves; "Bâtisseur" is nobody's label and is reported.
+    assert "give a code" in results[2].problems[0].reason

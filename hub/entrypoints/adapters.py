@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -22,13 +23,27 @@ KIND_OF = {
 }
 
 
+def load_codelists(folder: str) -> CodeLists | None:
+    """The current code lists of ``folder``, or None after saying on stderr why they cannot be used."""
+    try:
+        return CodeLists.load(Path(folder) / "current.json")
+    except FileNotFoundError:
+        print(f"spe-hub: no code lists in {folder}: run `spe-hub codelists import FOLDER`", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        print(f"spe-hub: {exc}", file=sys.stderr)
+    return None
+
+
 def run_codelists(args: argparse.Namespace) -> int:
     if args.action == "import":
         lists = CodeLists.import_sources(Path(args.source))
         path = lists.save(Path(args.out))
         print(f"code lists version {lists.version} written to {path} (and current.json)")
     else:
-        lists = CodeLists.load(Path(args.out) / "current.json")
+        loaded = load_codelists(args.out)
+        if loaded is None:
+            return 2
+        lists = loaded
     report = integrity(lists)
     print(f"ISCO-08: {report.units} unit groups; missing parents: {len(report.missing_parents)}")
     for name, codes in report.dangling.items():
@@ -71,7 +86,9 @@ def _validate_and_round_trip(adapter: object, converted: Converted) -> str:
 
 
 def run_adapter(args: argparse.Namespace) -> int:
-    lists = CodeLists.load(Path(args.codelists) / "current.json")
+    lists = load_codelists(args.codelists)
+    if lists is None:
+        return 2
     try:
         options: dict[str, object] = {
             "codelists": lists,

@@ -169,8 +169,8 @@ def run(args: object) -> int:
     import base64
 
     from adapters.base import load
-    from adapters.codelists import CodeLists
     from hub.api.client import authorized_channel
+    from hub.entrypoints.adapters import load_codelists
 
     a = args  # argparse.Namespace
     pki = Path(a.pki)
@@ -184,8 +184,11 @@ def run(args: object) -> int:
     )
     report: list[str] = []
     if a.files:
+        lists = load_codelists(a.codelists)
+        if lists is None:
+            return 2
         options: dict[str, object] = {
-            "codelists": CodeLists.load(Path(a.codelists) / "current.json"),
+            "codelists": lists,
             "origin_participant_id": a.participant,
             "target_country_codes": tuple(a.offer_target),
         }
