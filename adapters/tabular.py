@@ -26,15 +26,38 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from spehub.v1 import common_pb2, profile_pb2
+from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
 from adapters.base import AdapterError, Converted, Problem
 from adapters.codelists import CodeLists, normalise
-from adapters.people import CEFR, MOBILITY
+from adapters.people import CEFR, CEFR_NAMES, MOBILITY
 
 # ROME-like codes (ROME, and ROAME built from it), ISCO-08 codes, or job titles written in words
 # (French or English ESCO/ROME labels) where an export carries no code.
 SYSTEMS = ("ROME", "ROAME", "ISCO08", "TITLE")
+# What an SPE's import file can receive of a job offer, in this order by default.
+OFFER_FIELDS = (
+    "record_id",
+    "origin",
+    "title",
+    "isco08_code",
+    "occupation_label",
+    "national_code",
+    "employer",
+    "work_country",
+    "locality",
+    "positions",
+    "mobility",
+    "start_date",
+    "season_end",
+    "deadline",
+    "pay",
+    "weekly_hours",
+    "languages",
+    "skills",
+    "description",
+)
+PAY_PERIODS = {1: "hour", 2: "day", 3: "week", 4: "month", 5: "year"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,8 @@ class Mapping:
     occupation_system: str
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     list_separator: str = ","
+    # Where the SPE wants the offers it receives: common field → column of its import file.
+    offer_columns: dict[str, str] = field(default_factory=lambda: {f: f for f in OFFER_FIELDS})
 
     @classmethod
     def load(cls, path: Path) -> Mapping:
@@ -72,6 +97,7 @@ class Mapping:
                     k: {normalise(a): b for a, b in v.items()} for k, v in data.get("values", {}).items()
                 },
                 list_separator=source.get("list_separator", ","),
+                offer_columns=dict(data.get("offer_columns") or {f: f for f in OFFER_FIELDS}),
             )
         except KeyError as exc:
             raise AdapterError(f"{path}: missing {exc.args[0]!r}") from None
@@ -80,6 +106,11 @@ class Mapping:
         missing = [c for c in required if c not in mapping.columns]
         if missing:
             raise AdapterError(f"{path}: [columns] needs {missing}")
+        unknown = sorted(set(mapping.offer_columns) - set(OFFER_FIELDS))
+        if unknown:
+            raise AdapterError(
+                f"{path}: [offer_columns] has unknown fields {unknown}; use {list(OFFER_FIELDS)}"
+            )
         if mapping.occupation_system not in SYSTEMS:
             raise AdapterError(f"{path}: source.occupation_system must be one of {SYSTEMS}")
         for name, table in data.get("values", {}).items():
@@ -307,8 +338,54 @@ class TabularAdapter:
         again.consent_record_id = record.consent_record_id
         return again
 
+    def write_offer(self, offer: offer_pb2.JobOffer) -> dict[str, str]:
+        """A received offer as a row of the SPE's import file ([offer_columns]), in its language and formats."""
+        m = self.mapping
+        back_mobility = {v: k for k, v in reversed(m.values.get("mobility", {}).items())}
+        mobility = {v: k for k, v in MOBILITY.items()}
+        language = "fr" if m.language == "fr" else "en"
+
+        def day(d: common_pb2.Date) -> str:
+            return date(d.year, d.month, d.day).strftime(m.date_format) if d.year else ""
+
+        pay = ""
+        if offer.HasField("pay"):
+            low, high = offer.pay.min_minor_units / 100, offer.pay.max_minor_units / 100
+            amount = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+            pay = f"{amount} {offer.pay.currency_code}/{PAY_PERIODS.get(offer.pay.period, '')}"
+        word = mobility.get(offer.contract.mobility_type, "")
+        values = {
+            "record_id": offer.header.record_id,
+            "origin": offer.header.origin_participant_id,
+            "title": offer.title,
+            "isco08_code": offer.occupation.isco08_code,
+            "occupation_label": self.codelists.isco_units.get(offer.occupation.isco08_code, {}).get(
+                language, ""
+            ),
+            "national_code": offer.occupation.national_code.code,
+            "employer": offer.employer.name,
+            "work_country": offer.place.country_code,
+            "locality": offer.place.locality,
+            "positions": str(offer.positions),
+            "mobility": back_mobility.get(word, word.lower()),
+            "start_date": day(offer.contract.start_date),
+            "season_end": day(offer.contract.seasonal_window.end),
+            "deadline": day(offer.application_deadline),
+            "pay": pay,
+            "weekly_hours": f"{offer.weekly_hours:g}" if offer.weekly_hours else "",
+            "languages": m.list_separator.join(
+                f"{lang.language_code}:{CEFR_NAMES[lang.level]}" for lang in offer.required_languages
+            ),
+            "skills": m.list_separator.join(s.label or s.esco_uri for s in offer.required_skills),
+            "description": offer.description,
+        }
+        return {column: values[name] for name, column in m.offer_columns.items()}
+
     def write(self, record: Any) -> dict[str, str]:
-        """The export columns a CandidateProfile fills (the inverse of the mapping, for round trips)."""
+        """A received offer as an import row; or the export columns a CandidateProfile fills (the inverse
+        of the mapping, for round trips)."""
+        if isinstance(record, offer_pb2.JobOffer):
+            return self.write_offer(record)
         cols = self.mapping.columns
         levels = {v: k for k, v in CEFR.items()}
         mobility = {v: k for k, v in MOBILITY.items()}

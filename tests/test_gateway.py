@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import base64
+import csv
 import socket
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
+from spehub.v1 import consent_pb2, delivery_pb2, delivery_pb2_grpc, envelope_pb2, exchange_pb2
 
+from adapters.base import load
 from adapters.france_travail import FranceTravailOffers
 from adapters.tabular import TabularAdapter
 from hub.api.client import authorized_channel
-from hub.bootstrap import build_hub
+from hub.bootstrap import build_hub, overdue_deletions
+from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
-from hub.entrypoints.gateway import Gateway, Outbox, converted_records
+from hub.entrypoints.gateway import (
+    Gateway,
+    Inbox,
+    Outbox,
+    ReceiveReport,
+    _receive_record,
+    converted_records,
+    fetch_directory,
+    receive,
+)
 from tests.conftest import hub_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,3 +157,158 @@ def test_gateway_command(hub, test_pki, codelists, tmp_path, capsys):
     assert "1 new record(s) signed and queued" in out and "1 accepted" in out
     assert main([*common[:2], "france-travail-offers", sample, *common[2:]]) == 0
     assert "0 new record(s)" in capsys.readouterr().out
+
+
+# -- the receiving side ------------------------------------------------------------------------
+
+SN = "sn-anpej"
+
+
+def _sn_inbox(codelists, tmp_path, inbox_class=None):
+    adapter = TabularAdapter(codelists, ROOT / "adapters" / "mappings" / "sn-anpej.toml", b"k" * 32)
+    return (inbox_class or Inbox)(tmp_path / "inbox", adapter)
+
+
+def _publish_offers(hub, test_pki, codelists, tmp_path):
+    records, _ = _offers(codelists)
+    gateway = _gateway(test_pki, FT, tmp_path)
+    gateway.queue(records, progress=False)
+    with _channel(hub.port, test_pki, FT) as channel:
+        assert gateway.flush(channel).accepted == 2
+    return records
+
+
+def test_receive_writes_offers_in_the_national_format_exactly_once(hub, test_pki, codelists, tmp_path):
+    offers = _publish_offers(hub, test_pki, codelists, tmp_path)
+
+    class CrashingInbox(Inbox):
+        """The gateway dies after writing the first file, before acknowledging anything."""
+
+        def write_record(self, *args):
+            if list((self.folder / "records").rglob("*.csv")):
+                raise RuntimeError("power cut")
+            return super().write_record(*args)
+
+    with _channel(hub.port, test_pki, SN) as channel:
+        directory = fetch_directory(channel)
+        crashing = _sn_inbox(codelists, tmp_path, CrashingInbox)
+        with pytest.raises(RuntimeError):
+            receive(channel, crashing, directory)
+        crashing.close()
+        inbox = _sn_inbox(codelists, tmp_path)
+        report = receive(channel, inbox, directory)
+        again = receive(channel, inbox, directory)
+    assert (report.written, report.refused, report.link_error) == (2, 0, "")
+    assert again.written == 0  # acknowledged: nothing comes twice
+    files = sorted((tmp_path / "inbox" / "records" / FT).glob("*.csv"))
+    assert [f.name for f in files] == sorted(f"{o.header.record_id}.v{o.header.version}.csv" for o in offers)
+    # ANPEJ's own import columns, separator and date format, with the French ISCO-08 (CITP-08) label.
+    with files[0].open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    assert len(rows) == 1 and set(rows[0]) >= {"reference_offre", "code_citp", "libelle_citp", "employeur"}
+    by_id = {o.header.record_id: o for o in offers}
+    offer = by_id[rows[0]["reference_offre"]]
+    assert rows[0]["code_citp"] == offer.occupation.isco08_code
+    assert rows[0]["libelle_citp"] == codelists.isco_units[offer.occupation.isco08_code]["fr"]
+    assert rows[0]["service_emetteur"] == FT
+
+
+def test_receive_removes_withdrawn_offers_and_lists_the_notice(hub, test_pki, codelists, tmp_path, connect):
+    offers = _publish_offers(hub, test_pki, codelists, tmp_path)
+    inbox = _sn_inbox(codelists, tmp_path)
+    with _channel(hub.port, test_pki, SN) as channel:
+        directory = fetch_directory(channel)
+        receive(channel, inbox, directory)
+        withdrawn = offers[0].header.record_id
+        connect(FT).exchange.WithdrawRecord(
+            exchange_pb2.WithdrawRecordRequest(
+                payload_type=envelope_pb2.PAYLOAD_TYPE_JOB_OFFER, record_id=withdrawn
+            ),
+            timeout=10,
+        )
+        report = receive(channel, inbox, directory)
+    assert report.withdrawn == 1
+    assert [f.name.split(".v")[0] for f in (tmp_path / "inbox" / "records" / FT).glob("*.csv")] == [
+        offers[1].header.record_id
+    ]
+    with (tmp_path / "inbox" / "notices.csv").open(encoding="utf-8", newline="") as handle:
+        (notice,) = list(csv.DictReader(handle))
+    assert (notice["kind"], notice["origin"], notice["record_id"]) == ("withdrawal", FT, withdrawn)
+
+
+def test_a_record_whose_signature_fails_is_refused_not_written(hub, test_pki, codelists, tmp_path):
+    """End to end: the receiving SPE checks the origin's signature itself; the hub cannot forge a record."""
+    _publish_offers(hub, test_pki, codelists, tmp_path)
+    with _channel(hub.port, test_pki, SN) as channel:
+        directory = fetch_directory(channel)
+        stub = delivery_pb2_grpc.DeliveryServiceStub(channel)
+        (first, *_) = [
+            r.delivery for r in stub.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=True))
+        ]
+    forged = delivery_pb2.Delivery()
+    forged.CopyFrom(first)
+    forged.envelope.payload = forged.envelope.payload.replace(b"FT-", b"FX-", 1)  # altered after signing
+    inbox = _sn_inbox(codelists, tmp_path)
+    report = ReceiveReport()
+    _receive_record(forged, inbox, directory, report)
+    assert report.refused == 1 and report.written == 0
+    assert not list((tmp_path / "inbox" / "records").rglob("*.csv"))
+    notices = (tmp_path / "inbox" / "notices.csv").read_text(encoding="utf-8")
+    assert "refused" in notices and "signature" in notices.lower()
+
+
+def test_a_deletion_notice_holds_the_cursor_until_the_spe_confirms(
+    hub, connect, clock, test_pki, codelists, tmp_path
+):
+    from tests.test_consent import _candidate, _consent, _found
+
+    sn, ft = connect(SN), connect(FT)
+    _candidate(sn, _consent(SN, sn.clock()))
+    assert _found(ft) == 1  # France Travail saw the candidate
+    erase = _consent(
+        SN, sn.clock(), version=2, status=consent_pb2.CONSENT_STATUS_WITHDRAWN, erasure_requested=True
+    )
+    sn.publish_one_batch([sn.seal(erase, PayloadKind.CONSENT)])
+    adapter = load("eures-hropen", codelists=codelists, origin_participant_id=FT)
+    inbox = Inbox(tmp_path / "ft-inbox", adapter)
+    with _channel(hub.port, test_pki, FT) as channel:
+        directory = fetch_directory(channel)
+        held = receive(channel, inbox, directory)
+        assert held.held_deletion and held.erased == 0
+        # Unconfirmed, the notice stays unacknowledged: it would turn overdue for the operator.
+        assert overdue_deletions(hub.store, lambda: clock() + timedelta(days=4), timedelta(hours=72)) == {
+            FT: 1
+        }
+        again = receive(channel, inbox, directory)  # it stays first in line
+        assert again.held_deletion == held.held_deletion
+        confirmed = receive(channel, inbox, directory, confirm_deletions=held.held_deletion)
+    assert confirmed.erased == 1 and confirmed.acknowledged >= held.held_deletion
+    assert overdue_deletions(hub.store, lambda: clock() + timedelta(days=4), timedelta(hours=72)) == {}
+    notices = (tmp_path / "ft-inbox" / "notices.csv").read_text(encoding="utf-8")
+    assert notices.count("deletion") == 3 and "confirm this sequence" in notices
+
+
+def test_gateway_receive_command(hub, test_pki, codelists, tmp_path, capsys):
+    _publish_offers(hub, test_pki, codelists, tmp_path)
+    codelists.save(tmp_path / "codelists")
+    args = [
+        "gateway",
+        "receive",
+        "tabular",
+        "--participant",
+        SN,
+        "--out",
+        str(tmp_path / "in"),
+        "--pki",
+        str(test_pki.root),
+        "--hub",
+        f"127.0.0.1:{hub.port}",
+        "--codelists",
+        str(tmp_path / "codelists"),
+        "--mapping",
+        str(ROOT / "adapters" / "mappings" / "sn-anpej.toml"),
+    ]
+    assert main(args) == 0
+    assert "2 record(s) written" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 record(s) written" in capsys.readouterr().out

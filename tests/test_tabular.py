@@ -95,6 +95,21 @@ def test_mapping_files_are_checked(tmp_path):
     )
     with pytest.raises(AdapterError, match="SOMETIMES"):
         Mapping.load(bad)
+    head = '[source]\nparticipant_id = "x"\ncountry = "SN"\ndate_format = "%d"\n[columns]\nnational_id="a"\nfamily_name="b"\noccupation_code="c"\n'
+    for tail, reason in (
+        ('[offer_columns]\nsalary = "s"\n', "unknown fields \\['salary'\\]"),
+        ('[values.country]\n"espagne" = "Spain"\n', "ISO 3166-1"),
+        ('[values.mobility]\n"Saisonnier" = "SEASONAL"\n"saisonnier" = "SEASONAL"\n', "differ only by case"),
+    ):
+        bad.write_text(head + tail)
+        with pytest.raises(AdapterError, match=reason):
+            Mapping.load(bad)
+    bad.write_text(
+        head.replace('occupation_code="c"', 'occupation_title="c"').replace(
+            'date_format = "%d"', 'date_format = "%d"\noccupation_system = "TITLE"'
+        )
+    )
+    assert Mapping.load(bad).occupation_system == "TITLE"  # job titles need no code column
 
 
 @settings(max_examples=50, deadline=None)

@@ -478,3 +478,8 @@ _PARSERS: dict[PayloadKind, tuple[Any, Callable[[_Checker, Any], Index]]] = {
     PayloadKind.JOB_OFFER: (offer_pb2.JobOffer, _offer),
     PayloadKind.CONSENT: (consent_pb2.Consent, _consent),
 }
+
+
+def message_of(kind: PayloadKind, payload: bytes) -> Message:
+    """The message of a payload already verified and parsed with ``parse``."""
+    return _PARSERS[kind][0].FromString(payload)  # type: ignore[no-any-return]

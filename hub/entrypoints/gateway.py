@@ -1,4 +1,5 @@
-"""The gateway an SPE runs on its side: national export → signed envelopes → durable outbox → hub.
+"""The gateway an SPE runs on its side: national export → signed envelopes → durable outbox → hub,
+and back: the SPE's deliveries → verified records → files in its national format.
 
 Every converted record is signed once and its envelope stored in a local
 SQLite outbox before anything is sent. Sending takes pending envelopes in
@@ -6,23 +7,48 @@ batches over one Publish stream and marks each with the hub's answer; if the
 link drops, what was not answered stays pending and the next run sends it
 again. A record already stored by the hub comes back DUPLICATE (the bytes are
 identical), so an intermittent link loses nothing and duplicates nothing.
+
+Receiving subscribes from the SPE's cursor, verifies each record's signature
+end to end against the directory (the hub could not forge it), and writes it
+in the national format to a file named by origin, record and version, durably
+(written whole, synced, renamed) before acknowledging: a delivery that comes
+again after a broken link rewrites the same file, so nothing is lost or
+doubled. Withdrawals and deletion notices are listed in notices.csv (ids
+only); a deletion removes the gateway's copies and, unless the SPE lets the
+gateway confirm it, holds the cursor until the SPE confirms that its own
+systems deleted the data too.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-from spehub.v1 import envelope_pb2, exchange_pb2, exchange_pb2_grpc
+from spehub.v1 import (
+    delivery_pb2,
+    delivery_pb2_grpc,
+    directory_pb2,
+    directory_pb2_grpc,
+    envelope_pb2,
+    exchange_pb2,
+    exchange_pb2_grpc,
+)
 from tqdm import tqdm
 
 from hub.api.client import seal
-from hub.domain.records import PayloadKind
+from hub.api.convert import envelope_from_proto
+from hub.domain.directory import Directory
+from hub.domain.envelopes import open_envelope
+from hub.domain.records import PayloadKind, RecordRejection, message_of
 from hub.domain.signing import load_private_key
 
 KIND_BY_MESSAGE = {
@@ -156,6 +182,221 @@ class Gateway:
         return FlushReport(sent, **totals, pending=self.outbox.counts().get("pending", 0))
 
 
+@dataclass
+class ReceiveReport:
+    written: int = 0
+    withdrawn: int = 0
+    erased: int = 0
+    refused: int = 0
+    acknowledged: int = 0
+    held_deletion: int = 0
+    link_error: str = ""
+
+
+NOTICE_COLUMNS = ("sequence", "kind", "origin", "payload_type", "record_id", "version", "routed_at", "note")
+
+
+class Inbox:
+    """Where an SPE's deliveries land: one file per record version, in the national format, and a
+    notices file. Files are written whole and synced before the delivery is acknowledged."""
+
+    def __init__(self, folder: Path, adapter: object) -> None:
+        self.folder = folder
+        self.adapter = adapter
+        (folder / "records").mkdir(parents=True, exist_ok=True)
+        # Which files hold which record, and under which consent (a deletion notice names the consent).
+        self.index = sqlite3.connect(folder / "inbox.sqlite3")
+        self.index.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, origin TEXT NOT NULL,"
+            " record_id TEXT NOT NULL, consent_id TEXT NOT NULL DEFAULT '')"
+        )
+        self.index.commit()
+
+    def path_of(self, origin: str, record_id: str, version: int, suffix: str) -> Path:
+        # Record ids are [A-Za-z0-9._:-]; ':' is not portable in file names.
+        return self.folder / "records" / origin / f"{record_id.replace(':', '_')}.v{version}{suffix}"
+
+    def write_record(self, origin: str, record_id: str, version: int, record: object) -> Path:
+        national = self.adapter.write(record)  # type: ignore[attr-defined]
+        mapping = getattr(self.adapter, "mapping", None)
+        if mapping is not None:  # a tabular SPE: one import row, with its header, in its delimiter
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=list(national), delimiter=mapping.delimiter or ";")
+            writer.writeheader()
+            writer.writerow(national)
+            data, suffix = out.getvalue().encode("utf-8-sig"), ".csv"
+        elif isinstance(national, str):
+            data, suffix = national.encode("utf-8"), ".xml"
+        else:
+            data, suffix = json.dumps(national, ensure_ascii=False, indent=2).encode("utf-8"), ".json"
+        path = self.path_of(origin, record_id, version, suffix)
+        with self.index:  # indexed first: a file is never on disk without the index knowing it
+            self.index.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                (str(path), origin, record_id, getattr(record, "consent_record_id", "")),
+            )
+        _write_durably(path, data)
+        return path
+
+    def erase(self, origin: str, record_id: str) -> int:
+        """Delete every file the gateway holds of a record, or of a candidate under that consent.
+        Returns how many files it removed."""
+        rows = self.index.execute(
+            "SELECT path FROM files WHERE origin = ? AND (record_id = ? OR consent_id = ?)",
+            (origin, record_id, record_id),
+        ).fetchall()
+        removed = 0
+        for (path,) in rows:
+            if Path(path).exists():
+                Path(path).unlink()
+                removed += 1
+        with self.index:
+            self.index.executemany("DELETE FROM files WHERE path = ?", rows)
+        return removed
+
+    def close(self) -> None:
+        self.index.close()
+
+    def notice(
+        self, delivery: delivery_pb2.Delivery, ref: delivery_pb2.RecordRef, kind: str, note: str
+    ) -> None:
+        path = self.folder / "notices.csv"
+        new = not path.exists()
+        with path.open("a", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(NOTICE_COLUMNS)
+            writer.writerow(
+                (
+                    delivery.sequence,
+                    kind,
+                    ref.origin_participant_id,
+                    envelope_pb2.PayloadType.Name(ref.payload_type),
+                    ref.record_id,
+                    ref.version,
+                    delivery.routed_at.ToJsonString(),
+                    note,
+                )
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def fetch_directory(
+    channel: grpc.Channel, hub_public_key: bytes | None = None, timeout: float = 30.0
+) -> Directory:
+    """The hub's signed directory export; its signature is checked when the hub's public key is given."""
+    from hub.domain import signing
+    from hub.services.directory import EXPORT_SIGNER, EXPORT_TYPE
+
+    export = directory_pb2_grpc.DirectoryServiceStub(channel).ExportDirectory(
+        directory_pb2.ExportDirectoryRequest(), timeout=timeout
+    )
+    if hub_public_key is not None:
+        key = signing.load_public_key(hub_public_key, export.key_id)
+        message = signing.signing_input(
+            EXPORT_TYPE,
+            EXPORT_SIGNER,
+            export.key_id,
+            export.signed_at.seconds,
+            export.signed_at.nanos,
+            export.registry_json,
+        )
+        if not signing.verify(key, export.signature, message):
+            raise ValueError("the directory export's signature does not verify with the hub's public key")
+    return Directory.from_dict(json.loads(export.registry_json), origin="hub export")
+
+
+def receive(
+    channel: grpc.Channel,
+    inbox: Inbox,
+    directory: Directory,
+    confirm_deletions: bool | int = False,
+    follow: bool = False,
+    ack_every: int = 100,
+    timeout: float | None = None,
+) -> ReceiveReport:
+    """Write every delivery waiting for this SPE into ``inbox``, acknowledging as files are durable.
+
+    ``confirm_deletions``: True lets the gateway confirm deletions (its files are the SPE's only copy);
+    a sequence number confirms the deletion notice with that number; False holds the cursor before
+    the first unconfirmed deletion notice. Stops when drained, unless ``follow``.
+    """
+    stub = delivery_pb2_grpc.DeliveryServiceStub(channel)
+    report = ReceiveReport()
+    done = 0  # the last sequence whose delivery is fully handled
+    acked = 0
+    try:
+        stream = stub.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=not follow), timeout=timeout)
+        for response in stream:
+            d = response.delivery
+            if d.kind == delivery_pb2.DELIVERY_KIND_RECORD:
+                _receive_record(d, inbox, directory, report)
+            elif d.kind == delivery_pb2.DELIVERY_KIND_WITHDRAWAL:
+                inbox.erase(d.withdrawn.origin_participant_id, d.withdrawn.record_id)
+                inbox.notice(d, d.withdrawn, "withdrawal", "the origin withdrew the record: files removed")
+                report.withdrawn += 1
+            elif d.kind == delivery_pb2.DELIVERY_KIND_DELETION:
+                removed = inbox.erase(d.erased.origin_participant_id, d.erased.record_id)
+                confirmed = confirm_deletions is True or confirm_deletions == d.sequence
+                inbox.notice(
+                    d,
+                    d.erased,
+                    "deletion",
+                    f"erasure: {removed} file(s) removed here"
+                    + ("" if confirmed else "; delete it in your systems, then confirm this sequence"),
+                )
+                if not confirmed:
+                    report.held_deletion = d.sequence
+                    stream.cancel()
+                    break
+                report.erased += 1
+            done = d.sequence
+            if done - acked >= ack_every:
+                stub.Acknowledge(delivery_pb2.AcknowledgeRequest(sequence=done), timeout=30)
+                acked = done
+                report.acknowledged = acked
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED or not report.held_deletion:
+            report.link_error = exc.code().name
+    if done > acked:
+        try:
+            stub.Acknowledge(delivery_pb2.AcknowledgeRequest(sequence=done), timeout=30)
+            report.acknowledged = done
+        except grpc.RpcError as exc:  # not acknowledged: they come again and rewrite the same files
+            report.link_error = report.link_error or exc.code().name
+    return report
+
+
+def _receive_record(
+    d: delivery_pb2.Delivery, inbox: Inbox, directory: Directory, report: ReceiveReport
+) -> None:
+    env = envelope_from_proto(d.envelope)
+    ref = delivery_pb2.RecordRef(
+        origin_participant_id=d.envelope.signer_participant_id, payload_type=d.envelope.payload_type
+    )
+    try:
+        parsed = open_envelope(env, directory, datetime.now(UTC), timedelta(minutes=5))
+    except RecordRejection as exc:
+        # Not written: a record whose origin's signature fails is not the origin's record.
+        inbox.notice(d, ref, "refused", f"{exc.reason.value}: {exc.message}")
+        report.refused += 1
+        return
+    record = message_of(parsed.kind, env.payload)
+    inbox.write_record(parsed.origin_id, parsed.record_id, parsed.version, record)
+    report.written += 1
+
+
 def converted_records(results: Iterable[object], report: list[str]) -> Iterator[object]:
     """The records of an adapter's output; problems go to ``report``."""
     for converted in results:
@@ -227,6 +468,66 @@ def run(args: object) -> int:
     return 0 if not result.link_error and not result.rejected else 1
 
 
+def run_receive(args: object) -> int:
+    """``spe-hub gateway receive``: write the SPE's deliveries in its national format."""
+    import base64
+
+    from adapters.base import AdapterError, load
+    from hub.api.client import authorized_channel
+    from hub.entrypoints.adapters import load_codelists
+
+    a = args  # argparse.Namespace
+    pki = Path(a.pki)
+    folder = pki / "participants" / a.participant
+    lists = load_codelists(a.codelists)
+    if lists is None:
+        return 2
+    key = base64.b64decode(Path(a.subject_key_file).read_text().strip()) if a.subject_key_file else b""
+    options: dict[str, object] = {
+        "codelists": lists,
+        "origin_participant_id": a.participant,
+        # Writing keys nobody: a throwaway key satisfies the adapters that also read people.
+        "subject_key": key or os.urandom(32),
+    }
+    if a.mapping:
+        options["mapping"] = Path(a.mapping)
+    try:
+        adapter = load(a.adapter, **options)
+    except AdapterError as exc:
+        print(f"spe-hub gateway: {exc}", file=sys.stderr)
+        return 2
+    inbox = Inbox(Path(a.out), adapter)
+    confirm: bool | int = True if a.confirm_deletions == "all" else int(a.confirm_deletions or 0)
+    with authorized_channel(
+        a.hub,
+        (pki / "ca.pem").read_bytes(),
+        (folder / "client.pem").read_bytes(),
+        (folder / "client-key.pem").read_bytes(),
+    ) as channel:
+        try:
+            hub_key = Path(a.hub_public_key).read_bytes() if a.hub_public_key else None
+            directory = fetch_directory(channel, hub_key)
+        except (ValueError, grpc.RpcError) as exc:
+            reason = exc.code().name if isinstance(exc, grpc.RpcError) else str(exc)
+            print(f"spe-hub gateway: cannot get the directory: {reason}", file=sys.stderr)
+            return 1
+        report = receive(channel, inbox, directory, confirm_deletions=confirm or False, follow=a.follow)
+    inbox.close()
+    print(
+        f"{report.written} record(s) written to {inbox.folder / 'records'}, {report.withdrawn} withdrawal(s), "
+        f"{report.erased} erasure(s), {report.refused} refused (bad signature: see notices.csv); "
+        f"acknowledged through {report.acknowledged}"
+    )
+    if report.held_deletion:
+        print(
+            f"held at deletion notice {report.held_deletion}: delete the record in your systems (notices.csv), "
+            f"then run again with --confirm-deletions {report.held_deletion}"
+        )
+    if report.link_error:
+        print(f"link: {report.link_error}; run again to receive the rest")
+    return 1 if report.link_error or report.held_deletion else 0
+
+
 def add_parser(sub: object) -> None:
     parser = sub.add_parser(
         "gateway", help="an SPE's gateway: national files → signed records → outbox → hub"
@@ -246,4 +547,27 @@ def add_parser(sub: object) -> None:
     )
     p.add_argument("--offer-target", action="append", default=[], help="country an offer is addressed to")
     p.add_argument("--batch", type=int, default=200)
-    parser.set_defaults(func=run)
+    p.set_defaults(func=run)
+    p = actions.add_parser(
+        "receive", help="write the SPE's deliveries (offers, notices) in its national format"
+    )
+    p.add_argument("adapter")
+    p.add_argument("--participant", required=True)
+    p.add_argument(
+        "--out", required=True, help="folder for records/<origin>/<record>.v<version>.* and notices.csv"
+    )
+    p.add_argument("--pki", default="certs/dev", help="folder with ca.pem and participants/<id>/")
+    p.add_argument("--hub", default="127.0.0.1:50051")
+    p.add_argument("--codelists", default="var/codelists")
+    p.add_argument("--mapping", default="", help="the mapping file, for the tabular adapter")
+    p.add_argument("--subject-key-file", default="")
+    p.add_argument(
+        "--hub-public-key", default="", help="check the directory export's signature with this key"
+    )
+    p.add_argument(
+        "--confirm-deletions",
+        default="",
+        help="SEQ: your systems deleted the record of notice SEQ; 'all': the gateway's files are your only copy",
+    )
+    p.add_argument("--follow", action="store_true", help="keep receiving until interrupted")
+    p.set_defaults(func=run_receive)
