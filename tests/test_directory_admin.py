@@ -13,7 +13,7 @@ from hub.domain.directory import Directory
 from hub.entrypoints.cli import main
 from hub.entrypoints.participants import verify_export
 from hub.errors import ConfigError
-from hub.services.directory import EXPORT_SIGNER, EXPORT_TYPE
+from hub.services.directory import export_signature_valid
 from tests.conftest import TRUST_DOMAIN
 
 SN = "sn-anpej"
@@ -41,17 +41,13 @@ def test_export_is_signed_by_the_hub_and_loads_as_a_registry(hub, connect, test_
     hub_key = signing.load_private_key(
         (test_pki.root / "hub" / "token-keys" / f"{export.key_id}.pem").read_bytes(), "hub"
     )
-    message = signing.signing_input(
-        EXPORT_TYPE,
-        EXPORT_SIGNER,
-        export.key_id,
-        export.signed_at.seconds,
-        export.signed_at.nanos,
-        export.registry_json,
-    )
-    assert signing.verify(hub_key.public_key(), export.signature, message)
-    assert not signing.verify(
-        hub_key.public_key(), export.signature, message.replace(b"sn-anpej", b"sn-anpeX")
+    at = export.signed_at
+    args = (export.key_id, at.seconds, at.nanos, export.registry_json, export.signature)
+    assert export_signature_valid(hub_key.public_key(), *args)
+    assert not export_signature_valid(hub_key.public_key(), export.key_id, at.seconds + 1, *args[2:])
+    altered = export.registry_json.replace(b"sn-anpej", b"sn-anpeX")
+    assert not export_signature_valid(
+        hub_key.public_key(), export.key_id, at.seconds, at.nanos, altered, args[4]
     )
     directory = Directory.from_dict(json.loads(export.registry_json))
     assert directory.trust_domain == TRUST_DOMAIN and SN in directory.participants

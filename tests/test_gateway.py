@@ -312,3 +312,20 @@ def test_gateway_receive_command(hub, test_pki, codelists, tmp_path, capsys):
     assert "2 record(s) written" in capsys.readouterr().out
     assert main(args) == 0
     assert "0 record(s) written" in capsys.readouterr().out
+
+
+def test_the_directory_export_is_checked_with_the_hubs_public_key(hub, test_pki, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from hub.domain.signing import load_private_key
+
+    (token_key,) = (test_pki.root / "hub" / "token-keys").glob("*.pem")
+    public = load_private_key(token_key.read_bytes(), "hub").public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    wrong = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with _channel(hub.port, test_pki, SN) as channel:
+        assert SN in fetch_directory(channel, pem).participants
+        with pytest.raises(ValueError, match="does not verify"):
+            fetch_directory(channel, wrong)

@@ -297,22 +297,17 @@ def fetch_directory(
 ) -> Directory:
     """The hub's signed directory export; its signature is checked when the hub's public key is given."""
     from hub.domain import signing
-    from hub.services.directory import EXPORT_SIGNER, EXPORT_TYPE
+    from hub.services.directory import export_signature_valid
 
     export = directory_pb2_grpc.DirectoryServiceStub(channel).ExportDirectory(
         directory_pb2.ExportDirectoryRequest(), timeout=timeout
     )
     if hub_public_key is not None:
         key = signing.load_public_key(hub_public_key, export.key_id)
-        message = signing.signing_input(
-            EXPORT_TYPE,
-            EXPORT_SIGNER,
-            export.key_id,
-            export.signed_at.seconds,
-            export.signed_at.nanos,
-            export.registry_json,
-        )
-        if not signing.verify(key, export.signature, message):
+        at = export.signed_at
+        if not export_signature_valid(
+            key, export.key_id, at.seconds, at.nanos, export.registry_json, export.signature
+        ):
             raise ValueError("the directory export's signature does not verify with the hub's public key")
     return Directory.from_dict(json.loads(export.registry_json), origin="hub export")
 
@@ -410,7 +405,6 @@ def run(args: object) -> int:
     import base64
 
     from adapters.base import load
-    from hub.api.client import authorized_channel
     from hub.entrypoints.adapters import load_codelists
 
     a = args  # argparse.Namespace
@@ -450,12 +444,7 @@ def run(args: object) -> int:
             print(f"{name}: {added} new record(s) signed and queued")
     for line in report:
         print(f"  {line}")
-    with authorized_channel(
-        a.hub,
-        (pki / "ca.pem").read_bytes(),
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    ) as channel:
+    with _channel(a) as channel:
         result = gateway.flush(channel, batch=a.batch)
     print(
         f"sent {result.sent}: {result.accepted} accepted, {result.duplicate} already at the hub, "
@@ -468,17 +457,28 @@ def run(args: object) -> int:
     return 0 if not result.link_error and not result.rejected else 1
 
 
+def _channel(a: object) -> grpc.Channel:
+    """The SPE's authorised channel to the hub, from its folder of the PKI."""
+    from hub.api.client import authorized_channel
+
+    pki = Path(a.pki)  # type: ignore[attr-defined]
+    folder = pki / "participants" / a.participant  # type: ignore[attr-defined]
+    return authorized_channel(
+        a.hub,  # type: ignore[attr-defined]
+        (pki / "ca.pem").read_bytes(),
+        (folder / "client.pem").read_bytes(),
+        (folder / "client-key.pem").read_bytes(),
+    )
+
+
 def run_receive(args: object) -> int:
     """``spe-hub gateway receive``: write the SPE's deliveries in its national format."""
     import base64
 
     from adapters.base import AdapterError, load
-    from hub.api.client import authorized_channel
     from hub.entrypoints.adapters import load_codelists
 
     a = args  # argparse.Namespace
-    pki = Path(a.pki)
-    folder = pki / "participants" / a.participant
     lists = load_codelists(a.codelists)
     if lists is None:
         return 2
@@ -498,12 +498,7 @@ def run_receive(args: object) -> int:
         return 2
     inbox = Inbox(Path(a.out), adapter)
     confirm: bool | int = True if a.confirm_deletions == "all" else int(a.confirm_deletions or 0)
-    with authorized_channel(
-        a.hub,
-        (pki / "ca.pem").read_bytes(),
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    ) as channel:
+    with _channel(a) as channel:
         try:
             hub_key = Path(a.hub_public_key).read_bytes() if a.hub_public_key else None
             directory = fetch_directory(channel, hub_key)

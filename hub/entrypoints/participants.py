@@ -24,11 +24,10 @@ from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing
 from hub.errors import ConfigError
 from hub.services.directory import (
-    EXPORT_SIGNER,
-    EXPORT_TYPE,
     DirectoryAdmin,
     DirectoryProvider,
     export_directory,
+    export_signature_valid,
 )
 from hub.store.store import Store
 
@@ -118,11 +117,9 @@ def verify_export(path: Path, hub_public_key: Path) -> Directory:
     """Check a directory export against the hub's public key and load it. Raises ConfigError."""
     sig = json.loads(Path(f"{path}.sig.json").read_text())
     seconds, _, nanos = sig["signed_at"].partition(".")
-    message = signing.signing_input(
-        EXPORT_TYPE, EXPORT_SIGNER, sig["key_id"], int(seconds), int(nanos), path.read_bytes()
-    )
     key = signing.load_public_key(hub_public_key.read_bytes(), sig["key_id"])
-    if not signing.verify(key, base64.b64decode(sig["signature"]), message):
+    body, signature = path.read_bytes(), base64.b64decode(sig["signature"])
+    if not export_signature_valid(key, sig["key_id"], int(seconds), int(nanos), body, signature):
         raise ConfigError(f"{path}: the directory signature does not verify with {hub_public_key}")
     return Directory.load(path)
 

@@ -273,6 +273,14 @@ def _audit(
     uow.append_audit([AuditDraft(actor, action, participant_id, 0, detail, 0)], at_us)
 
 
+def export_signature_valid(
+    public_key: object, key_id: str, seconds: int, nanos: int, body: bytes, signature: bytes
+) -> bool:
+    """Whether ``signature`` is the hub's signature of a directory export ``body`` signed at that time."""
+    message = signing.signing_input(EXPORT_TYPE, EXPORT_SIGNER, key_id, seconds, nanos, body)
+    return signing.verify(public_key, signature, message)  # type: ignore[arg-type]
+
+
 def export_directory(
     directory: Directory, keys: HubKeyRing, now: datetime
 ) -> tuple[bytes, str, int, int, bytes]:
