@@ -11,6 +11,7 @@ codes that map to nothing.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import unicodedata
@@ -28,8 +29,13 @@ SOURCES = {
 TRUSTED_RELATIONS = ("exactMatch", "closeMatch")
 
 
+@functools.lru_cache(maxsize=65536)
 def normalise(label: str) -> str:
-    """Case, accents and spacing folded, for matching titles as written by people."""
+    """Case, accents and spacing folded, for matching titles as written by people.
+
+    Cached: exports repeat the same few words (levels, mobility, countries) on every row."""
+    if label.isascii():
+        return " ".join(label.casefold().split())
     # Drop combining marks (French accents, Arabic short vowels), keep every script's letters.
     decomposed = unicodedata.normalize("NFKD", label)
     text = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
