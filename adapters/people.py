@@ -35,7 +35,8 @@ class Pseudonyms:
     def __init__(self, subject_key: bytes) -> None:
         if len(subject_key) < MIN_SUBJECT_KEY:
             raise AdapterError(
-                f"the subject key must be {MIN_SUBJECT_KEY} bytes or more (it keys the SPE's identifiers)"
+                f"the subject key must be {MIN_SUBJECT_KEY} bytes or more: it keys the SPE's identifiers "
+                "(--subject-key-file: a base64 key, kept secret and never changed)"
             )
         self.key = subject_key
 

@@ -15,8 +15,6 @@ is not translated — never guessed. A repeated job-seeker is reported.
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import sqlite3
 import tomllib
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
 from adapters.base import AdapterError, Converted, Problem
 from adapters.codelists import CodeLists, normalise
-from adapters.people import CEFR, CEFR_NAMES, MOBILITY
+from adapters.people import CEFR, CEFR_NAMES, MOBILITY, Pseudonyms
 
 # ROME-like codes (ROME, and ROAME built from it), ISCO-08 codes, or job titles written in words
 # (French or English ESCO/ROME labels) where an export carries no code.
@@ -143,11 +141,8 @@ class TabularAdapter:
     def __init__(self, codelists: CodeLists, mapping: Path | Mapping, subject_key: bytes, **_: Any) -> None:
         self.codelists = codelists
         self.mapping = mapping if isinstance(mapping, Mapping) else Mapping.load(mapping)
-        self.subject_key = subject_key
-
-    def pseudonym(self, national_id: str) -> str:
-        """The record key of a job-seeker: HMAC of the national number under the SPE's key."""
-        return hmac.new(self.subject_key, national_id.strip().encode(), hashlib.sha256).hexdigest()[:24]
+        # The record key of a job-seeker: HMAC of the national number under the SPE's key.
+        self.pseudonym = Pseudonyms(subject_key)
 
     def read(self, path: Path) -> Iterator[Converted]:
         """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems.

@@ -122,3 +122,26 @@ def test_bad_values_are_reported_without_repeating_them(adapter, tmp_path):
         assert not result.ok, old
         assert any(p.field == field and reason in p.reason for p in result.problems), result.problems
         assert "Ndiaye" not in " ".join(str(p) for p in result.problems)
+
+
+def test_conformance_kit_and_gateway_options_for_cvs(codelists, tmp_path, capsys):
+    from hub.entrypoints.cli import main
+
+    codelists.save(tmp_path / "codelists")
+    sample = SAMPLES / "europass" / "europass2_candidate_minimal_from_slides.xml"
+    check = ["adapter", "check", "europass-xml", str(CV), str(sample), "--origin", "sn-anpej"]
+    check += ["--codelists", str(tmp_path / "codelists")]
+    assert main(check) == 1  # the sample has no residence country
+    assert "no residence country" in capsys.readouterr().out
+    assert main([*check, "--country", "MA"]) == 0
+    assert "2 record(s) convert, validate and round-trip; 0 do not" in capsys.readouterr().out
+    # Sending CVs needs the SPE's subject key: refused before anything is signed.
+    send = ["gateway", "send", "europass-xml", str(CV), "--participant", "sn-anpej"]
+    send += ["--codelists", str(tmp_path / "codelists"), "--outbox", str(tmp_path / "o.sqlite3")]
+    send += ["--pki", str(tmp_path / "no-pki")]
+    assert main(send) == 2
+    assert "--subject-key-file" in capsys.readouterr().err
+    key = tmp_path / "subject.key"
+    key.write_text("a2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleS1rZXk=")  # 33 bytes
+    assert main([*send, "--subject-key-file", str(key)]) == 2
+    assert "no signing key of sn-anpej" in capsys.readouterr().err

@@ -225,3 +225,25 @@ def test_names_in_words_and_scripts_translate_to_country_codes(codelists):
     assert results[1].record.family_name == "بن سالم"
     # A free-text title that is an ESCO label resolves; "Bâtisseur" is nobody's label and is reported.
     assert "give a code" in results[2].problems[0].reason
+
+
+def test_senegal_golden(codelists):
+    """Line 2 of the Senegal export → the expected common records → back to the export's columns."""
+    from google.protobuf import json_format
+
+    adapter, results = _read(codelists, "sn-anpej", "senegal")
+    golden = ROOT / "tests" / "golden" / "tabular"
+    profile = json_format.Parse(
+        (golden / "senegal.2.profile.json").read_text("utf-8"), profile_pb2.CandidateProfile()
+    )
+    personal = json_format.Parse(
+        (golden / "senegal.2.personal.json").read_text("utf-8"), profile_pb2.PersonalDetails()
+    )
+    assert (results[0].record, results[1].record) == (profile, personal)
+    row = adapter.write(profile)
+    assert (row["code_metier"], row["mobilite"], row["disponible_le"]) == (
+        "D1102",
+        "saisonnier,circulaire",
+        "01/03/2027",
+    )
+    assert adapter.round_trip(profile, "again") == profile

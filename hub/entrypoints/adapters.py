@@ -34,6 +34,28 @@ def load_codelists(folder: str) -> CodeLists | None:
     return None
 
 
+def build_adapter(
+    name: str,
+    lists: CodeLists,
+    origin: str,
+    targets: list[str] | tuple[str, ...] = (),
+    mapping: str = "",
+    subject_key: bytes = b"",
+    country: str = "",
+) -> object:
+    """An adapter set up from command-line options (each adapter takes what it needs). Raises AdapterError."""
+    options: dict[str, object] = {
+        "codelists": lists,
+        "origin_participant_id": origin,
+        "target_country_codes": tuple(targets),
+        "subject_key": subject_key,
+        "default_country": country,
+    }
+    if mapping:
+        options["mapping"] = Path(mapping)
+    return load(name, **options)
+
+
 def run_codelists(args: argparse.Namespace) -> int:
     if args.action == "import":
         lists = CodeLists.import_sources(Path(args.source))
@@ -90,15 +112,10 @@ def run_adapter(args: argparse.Namespace) -> int:
     if lists is None:
         return 2
     try:
-        options: dict[str, object] = {
-            "codelists": lists,
-            "origin_participant_id": args.origin,
-            "target_country_codes": tuple(args.target),
-        }
-        if args.mapping:
-            # The check needs no real subject key: pseudonyms are not compared across runs.
-            options.update(mapping=Path(args.mapping), subject_key=os.urandom(32))
-        adapter = load(args.name, **options)
+        # The check needs no real subject key: pseudonyms are not compared across runs.
+        adapter = build_adapter(
+            args.name, lists, args.origin, args.target, args.mapping, os.urandom(32), args.country
+        )
     except AdapterError as exc:
         print(f"spe-hub adapter: {exc}")
         return 2
@@ -142,6 +159,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "--target", action="append", default=[], help="country the offers are addressed to (repeatable)"
     )
     p.add_argument("--codelists", default=str(DEFAULT_CODELISTS))
-    p.add_argument("--mapping", help="the mapping file, for the tabular adapter")
+    p.add_argument("--mapping", default="", help="the mapping file, for the tabular adapter")
+    p.add_argument("--country", default="", help="residence country when a CV gives none (europass-xml)")
     p.add_argument("--json", action="store_true", help="also print the counts as JSON")
     parser.set_defaults(func=run_adapter)

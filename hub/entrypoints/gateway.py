@@ -404,41 +404,36 @@ def run(args: object) -> int:
     """``spe-hub gateway send``: convert, sign and queue the files, then send the queue."""
     import base64
 
-    from adapters.base import load
-    from hub.entrypoints.adapters import load_codelists
+    from adapters.base import AdapterError
+    from hub.entrypoints.adapters import build_adapter, load_codelists
 
     a = args  # argparse.Namespace
-    pki = Path(a.pki)
-    folder = pki / "participants" / a.participant
-    outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
-    gateway = Gateway(
-        a.participant,
-        (folder / "key-id").read_text().strip(),
-        (folder / "signing-key.pem").read_bytes(),
-        outbox,
-    )
-    report: list[str] = []
+    adapter = None
     if a.files:
         lists = load_codelists(a.codelists)
         if lists is None:
             return 2
-        options: dict[str, object] = {
-            "codelists": lists,
-            "origin_participant_id": a.participant,
-            "target_country_codes": tuple(a.offer_target),
-        }
-        if a.mapping:
-            key = (
-                base64.b64decode(Path(a.subject_key_file).read_text().strip()) if a.subject_key_file else b""
+        key = base64.b64decode(Path(a.subject_key_file).read_text().strip()) if a.subject_key_file else b""
+        try:
+            adapter = build_adapter(
+                a.adapter, lists, a.participant, a.offer_target, a.mapping, key, a.country
             )
-            if len(key) < 32:
-                print(
-                    "spe-hub gateway: --subject-key-file must hold a base64 key of 32 bytes or more",
-                    file=sys.stderr,
-                )
-                return 2
-            options.update(mapping=Path(a.mapping), subject_key=key)
-        adapter = load(a.adapter, **options)
+        except AdapterError as exc:
+            print(f"spe-hub gateway: {exc}", file=sys.stderr)
+            return 2
+    folder = Path(a.pki) / "participants" / a.participant
+    try:
+        key_id, signing_key = (
+            (folder / "key-id").read_text().strip(),
+            (folder / "signing-key.pem").read_bytes(),
+        )
+    except OSError:
+        print(f"spe-hub gateway: no signing key of {a.participant} in {folder} (see --pki)", file=sys.stderr)
+        return 2
+    outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
+    gateway = Gateway(a.participant, key_id, signing_key, outbox)
+    report: list[str] = []
+    if adapter is not None:
         for name in a.files:
             added = gateway.queue(converted_records(adapter.read(Path(name)), report))
             print(f"{name}: {added} new record(s) signed and queued")
@@ -475,24 +470,17 @@ def run_receive(args: object) -> int:
     """``spe-hub gateway receive``: write the SPE's deliveries in its national format."""
     import base64
 
-    from adapters.base import AdapterError, load
-    from hub.entrypoints.adapters import load_codelists
+    from adapters.base import AdapterError
+    from hub.entrypoints.adapters import build_adapter, load_codelists
 
     a = args  # argparse.Namespace
     lists = load_codelists(a.codelists)
     if lists is None:
         return 2
     key = base64.b64decode(Path(a.subject_key_file).read_text().strip()) if a.subject_key_file else b""
-    options: dict[str, object] = {
-        "codelists": lists,
-        "origin_participant_id": a.participant,
-        # Writing keys nobody: a throwaway key satisfies the adapters that also read people.
-        "subject_key": key or os.urandom(32),
-    }
-    if a.mapping:
-        options["mapping"] = Path(a.mapping)
     try:
-        adapter = load(a.adapter, **options)
+        # Writing keys nobody: a throwaway key satisfies the adapters that also read people.
+        adapter = build_adapter(a.adapter, lists, a.participant, (), a.mapping, key or os.urandom(32))
     except AdapterError as exc:
         print(f"spe-hub gateway: {exc}", file=sys.stderr)
         return 2
@@ -541,6 +529,7 @@ def add_parser(sub: object) -> None:
         "--subject-key-file", default="", help="base64 key keying national numbers (tabular exports)"
     )
     p.add_argument("--offer-target", action="append", default=[], help="country an offer is addressed to")
+    p.add_argument("--country", default="", help="residence country when a CV gives none (europass-xml)")
     p.add_argument("--batch", type=int, default=200)
     p.set_defaults(func=run)
     p = actions.add_parser(
