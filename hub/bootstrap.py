@@ -24,6 +24,7 @@ from hub.api.servicers import (
     DeliveryServicer,
     DirectoryServicer,
     ExchangeServicer,
+    MobilityServicer,
     PoolServicer,
 )
 from hub.clock import Clock, system_clock, to_us
@@ -38,6 +39,8 @@ from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
 from hub.services.exchange import ExchangeService, SignatureVerifier
 from hub.services.limits import ParticipantLimits
+from hub.services.matching import MatchService
+from hub.services.mobility import MobilityReader
 from hub.services.pool import PoolService
 from hub.services.privacy import Sealer
 from hub.services.records import RecordService
@@ -194,9 +197,10 @@ def build_hub(
         ),
         DirectoryServicer(directory, admin, tokens, keys, clock),
         ExchangeServicer(exchange, RecordService(store, clock, notifier, sealer)),
-        PoolServicer(PoolService(store, clock, sealer), clock),
+        PoolServicer(PoolService(store, clock, sealer), clock, MatchService(store, clock, sealer)),
         DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds, clock)),
         AuditServicer(audit),
+        MobilityServicer(MobilityReader(store)),
         settings.workers,
         settings.max_message_bytes,
     )

@@ -16,3 +16,8 @@ def system_clock() -> datetime:
 def to_us(value: datetime) -> int:
     """Microseconds since the Unix epoch."""
     return int(value.timestamp()) * 1_000_000 + value.microsecond
+
+
+def from_us(value: int) -> datetime:
+    """The UTC instant of microseconds since the Unix epoch (the inverse of ``to_us``)."""
+    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(microsecond=value % 1_000_000)

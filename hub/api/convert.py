@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from spehub.v1 import common_pb2, envelope_pb2, exchange_pb2, pool_pb2
+from spehub.v1 import common_pb2, envelope_pb2, exchange_pb2, mobility_pb2, pool_pb2
 
-from hub.domain import codes, records
+from hub.domain import codes, matching, records
 from hub.domain.envelopes import Envelope
 from hub.errors import InvalidRequestError
 from hub.services.exchange import RecordResult
-from hub.store.store import OfferFilter, ProfileFilter, StoredEnvelope
+from hub.store.store import CycleRow, OfferFilter, ProfileFilter, StoredEnvelope
 
 from .errors import STATUS_FOR_REASON
 
@@ -135,4 +135,35 @@ def offer_filter(req: pool_pb2.SearchOffersRequest, today: date) -> OfferFilter:
         mobility_types=_mobility(list(req.mobility_types), "mobility_types"),
         target_country=_country(req.target_country_code, "target_country_code"),
         open_on=None if req.include_closed else today,
+    )
+
+
+def match_to_proto(m: matching.Match) -> pool_pb2.MatchScore:
+    return pool_pb2.MatchScore(
+        score=m.score,
+        occupation_fit=m.occupation_fit,  # type: ignore[arg-type]
+        skills_in_common=list(m.skills_in_common),
+        skills_missing=list(m.skills_missing),
+        languages=[
+            pool_pb2.LanguageFit(language_code=code, required=required, held=held)  # type: ignore[arg-type]
+            for code, required, held in m.languages
+        ],
+        destination_wanted=m.destination_wanted,
+        mobility_type_wanted=m.mobility_type_wanted,
+        available_in_time=m.available_in_time,
+        experience_months=m.experience_months,
+        required_experience_months=m.required_experience_months,
+        explanations=list(m.explanations),
+    )
+
+
+def cycle_to_proto(row: CycleRow, events: list[StoredEnvelope]) -> mobility_pb2.Cycle:
+    return mobility_pb2.Cycle(
+        application_origin_participant_id=row.origin_id,
+        application_id=row.application_id,
+        profile_record_id=row.profile_record_id,
+        offer_origin_participant_id=row.offer_origin_id,
+        offer_record_id=row.offer_record_id,
+        state=row.state,  # type: ignore[arg-type]
+        events=[envelope_to_proto(e) for e in events],
     )

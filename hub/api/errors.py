@@ -34,6 +34,9 @@ STATUS_FOR_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.INVALID_ENVELOPE: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.KEY_REVOKED: grpc.StatusCode.PERMISSION_DENIED,
     Reason.TYPE_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.INVALID_TRANSITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.NOT_ENTITLED: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.UNKNOWN_REFERENCE: grpc.StatusCode.NOT_FOUND,
 }
 
 

@@ -17,6 +17,8 @@ from spehub.v1 import (
     directory_pb2_grpc,
     exchange_pb2,
     exchange_pb2_grpc,
+    mobility_pb2,
+    mobility_pb2_grpc,
     pool_pb2,
     pool_pb2_grpc,
 )
@@ -28,6 +30,7 @@ from hub.api.servicers import (
     DeliveryServicer,
     DirectoryServicer,
     ExchangeServicer,
+    MobilityServicer,
     PoolServicer,
 )
 from hub.metrics import HubMetrics
@@ -39,6 +42,7 @@ SERVICE_NAMES = (
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name,
     delivery_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
+    mobility_pb2.DESCRIPTOR.services_by_name["MobilityService"].full_name,
 )
 
 
@@ -74,6 +78,7 @@ def start_server(
     pool: PoolServicer,
     delivery: DeliveryServicer,
     audit: AuditServicer,
+    mobility: MobilityServicer,
     workers: int,
     max_message_bytes: int,
 ) -> RunningServer:
@@ -100,6 +105,7 @@ def start_server(
     pool_pb2_grpc.add_PoolServiceServicer_to_server(pool, server)
     delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(delivery, server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
+    mobility_pb2_grpc.add_MobilityServiceServicer_to_server(mobility, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):

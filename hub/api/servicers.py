@@ -16,6 +16,8 @@ from spehub.v1 import (
     directory_pb2_grpc,
     exchange_pb2,
     exchange_pb2_grpc,
+    mobility_pb2,
+    mobility_pb2_grpc,
     pool_pb2,
     pool_pb2_grpc,
 )
@@ -32,6 +34,8 @@ from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider, export_directory
 from hub.services.exchange import ExchangeService
+from hub.services.matching import MatchService
+from hub.services.mobility import MobilityReader
 from hub.services.pool import PoolService
 from hub.services.records import RecordService
 from hub.store.store import StoredEnvelope
@@ -81,9 +85,49 @@ def _record_ref(envelope: StoredEnvelope) -> delivery_pb2.RecordRef:
 
 
 class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
-    def __init__(self, pool: PoolService, clock: Clock) -> None:
+    def __init__(self, pool: PoolService, clock: Clock, matcher: MatchService) -> None:
         self.pool = pool
         self.clock = clock
+        self.matcher = matcher
+
+    def MatchCandidates(
+        self, request: pool_pb2.MatchCandidatesRequest, context: grpc.ServicerContext
+    ) -> pool_pb2.MatchCandidatesResponse:
+        results, token = self.matcher.candidates(
+            current_caller(),
+            request.offer_origin_participant_id,
+            request.offer_record_id,
+            request.page_size,
+            request.page_token,
+        )
+        return pool_pb2.MatchCandidatesResponse(
+            candidates=[
+                pool_pb2.CandidateMatch(
+                    profile=convert.envelope_to_proto(r.envelope),
+                    origin_country_code=r.origin_country,
+                    pseudonym=r.pseudonym,
+                    match=convert.match_to_proto(r.match),
+                )
+                for r in results
+            ],
+            next_page_token=token,
+        )
+
+    def MatchOffers(
+        self, request: pool_pb2.MatchOffersRequest, context: grpc.ServicerContext
+    ) -> pool_pb2.MatchOffersResponse:
+        results, token = self.matcher.offers(
+            current_caller(), request.profile_record_id, request.page_size, request.page_token
+        )
+        return pool_pb2.MatchOffersResponse(
+            offers=[
+                pool_pb2.OfferMatch(
+                    offer=convert.envelope_to_proto(r.envelope), match=convert.match_to_proto(r.match)
+                )
+                for r in results
+            ],
+            next_page_token=token,
+        )
 
     def SearchProfiles(
         self, request: pool_pb2.SearchProfilesRequest, context: grpc.ServicerContext
@@ -277,6 +321,29 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     ) -> directory_pb2.RevokeCertificateResponse:
         return directory_pb2.RevokeCertificateResponse(
             revoked_at=_ts(self.admin.revoke_certificate(request.certificate_sha256, current_caller().id))
+        )
+
+
+class MobilityServicer(mobility_pb2_grpc.MobilityServiceServicer):
+    def __init__(self, reader: MobilityReader) -> None:
+        self.reader = reader
+
+    def GetCycle(
+        self, request: mobility_pb2.GetCycleRequest, context: grpc.ServicerContext
+    ) -> mobility_pb2.GetCycleResponse:
+        cycle = self.reader.get(
+            current_caller(), request.application_origin_participant_id, request.application_id
+        )
+        return mobility_pb2.GetCycleResponse(cycle=convert.cycle_to_proto(cycle.row, cycle.events))
+
+    def ListCycles(
+        self, request: mobility_pb2.ListCyclesRequest, context: grpc.ServicerContext
+    ) -> mobility_pb2.ListCyclesResponse:
+        cycles, token = self.reader.list(
+            current_caller(), request.profile_record_id, request.state, request.page_size, request.page_token
+        )
+        return mobility_pb2.ListCyclesResponse(
+            cycles=[convert.cycle_to_proto(c.row, c.events) for c in cycles], next_page_token=token
         )
 
 

@@ -24,6 +24,7 @@ PUBLISHERS: dict[PayloadKind, frozenset[ParticipantKind]] = {
     PayloadKind.PERSONAL_DETAILS: frozenset({ParticipantKind.ORIGIN_SPE}),
     PayloadKind.CONSENT: frozenset({ParticipantKind.ORIGIN_SPE}),
     PayloadKind.JOB_OFFER: frozenset({ParticipantKind.ORIGIN_SPE, ParticipantKind.DESTINATION_AGENCY}),
+    PayloadKind.MOBILITY_EVENT: frozenset({ParticipantKind.ORIGIN_SPE, ParticipantKind.DESTINATION_AGENCY}),
 }
 
 

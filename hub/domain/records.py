@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
-from spehub.v1 import common_pb2, consent_pb2, envelope_pb2, offer_pb2, profile_pb2
+from spehub.v1 import common_pb2, consent_pb2, envelope_pb2, mobility_pb2, offer_pb2, profile_pb2
 
 from hub.domain import codes
 
@@ -50,6 +50,9 @@ class Reason(StrEnum):
     INVALID_ENVELOPE = "INVALID_ENVELOPE"
     KEY_REVOKED = "KEY_REVOKED"
     TYPE_NOT_ALLOWED = "TYPE_NOT_ALLOWED"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    NOT_ENTITLED = "NOT_ENTITLED"
+    UNKNOWN_REFERENCE = "UNKNOWN_REFERENCE"
 
 
 class RecordRejection(Exception):
@@ -69,6 +72,7 @@ class PayloadKind(StrEnum):
     PERSONAL_DETAILS = "spehub.v1.PersonalDetails"
     JOB_OFFER = "spehub.v1.JobOffer"
     CONSENT = "spehub.v1.Consent"
+    MOBILITY_EVENT = "spehub.v1.MobilityEvent"
 
     @property
     def payload_type(self) -> int:
@@ -86,6 +90,7 @@ _KIND_TO_TYPE = {
     PayloadKind.PERSONAL_DETAILS: envelope_pb2.PAYLOAD_TYPE_PERSONAL_DETAILS,
     PayloadKind.JOB_OFFER: envelope_pb2.PAYLOAD_TYPE_JOB_OFFER,
     PayloadKind.CONSENT: envelope_pb2.PAYLOAD_TYPE_CONSENT,
+    PayloadKind.MOBILITY_EVENT: envelope_pb2.PAYLOAD_TYPE_MOBILITY_EVENT,
 }
 _TYPE_TO_KIND = {v: k for k, v in _KIND_TO_TYPE.items()}
 
@@ -99,6 +104,9 @@ class ProfileIndex:
     destinations: tuple[str, ...]
     mobility_mask: int
     available_from: date | None
+    # For matching: skill keys (ESCO URI, or "label:" and the folded label) and months of experience.
+    skills: tuple[str, ...] = ()
+    experience_months: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,44 @@ class PersonalIndex:
     consent_record_id: str
 
 
-Index = ProfileIndex | OfferIndex | ConsentIndex | PersonalIndex
+@dataclass(frozen=True)
+class MobilityEventIndex:
+    application_origin: str
+    application_id: str
+    type: int
+    occurred_on: date
+    # APPLICATION only.
+    profile_record_id: str = ""
+    offer_origin: str = ""
+    offer_record_id: str = ""
+    reintegration_outcome: int = 0
+
+
+Index = ProfileIndex | OfferIndex | ConsentIndex | PersonalIndex | MobilityEventIndex
+
+
+def skill_key(skill: common_pb2.Skill) -> str:
+    """How matching compares skills: the ESCO URI, else the label folded for case and spacing."""
+    return skill.esco_uri or "label:" + " ".join(skill.label.casefold().split())
+
+
+def experience_months(experiences: Iterable[profile_pb2.WorkExperience], today: date) -> int:
+    """Months of work in the periods given (an open period runs to ``today``); overlaps count once."""
+    spans = []
+    for w in experiences:
+        start, end = w.period.start, w.period.end
+        if not start.year:
+            continue
+        first = start.year * 12 + start.month - 1
+        last = (end.year * 12 + end.month - 1) if end.year else today.year * 12 + today.month - 1
+        if last >= first:
+            spans.append((first, last))
+    months, reach = 0, -1
+    for first, last in sorted(spans):
+        if last > reach:
+            months += last - max(first, reach + 1) + 1
+            reach = last
+    return months
 
 
 @dataclass(frozen=True)
@@ -350,6 +395,9 @@ def _profile(c: _Checker, p: profile_pb2.CandidateProfile) -> ProfileIndex:
         destinations=tuple(dict.fromkeys(p.desired_country_codes)),
         mobility_mask=mask,
         available_from=c.date(p.available_from, "available_from"),
+        skills=tuple(dict.fromkeys(skill_key(s) for s in p.skills)),
+        # Counted up to the record's own update time, so that the index does not depend on the day of import.
+        experience_months=experience_months(p.work_experiences, _header_day(p.header)),
     )
 
 
@@ -472,11 +520,60 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
     )
 
 
+def _event(c: _Checker, e: mobility_pb2.MobilityEvent) -> MobilityEventIndex:
+    for name in ("application_origin_participant_id",):
+        if not PARTICIPANT_ID.match(getattr(e, name)):
+            c.fail(name, "must be a directory participant id")
+    if not RECORD_ID.match(e.application_id):
+        c.fail("application_id", "must be 1 to 128 characters from [A-Za-z0-9._:-]")
+    c.enum(e.type, mobility_pb2.MobilityEventType, "type")
+    occurred = c.date(e.occurred_on, "occurred_on", required=True)
+    assert occurred is not None
+    is_application = e.type == mobility_pb2.MOBILITY_EVENT_TYPE_APPLICATION
+    if is_application:
+        if not RECORD_ID.match(e.profile_record_id):
+            c.fail("profile_record_id", "an application names the candidate's profile")
+        if not PARTICIPANT_ID.match(e.offer_origin_participant_id):
+            c.fail("offer_origin_participant_id", "an application names the offer's origin")
+        if not RECORD_ID.match(e.offer_record_id):
+            c.fail("offer_record_id", "an application names the offer")
+    elif e.profile_record_id or e.offer_origin_participant_id or e.offer_record_id:
+        c.fail("profile_record_id", "only an application names the profile and the offer")
+    if e.type == mobility_pb2.MOBILITY_EVENT_TYPE_PREPARATION:
+        c.enum(e.preparation_step, mobility_pb2.PreparationStep, "preparation_step")
+    elif e.preparation_step:
+        c.fail("preparation_step", "only a PREPARATION event has a preparation step")
+    if e.type == mobility_pb2.MOBILITY_EVENT_TYPE_REINTEGRATION:
+        c.enum(e.reintegration_outcome, mobility_pb2.ReintegrationOutcome, "reintegration_outcome")
+    elif e.reintegration_outcome:
+        c.fail("reintegration_outcome", "only a REINTEGRATION event has an outcome")
+    if e.header.version != 1:
+        c.fail("header.version", "mobility events are not versioned: publish a new event (version 1)")
+    c.text(e.note, "note", limit=2000)
+    return MobilityEventIndex(
+        application_origin=e.application_origin_participant_id,
+        application_id=e.application_id,
+        type=e.type,
+        occurred_on=occurred,
+        profile_record_id=e.profile_record_id,
+        offer_origin=e.offer_origin_participant_id,
+        offer_record_id=e.offer_record_id,
+        reintegration_outcome=e.reintegration_outcome,
+    )
+
+
+def _header_day(header: common_pb2.RecordHeader) -> date:
+    if header.HasField("updated_at") and 0 < header.updated_at.seconds < _MAX_TS_SECONDS:
+        return (_EPOCH + timedelta(seconds=header.updated_at.seconds)).date()
+    return datetime.now(UTC).date()
+
+
 _PARSERS: dict[PayloadKind, tuple[Any, Callable[[_Checker, Any], Index]]] = {
     PayloadKind.CANDIDATE_PROFILE: (profile_pb2.CandidateProfile, _profile),
     PayloadKind.PERSONAL_DETAILS: (profile_pb2.PersonalDetails, _personal),
     PayloadKind.JOB_OFFER: (offer_pb2.JobOffer, _offer),
     PayloadKind.CONSENT: (consent_pb2.Consent, _consent),
+    PayloadKind.MOBILITY_EVENT: (mobility_pb2.MobilityEvent, _event),
 }
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from spehub.v1 import consent_pb2
 
-from hub.clock import Clock, to_us
-from hub.domain import consent_policy, records
+from hub.clock import Clock, from_us, to_us
+from hub.domain import consent_policy, mobility, records
 from hub.domain import envelopes as env_rules
 from hub.domain.audit import AuditDraft
 from hub.domain.delivery import DeliveryKind
@@ -31,7 +31,7 @@ from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier
 from hub.services.directory import DirectoryProvider
 from hub.services.privacy import Sealer, consent_of
-from hub.store.store import NewRecord, Store
+from hub.store.store import Audience, NewRecord, Store, UnitOfWork
 
 PARALLEL_VERIFY_MIN = 16
 
@@ -219,6 +219,7 @@ class ExchangeService:
         for consent_id in sorted(erasures):
             self.sealer.erase(caller.id, consent_id)
         drafts: list[AuditDraft] = []
+        events: list[tuple[str, int, records.MobilityEventIndex]] = []
         with self.store.unit_of_work(write=True) as uow:
             stored, current = uow.versions_of(caller.id, (rec.record_id for _, _, rec in parsed))
             latest = {key: version for key, (_pk, version) in current.items()}
@@ -257,10 +258,36 @@ class ExchangeService:
                         rec,
                     )
                     continue
+                if isinstance(rec.index, records.MobilityEventIndex):
+                    try:
+                        cycle_id, parties, subject_origin, candidate_consent = self._mobility_step(
+                            uow, caller, directory, rec.index, now_us
+                        )
+                    except RecordRejection as exc:
+                        results[i] = _rejected(i, rec.kind, exc, rec)
+                        continue
+                    events.append((rec.record_id, cycle_id, rec.index))
+                    recipients = sorted(parties - {caller.id})
+                    drafts.append(
+                        AuditDraft(
+                            caller.id,
+                            f"mobility.{mobility.name(rec.index.type).lower()}",
+                            # Filed under the candidate (its SPE and consent), for the right of access.
+                            subject_origin,
+                            ptype,
+                            rec.record_id,
+                            rec.version,
+                            candidate_consent,
+                        )
+                    )
                 stored[(ptype, rec.record_id, rec.version)] = item.sha256
                 latest[(ptype, rec.record_id)] = rec.version
                 accepted.append((i, item))
                 results[i] = RecordResult(i, rec.kind, rec.record_id, rec.version, Outcome.ACCEPTED)
+                if isinstance(rec.index, records.MobilityEventIndex):
+                    if recipients:
+                        routes.append((len(accepted) - 1, recipients))
+                    continue
                 drafts.extend(_publication_audit(caller.id, rec, consent_of(item), consent_before))
                 if isinstance(rec.index, records.ConsentIndex):
                     consent_before[rec.record_id] = rec.index.status
@@ -273,6 +300,22 @@ class ExchangeService:
                     if recipients:
                         routes.append((len(accepted) - 1, recipients))
             envelope_ids = uow.add_records([item for _, item in accepted], current, now_us)
+            if events:
+                pks = uow.record_pks(
+                    caller.id, PayloadKind.MOBILITY_EVENT.payload_type, [e[0] for e in events]
+                )
+                uow.add_cycle_events(
+                    [
+                        {
+                            "record_pk": pks[record_id],
+                            "cycle_id": cycle_id,
+                            "type": idx.type,
+                            "occurred_on": idx.occurred_on,
+                            "reintegration_outcome": idx.reintegration_outcome,
+                        }
+                        for record_id, cycle_id, idx in events
+                    ]
+                )
             deliveries = [
                 (recipient, DeliveryKind.RECORD, envelope_ids[pos]) for pos, rs in routes for recipient in rs
             ]
@@ -301,6 +344,115 @@ class ExchangeService:
             self.metrics.deliveries_routed.labels(recipient).inc()
         if deliveries:
             self.notifier.notify()
+
+    def _mobility_step(
+        self,
+        uow: UnitOfWork,
+        caller: Participant,
+        directory: Directory,
+        idx: records.MobilityEventIndex,
+        now_us: int,
+    ) -> tuple[int, set[str], str, str]:
+        """Check one cycle event against the cycle and move the cycle on (in this transaction).
+
+        Returns (cycle id, the cycle's parties, the candidate's SPE, the candidate's consent record id).
+        Raises RecordRejection: UNKNOWN_REFERENCE (no such cycle, profile or offer for this
+        caller), NOT_ENTITLED (wrong party, or a consent that does not allow the application),
+        INVALID_TRANSITION (a step that does not follow).
+        """
+        if idx.type == mobility.APPLICATION:
+            return self._application(uow, caller, directory, idx, now_us)
+        cycle = uow.cycle(idx.application_origin, idx.application_id, lock=True)
+        parties = set() if cycle is None else {cycle.origin_id, cycle.offer_origin_id}
+        if cycle is None or caller.id not in parties:
+            raise RecordRejection(
+                Reason.UNKNOWN_REFERENCE,
+                f"no cycle {idx.application_id!r} of {idx.application_origin!r} that this participant is a party to",
+                "application_id",
+            )
+        roles = frozenset(
+            role
+            for role, who in (
+                (mobility.Party.ORIGIN, cycle.origin_id),
+                (mobility.Party.DESTINATION, cycle.offer_origin_id),
+            )
+            if who == caller.id
+        )
+        mobility.check_step(idx.type, cycle.state, roles)
+        uow.set_cycle_state(cycle.id, idx.type, now_us)
+        consent_id = uow.profile_consent(cycle.origin_id, cycle.profile_record_id) or ""
+        return cycle.id, parties, cycle.origin_id, consent_id
+
+    def _application(
+        self,
+        uow: UnitOfWork,
+        caller: Participant,
+        directory: Directory,
+        idx: records.MobilityEventIndex,
+        now_us: int,
+    ) -> tuple[int, set[str], str, str]:
+        roles = {mobility.Party.DESTINATION} if caller.id == idx.offer_origin else set()
+        if idx.application_origin == caller.id:
+            roles.add(mobility.Party.ORIGIN)
+        mobility.check_step(idx.type, None, frozenset(roles))
+        if uow.cycle(idx.application_origin, idx.application_id) is not None:
+            raise RecordRejection(
+                Reason.INVALID_TRANSITION,
+                f"application {idx.application_id!r} is already open; give a new application id",
+                "application_id",
+            )
+        profile = uow.current_record(
+            caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, idx.profile_record_id
+        )
+        if profile is None or profile[2] is not None:
+            raise RecordRejection(
+                Reason.UNKNOWN_REFERENCE,
+                f"no current profile {idx.profile_record_id!r} of this participant",
+                "profile_record_id",
+            )
+        offer = uow.current_record(idx.offer_origin, PayloadKind.JOB_OFFER.payload_type, idx.offer_record_id)
+        if offer is None or offer[2] is not None:
+            raise RecordRejection(
+                Reason.UNKNOWN_REFERENCE,
+                f"no open offer {idx.offer_record_id!r} of {idx.offer_origin!r}",
+                "offer_record_id",
+            )
+        deadline = uow.offer_deadline(offer[0])
+        if deadline is not None and deadline < from_us(now_us).date():
+            raise RecordRejection(
+                Reason.INVALID_FIELD,
+                f"offer {idx.offer_record_id!r} closed for applications on {deadline.isoformat()}",
+                "offer_record_id",
+            )
+        consent_id = uow.profile_consent(caller.id, idx.profile_record_id) or ""
+        destination = directory.participants.get(idx.offer_origin)
+        audience = Audience(
+            participant_id=idx.offer_origin,
+            country_code=destination.country_code if destination else "",
+            purpose_bit=records.purpose_bit(consent_pb2.PURPOSE_MATCHING)
+            | records.purpose_bit(consent_pb2.PURPOSE_REFERRAL),
+            active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
+            now_us=now_us,
+        )
+        if caller.id != idx.offer_origin and not uow.consent_allows(
+            caller.id, consent_id, audience, named_only=False
+        ):
+            raise RecordRejection(
+                Reason.NOT_ENTITLED,
+                f"the candidate's consent does not allow sending the application to {idx.offer_origin!r} "
+                "(it must be active, grant matching or referral, and name that participant or its country)",
+                "profile_record_id",
+            )
+        cycle_id = uow.open_cycle(
+            caller.id,
+            idx.application_id,
+            idx.profile_record_id,
+            idx.offer_origin,
+            idx.offer_record_id,
+            idx.type,
+            now_us,
+        )
+        return cycle_id, {caller.id, idx.offer_origin}, caller.id, consent_id
 
     def _count(self, caller: Participant, results: list[RecordResult]) -> None:
         for r in results:

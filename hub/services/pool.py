@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 
 from spehub.v1 import consent_pb2
@@ -12,12 +10,9 @@ from hub.clock import Clock, to_us
 from hub.domain import records
 from hub.domain.audit import AuditDraft
 from hub.domain.directory import Participant
-from hub.errors import InvalidRequestError
+from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
 from hub.store.store import Audience, OfferFilter, ProfileFilter, Store, StoredEnvelope
-
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -44,8 +39,8 @@ class PoolService:
         search and names the caller or the caller's country.
         Raises InvalidRequestError for a bad page size or token.
         """
-        size = _page_size(page_size)
-        after = _decode_token(page_token, "p")
+        size = page_size_of(page_size)
+        after = (decode_token(page_token, "p", 1) or (0,))[0]
         audience = Audience(
             participant_id=caller.id,
             country_code=caller.country_code,
@@ -81,42 +76,16 @@ class PoolService:
                 audience.now_us,
             )
             uow.commit()
-        token = _encode_token("p", rows[size - 1][0]) if len(rows) > size else ""
+        token = encode_token("p", rows[size - 1][0]) if len(rows) > size else ""
         return hits, token
 
     def search_offers(
         self, caller: Participant, f: OfferFilter, page_size: int, page_token: str
     ) -> tuple[list[StoredEnvelope], str]:
         """A page of offers matching the filter. Returns (envelopes, next page token)."""
-        size = _page_size(page_size)
-        after = _decode_token(page_token, "o")
+        size = page_size_of(page_size)
+        after = (decode_token(page_token, "o", 1) or (0,))[0]
         with self.store.unit_of_work() as uow:
             rows = uow.search_offers(f, after, size + 1)
-        token = _encode_token("o", rows[size - 1][0]) if len(rows) > size else ""
+        token = encode_token("o", rows[size - 1][0]) if len(rows) > size else ""
         return [env for _, env in rows[:size]], token
-
-
-def _page_size(value: int) -> int:
-    if value < 0:
-        raise InvalidRequestError("page_size must not be negative", "page_size")
-    # AIP-158: a page size over the maximum is coerced, not refused.
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def _encode_token(kind: str, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{pk}".encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, kind: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != kind or not value.isdigit():
-            raise ValueError
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequestError(
-            "page_token is not one this search returned; start again with an empty token", "page_token"
-        ) from None

@@ -103,6 +103,22 @@ profile_destinations = Table(
     Index("ix_profile_destinations", "record_pk", "country_code"),
 )
 
+profile_skills = Table(
+    "profile_skills",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), nullable=False),
+    # An ESCO skill URI, or "label:" and the folded label (hub.domain.records.skill_key).
+    Column("skill", String(300), nullable=False),
+    Index("ix_profile_skills", "record_pk", "skill"),
+)
+
+profile_experience = Table(
+    "profile_experience",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    Column("months", Integer, nullable=False),
+)
+
 offers = Table(
     "offers",
     metadata,
@@ -165,10 +181,43 @@ delivery_cursors = Table(
 )
 
 # Index tables rebuilt when a new version of a record replaces the current one.
+# -- the mobility cycle: one row per cycle, one per event (events are records) -----
+
+mobility_cycles = Table(
+    "mobility_cycles",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # The origin SPE that opened the cycle (and published the profile), and its id for it.
+    Column("origin_id", String(64), nullable=False),
+    Column("application_id", String(128), nullable=False),
+    Column("profile_record_id", String(128), nullable=False),
+    Column("offer_origin_id", String(64), nullable=False),
+    Column("offer_record_id", String(128), nullable=False),
+    # The last step recorded (spehub.v1.MobilityEventType).
+    Column("state", SmallInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    UniqueConstraint("origin_id", "application_id", name="uq_mobility_cycles"),
+    Index("ix_mobility_cycles_offer", "offer_origin_id", "offer_record_id"),
+    Index("ix_mobility_cycles_profile", "origin_id", "profile_record_id"),
+)
+
+mobility_events = Table(
+    "mobility_events",
+    metadata,
+    Column("record_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    Column("cycle_id", BigId, ForeignKey("mobility_cycles.id"), nullable=False),
+    Column("type", SmallInteger, nullable=False),
+    Column("occurred_on", Date, nullable=False),
+    Column("reintegration_outcome", SmallInteger, nullable=False),
+    Index("ix_mobility_events_cycle", "cycle_id", "record_pk"),
+)
+
 INDEX_CHILDREN = (
     profile_occupations,
     profile_languages,
     profile_destinations,
+    profile_skills,
+    profile_experience,
     offer_targets,
     consent_recipients,
 )

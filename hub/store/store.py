@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     and_,
     bindparam,
     create_engine,
@@ -36,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from hub.domain import audit
+from hub.domain import audit, matching
 from hub.domain.audit import AuditDraft
 from hub.domain.envelopes import Envelope
 from hub.domain.records import (
@@ -45,6 +46,7 @@ from hub.domain.records import (
     ParsedRecord,
     PersonalIndex,
     ProfileIndex,
+    mobility_bit,
 )
 from hub.errors import StoreUnavailableError
 from hub.store import schema as t
@@ -117,6 +119,20 @@ class Audience:
     purpose_bit: int
     active_status: int
     now_us: int
+
+
+@dataclass(frozen=True)
+class CycleRow:
+    """A mobility cycle as stored (columns of mobility_cycles, in order)."""
+
+    id: int
+    origin_id: str
+    application_id: str
+    profile_record_id: str
+    offer_origin_id: str
+    offer_record_id: str
+    state: int
+    updated_at_us: int
 
 
 @dataclass(frozen=True)
@@ -403,6 +419,9 @@ class UnitOfWork:
                     add(t.profile_languages, record_pk=pk, language_code=lang, level=level)
                 for country in idx.destinations:
                     add(t.profile_destinations, record_pk=pk, country_code=country)
+                for skill in idx.skills:
+                    add(t.profile_skills, record_pk=pk, skill=skill[:300])
+                add(t.profile_experience, record_pk=pk, months=idx.experience_months)
             elif isinstance(idx, OfferIndex):
                 add(
                     t.offers,
@@ -867,7 +886,7 @@ class UnitOfWork:
 
     def search_offers(self, f: OfferFilter, after_pk: int, limit: int) -> list[tuple[int, StoredEnvelope]]:
         """Offers matching ``f`` with record pk above ``after_pk``, by pk."""
-        o, r = t.offers.c, t.records.c
+        o = t.offers.c
         conditions: list[Any] = [o.record_pk > after_pk]
         if f.isco08_prefixes:
             conditions.append(or_(*(o.isco08_code.startswith(x) for x in f.isco08_prefixes)))
@@ -882,16 +901,321 @@ class UnitOfWork:
             )
         if f.open_on is not None:
             conditions.append(or_(o.deadline.is_(None), o.deadline >= f.open_on))
-        query = (
-            select(o.record_pk, *_ENVELOPE_COLUMNS)
-            .select_from(t.offers)
-            .join(t.records, r.id == o.record_pk)
-            .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
-            .where(*conditions)
-            .order_by(o.record_pk)
-            .limit(limit)
-        )
+        query = _offers_with_envelopes(conditions).order_by(o.record_pk).limit(limit)
         return [(row[0], _stored(row[1:])) for row in self.conn.execute(query)]
+
+    # -- matching --------------------------------------------------------------
+
+    def match_candidates(
+        self,
+        audience: Audience,
+        own_origin: str | None,
+        offer: matching.Offer,
+    ) -> list[tuple[matching.Candidate, str, str, str]]:
+        """Profiles that pass the hard constraints of ``offer`` and whose consent allows matching.
+
+        With ``own_origin``, that origin's own candidates under an active matching consent;
+        else those whose consent also names the audience (participant or country).
+        Returns (candidate facts, origin id, residence country, consent record id).
+        """
+        p, c, cr = t.profiles.c, t.consents.c, t.consent_recipients.c
+        po, pl, pd = t.profile_occupations.c, t.profile_languages, t.profile_destinations.c
+        conditions: list[Any] = [
+            c.status == audience.active_status,
+            c.valid_from_us <= audience.now_us,
+            c.valid_until_us > audience.now_us,
+            c.purpose_mask.op("&")(audience.purpose_bit) != 0,
+            exists().where(po.record_pk == p.record_pk, po.isco08_code.startswith(offer.isco08_code[:2])),
+            or_(
+                ~exists().where(pd.record_pk == p.record_pk),
+                exists().where(pd.record_pk == p.record_pk, pd.country_code == offer.work_country),
+            ),
+            or_(p.mobility_mask == 0, p.mobility_mask.op("&")(mobility_bit(offer.mobility_type)) != 0),
+        ]
+        if own_origin is not None:
+            conditions.append(p.origin_id == own_origin)
+        else:
+            conditions.append(
+                exists().where(
+                    cr.record_pk == c.record_pk,
+                    or_(
+                        cr.participant_id == audience.participant_id, cr.country_code == audience.country_code
+                    ),
+                )
+            )
+        for code, level in offer.languages:
+            alias = pl.alias()
+            conditions.append(
+                exists().where(
+                    alias.c.record_pk == p.record_pk, alias.c.language_code == code, alias.c.level >= level
+                )
+            )
+        if offer.start_date is not None:
+            conditions.append(or_(p.available_from.is_(None), p.available_from <= offer.start_date))
+        base = (
+            select(
+                p.record_pk,
+                p.origin_id,
+                p.residence_country,
+                p.consent_record_id,
+                p.mobility_mask,
+                p.available_from,
+            )
+            .select_from(t.profiles)
+            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
+            .where(*conditions)
+        )
+        rows = list(self.conn.execute(base))
+        if not rows:
+            return []
+        chosen = base.with_only_columns(p.record_pk)
+        occupations: dict[int, list[str]] = {}
+        for pk, code in self.conn.execute(
+            select(po.record_pk, po.isco08_code).where(po.record_pk.in_(chosen))
+        ):
+            occupations.setdefault(pk, []).append(code)
+        languages: dict[int, dict[str, int]] = {}
+        for pk, code, level in self.conn.execute(
+            select(pl.c.record_pk, pl.c.language_code, pl.c.level).where(pl.c.record_pk.in_(chosen))
+        ):
+            languages.setdefault(pk, {})[code] = level
+        skills: dict[int, set[str]] = {}
+        if offer.skills:
+            ps = t.profile_skills.c
+            query = select(ps.record_pk, ps.skill).where(
+                ps.record_pk.in_(chosen), ps.skill.in_(list(offer.skills))
+            )
+            for pk, skill in self.conn.execute(query):
+                skills.setdefault(pk, set()).add(skill)
+        pe = t.profile_experience.c
+        experience = dict(
+            self.conn.execute(select(pe.record_pk, pe.months).where(pe.record_pk.in_(chosen))).all()
+        )
+        destinations: dict[int, list[str]] = {}
+        for pk, code in self.conn.execute(
+            select(pd.record_pk, pd.country_code).where(pd.record_pk.in_(chosen))
+        ):
+            destinations.setdefault(pk, []).append(code)
+        return [
+            (
+                matching.Candidate(
+                    pk=pk,
+                    isco08_codes=tuple(occupations.get(pk, ())),
+                    languages=languages.get(pk, {}),
+                    destinations=tuple(destinations.get(pk, ())),
+                    mobility_mask=mask,
+                    available_from=available,
+                    skills=frozenset(skills.get(pk, ())),
+                    experience_months=int(experience.get(pk, 0)),
+                ),
+                origin,
+                residence,
+                consent_id,
+            )
+            for pk, origin, residence, consent_id, mask, available in rows
+        ]
+
+    def candidate_facts(self, record_pk: int) -> tuple[matching.Candidate, str]:
+        """The matching facts of one profile (its full skill list), and its residence country."""
+        p = t.profiles.c
+        row = self.conn.execute(
+            select(p.mobility_mask, p.available_from, p.residence_country).where(p.record_pk == record_pk)
+        ).one()
+        po, pl, pd, ps = (
+            t.profile_occupations.c,
+            t.profile_languages.c,
+            t.profile_destinations.c,
+            t.profile_skills.c,
+        )
+        pe = t.profile_experience.c
+        return matching.Candidate(
+            pk=record_pk,
+            isco08_codes=tuple(
+                self.conn.execute(select(po.isco08_code).where(po.record_pk == record_pk)).scalars()
+            ),
+            languages=dict(
+                self.conn.execute(select(pl.language_code, pl.level).where(pl.record_pk == record_pk)).all()
+            ),
+            destinations=tuple(
+                self.conn.execute(select(pd.country_code).where(pd.record_pk == record_pk)).scalars()
+            ),
+            mobility_mask=row[0],
+            available_from=row[1],
+            skills=frozenset(self.conn.execute(select(ps.skill).where(ps.record_pk == record_pk)).scalars()),
+            experience_months=int(
+                self.conn.execute(select(pe.months).where(pe.record_pk == record_pk)).scalar() or 0
+            ),
+        ), row[2]
+
+    def offers_for(
+        self, candidate: matching.Candidate, residence_country: str, open_on: date
+    ) -> list[tuple[int, StoredEnvelope]]:
+        """Open offers within the candidate's sub-major groups, destinations, mobility types and
+        availability, addressed to its residence country (or to no country in particular)."""
+        o, ot = t.offers.c, t.offer_targets.c
+        sub_majors = sorted({code[:2] for code in candidate.isco08_codes})
+        if not sub_majors:
+            return []
+        conditions: list[Any] = [
+            or_(*(o.isco08_code.startswith(x) for x in sub_majors)),
+            or_(o.deadline.is_(None), o.deadline >= open_on),
+            or_(
+                ~exists().where(ot.record_pk == o.record_pk),
+                exists().where(ot.record_pk == o.record_pk, ot.country_code == residence_country),
+            ),
+        ]
+        if candidate.destinations:
+            conditions.append(o.work_country.in_(candidate.destinations))
+        if candidate.mobility_mask:
+            wanted = [m for m in range(1, 5) if candidate.mobility_mask & mobility_bit(m)]
+            conditions.append(o.mobility_type.in_(wanted))
+        if candidate.available_from is not None:
+            conditions.append(or_(o.start_date.is_(None), o.start_date >= candidate.available_from))
+        return [(row[0], _stored(row[1:])) for row in self.conn.execute(_offers_with_envelopes(conditions))]
+
+    def consent_grants(
+        self, origin_id: str, consent_record_id: str, purpose_bit: int, now_us: int, active: int
+    ) -> bool:
+        """Whether the origin's consent is active now and grants the purpose (whoever it names)."""
+        c = t.consents.c
+        query = select(c.record_pk).where(
+            c.origin_id == origin_id,
+            c.record_id == consent_record_id,
+            c.status == active,
+            c.valid_from_us <= now_us,
+            c.valid_until_us > now_us,
+            c.purpose_mask.op("&")(purpose_bit) != 0,
+        )
+        return self.conn.execute(query).first() is not None
+
+    def envelopes_of(self, record_pks: Sequence[int]) -> dict[int, StoredEnvelope]:
+        """Current envelopes of records, by record pk."""
+        r = t.records.c
+        out: dict[int, StoredEnvelope] = {}
+        for chunk in _chunks(list(record_pks), 500):
+            query = (
+                select(r.id, *_ENVELOPE_COLUMNS)
+                .select_from(t.records)
+                .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
+                .where(r.id.in_(chunk))
+            )
+            out.update({row[0]: _stored(row[1:]) for row in self.conn.execute(query)})
+        return out
+
+    # -- mobility cycle --------------------------------------------------------
+
+    def profile_consent(self, origin_id: str, profile_record_id: str) -> str | None:
+        """The consent record id that governs an origin's current profile, or None."""
+        p, r = t.profiles.c, t.records.c
+        query = (
+            select(p.consent_record_id)
+            .select_from(t.profiles)
+            .join(t.records, r.id == p.record_pk)
+            .where(r.origin_id == origin_id, r.record_id == profile_record_id)
+        )
+        return self.conn.execute(query).scalar()
+
+    def offer_deadline(self, record_pk: int) -> date | None:
+        return self.conn.execute(
+            select(t.offers.c.deadline).where(t.offers.c.record_pk == record_pk)
+        ).scalar()
+
+    def cycle(self, origin_id: str, application_id: str, lock: bool = False) -> CycleRow | None:
+        """The cycle an origin SPE opened under ``application_id`` (locked for update if asked)."""
+        mc = t.mobility_cycles.c
+        query = select(t.mobility_cycles).where(
+            mc.origin_id == origin_id, mc.application_id == application_id
+        )
+        if lock and not self.is_sqlite:  # SQLite's writers are serialised already (BEGIN IMMEDIATE)
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return CycleRow(*row) if row else None
+
+    def open_cycle(
+        self,
+        origin_id: str,
+        application_id: str,
+        profile_record_id: str,
+        offer_origin_id: str,
+        offer_record_id: str,
+        state: int,
+        now_us: int,
+    ) -> int:
+        """Create a cycle in ``state``. Returns its id."""
+        result = self.conn.execute(
+            insert(t.mobility_cycles).values(
+                origin_id=origin_id,
+                application_id=application_id,
+                profile_record_id=profile_record_id,
+                offer_origin_id=offer_origin_id,
+                offer_record_id=offer_record_id,
+                state=state,
+                updated_at_us=now_us,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def set_cycle_state(self, cycle_id: int, state: int, now_us: int) -> None:
+        mc = t.mobility_cycles.c
+        self.conn.execute(
+            update(t.mobility_cycles).where(mc.id == cycle_id).values(state=state, updated_at_us=now_us)
+        )
+
+    def add_cycle_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Index stored event records: record_pk, cycle_id, type, occurred_on, reintegration_outcome."""
+        if rows:
+            self.conn.execute(insert(t.mobility_events), list(rows))
+
+    def record_pks(self, origin_id: str, payload_type: int, record_ids: Sequence[str]) -> dict[str, int]:
+        """Current record pks of some of an origin's records, by record id."""
+        r = t.records.c
+        out: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(record_ids)), 500):
+            query = select(r.record_id, r.id).where(
+                r.origin_id == origin_id, r.payload_type == payload_type, r.record_id.in_(chunk)
+            )
+            out.update({rid: pk for rid, pk in self.conn.execute(query)})
+        return out
+
+    def cycles_of(
+        self,
+        party_id: str,
+        profile_record_id: str = "",
+        state: int = 0,
+        before_id: int = 0,
+        limit: int = 20,
+        cycle: tuple[str, str] | None = None,
+    ) -> list[CycleRow]:
+        """Cycles the participant is a party to (opened them, or published the offer), newest first."""
+        mc = t.mobility_cycles.c
+        conditions: list[Any] = [or_(mc.origin_id == party_id, mc.offer_origin_id == party_id)]
+        if cycle is not None:
+            conditions += [mc.origin_id == cycle[0], mc.application_id == cycle[1]]
+        if profile_record_id:
+            conditions += [mc.origin_id == party_id, mc.profile_record_id == profile_record_id]
+        if state:
+            conditions.append(mc.state == state)
+        if before_id:
+            conditions.append(mc.id < before_id)
+        query = select(t.mobility_cycles).where(*conditions).order_by(mc.id.desc()).limit(limit)
+        return [CycleRow(*row) for row in self.conn.execute(query)]
+
+    def cycle_events(self, cycle_ids: Sequence[int]) -> dict[int, list[StoredEnvelope]]:
+        """The signed events of each cycle, oldest first."""
+        me, r = t.mobility_events.c, t.records.c
+        out: dict[int, list[StoredEnvelope]] = {cid: [] for cid in cycle_ids}
+        for chunk in _chunks(list(cycle_ids), 500):
+            query = (
+                select(me.cycle_id, *_ENVELOPE_COLUMNS)
+                .select_from(t.mobility_events)
+                .join(t.records, r.id == me.record_pk)
+                .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
+                .where(me.cycle_id.in_(chunk))
+                .order_by(me.cycle_id, me.record_pk)
+            )
+            for row in self.conn.execute(query):
+                out[row[0]].append(_stored(row[1:]))
+        return out
 
     def count_envelopes(self, record_id: str | None = None) -> int:
         """How many envelopes are stored (for one record id if given)."""
@@ -902,6 +1226,18 @@ class UnitOfWork:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _offers_with_envelopes(conditions: Sequence[Any]) -> Select[Any]:
+    """Offers (record pk and current envelope) meeting ``conditions``."""
+    o, r = t.offers.c, t.records.c
+    return (
+        select(o.record_pk, *_ENVELOPE_COLUMNS)
+        .select_from(t.offers)
+        .join(t.records, r.id == o.record_pk)
+        .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
+        .where(*conditions)
+    )
 
 
 def _us(value: datetime) -> int:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spehub/v1/envelope.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12,\n\x0cpayload_type\x18\x02 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x1d\n\x15signer_participant_id\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12-\n\tsigned_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa8\x01\n\x0bPayloadType\x12\x1c\n\x18PAYLOAD_TYPE_UNSPECIFIED\x10\x00\x12\"\n\x1ePAYLOAD_TYPE_CANDIDATE_PROFILE\x10\x01\x12!\n\x1dPAYLOAD_TYPE_PERSONAL_DETAILS\x10\x02\x12\x1a\n\x16PAYLOAD_TYPE_JOB_OFFER\x10\x03\x12\x18\n\x14PAYLOAD_TYPE_CONSENT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spehub/v1/envelope.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12,\n\x0cpayload_type\x18\x02 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x1d\n\x15signer_participant_id\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12-\n\tsigned_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc9\x01\n\x0bPayloadType\x12\x1c\n\x18PAYLOAD_TYPE_UNSPECIFIED\x10\x00\x12\"\n\x1ePAYLOAD_TYPE_CANDIDATE_PROFILE\x10\x01\x12!\n\x1dPAYLOAD_TYPE_PERSONAL_DETAILS\x10\x02\x12\x1a\n\x16PAYLOAD_TYPE_JOB_OFFER\x10\x03\x12\x18\n\x14PAYLOAD_TYPE_CONSENT\x10\x04\x12\x1f\n\x1bPAYLOAD_TYPE_MOBILITY_EVENT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.envelope_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PAYLOADTYPE']._serialized_start=268
-  _globals['_PAYLOADTYPE']._serialized_end=436
+  _globals['_PAYLOADTYPE']._serialized_end=469
   _globals['_SIGNEDENVELOPE']._serialized_start=73
   _globals['_SIGNEDENVELOPE']._serialized_end=265
 # @@protoc_insertion_point(module_scope)

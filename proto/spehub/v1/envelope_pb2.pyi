@@ -33,6 +33,8 @@ class _PayloadTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayloadTy
     """spehub.v1.JobOffer."""
     PAYLOAD_TYPE_CONSENT: _PayloadType.ValueType  # 4
     """spehub.v1.Consent."""
+    PAYLOAD_TYPE_MOBILITY_EVENT: _PayloadType.ValueType  # 5
+    """spehub.v1.MobilityEvent."""
 
 class PayloadType(_PayloadType, metaclass=_PayloadTypeEnumTypeWrapper):
     """The kind of record an envelope carries. The hub refuses
@@ -48,6 +50,8 @@ PAYLOAD_TYPE_JOB_OFFER: PayloadType.ValueType  # 3
 """spehub.v1.JobOffer."""
 PAYLOAD_TYPE_CONSENT: PayloadType.ValueType  # 4
 """spehub.v1.Consent."""
+PAYLOAD_TYPE_MOBILITY_EVENT: PayloadType.ValueType  # 5
+"""spehub.v1.MobilityEvent."""
 Global___PayloadType: _TypeAlias = PayloadType  # noqa: Y015
 
 @_typing.final

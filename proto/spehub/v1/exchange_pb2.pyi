@@ -84,6 +84,18 @@ class _RejectionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Rejec
     """This kind of participant may not publish this record type (e.g. a
     destination agency publishing a candidate profile).
     """
+    REJECTION_REASON_INVALID_TRANSITION: _RejectionReason.ValueType  # 15
+    """A mobility event that does not follow from the cycle's current step
+    (e.g. a departure before any selection).
+    """
+    REJECTION_REASON_NOT_ENTITLED: _RejectionReason.ValueType  # 16
+    """The caller is not the party entitled to record this step (the destination
+    agency selects; the origin SPE applies, prepares and reintegrates).
+    """
+    REJECTION_REASON_UNKNOWN_REFERENCE: _RejectionReason.ValueType  # 17
+    """The record refers to a record or a cycle the hub does not hold (or that
+    the caller may not use).
+    """
 
 class RejectionReason(_RejectionReason, metaclass=_RejectionReasonEnumTypeWrapper):
     """Why a record was refused."""
@@ -118,6 +130,18 @@ REJECTION_REASON_KEY_REVOKED: RejectionReason.ValueType  # 13
 REJECTION_REASON_TYPE_NOT_ALLOWED: RejectionReason.ValueType  # 14
 """This kind of participant may not publish this record type (e.g. a
 destination agency publishing a candidate profile).
+"""
+REJECTION_REASON_INVALID_TRANSITION: RejectionReason.ValueType  # 15
+"""A mobility event that does not follow from the cycle's current step
+(e.g. a departure before any selection).
+"""
+REJECTION_REASON_NOT_ENTITLED: RejectionReason.ValueType  # 16
+"""The caller is not the party entitled to record this step (the destination
+agency selects; the origin SPE applies, prepares and reintegrates).
+"""
+REJECTION_REASON_UNKNOWN_REFERENCE: RejectionReason.ValueType  # 17
+"""The record refers to a record or a cycle the hub does not hold (or that
+the caller may not use).
 """
 Global___RejectionReason: _TypeAlias = RejectionReason  # noqa: Y015
 

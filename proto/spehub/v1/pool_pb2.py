@@ -26,13 +26,15 @@ from spehub.v1 import common_pb2 as spehub_dot_v1_dot_common__pb2
 from spehub.v1 import envelope_pb2 as spehub_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14spehub/v1/pool.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\x1a\x18spehub/v1/envelope.proto\"\x99\x02\n\x15SearchProfilesRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12+\n\tlanguages\x18\x02 \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12 \n\x18\x64\x65stination_country_code\x18\x03 \x01(\t\x12/\n\x0emobility_types\x18\x04 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12%\n\x0c\x61vailable_by\x18\x05 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x14origin_country_codes\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"Z\n\x16SearchProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.spehub.v1.ProfileHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\nProfileHit\x12*\n\x07profile\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12\x1b\n\x13origin_country_code\x18\x02 \x01(\t\x12\x11\n\tpseudonym\x18\x03 \x01(\t\"\xd3\x01\n\x13SearchOffersRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12\x19\n\x11work_country_code\x18\x02 \x01(\t\x12/\n\x0emobility_types\x18\x03 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12\x1b\n\x13target_country_code\x18\x04 \x01(\t\x12\x16\n\x0einclude_closed\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"T\n\x14SearchOffersResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.spehub.v1.OfferHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x08OfferHit\x12(\n\x05offer\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope2\xb5\x01\n\x0bPoolService\x12U\n\x0eSearchProfiles\x12 .spehub.v1.SearchProfilesRequest\x1a!.spehub.v1.SearchProfilesResponse\x12O\n\x0cSearchOffers\x12\x1e.spehub.v1.SearchOffersRequest\x1a\x1f.spehub.v1.SearchOffersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14spehub/v1/pool.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\x1a\x18spehub/v1/envelope.proto\"\x99\x02\n\x15SearchProfilesRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12+\n\tlanguages\x18\x02 \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12 \n\x18\x64\x65stination_country_code\x18\x03 \x01(\t\x12/\n\x0emobility_types\x18\x04 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12%\n\x0c\x61vailable_by\x18\x05 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x14origin_country_codes\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"Z\n\x16SearchProfilesResponse\x12\'\n\x08profiles\x18\x01 \x03(\x0b\x32\x15.spehub.v1.ProfileHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\nProfileHit\x12*\n\x07profile\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12\x1b\n\x13origin_country_code\x18\x02 \x01(\t\x12\x11\n\tpseudonym\x18\x03 \x01(\t\"\xd3\x01\n\x13SearchOffersRequest\x12\x14\n\x0cisco08_codes\x18\x01 \x03(\t\x12\x19\n\x11work_country_code\x18\x02 \x01(\t\x12/\n\x0emobility_types\x18\x03 \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12\x1b\n\x13target_country_code\x18\x04 \x01(\t\x12\x16\n\x0einclude_closed\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"T\n\x14SearchOffersResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.spehub.v1.OfferHit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x08OfferHit\x12(\n\x05offer\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\"}\n\x16MatchCandidatesRequest\x12\x17\n\x0foffer_record_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12#\n\x1boffer_origin_participant_id\x18\x04 \x01(\t\"a\n\x17MatchCandidatesResponse\x12-\n\ncandidates\x18\x01 \x03(\x0b\x32\x19.spehub.v1.CandidateMatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x92\x01\n\x0e\x43\x61ndidateMatch\x12*\n\x07profile\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12\x1b\n\x13origin_country_code\x18\x02 \x01(\t\x12\x11\n\tpseudonym\x18\x03 \x01(\t\x12$\n\x05match\x18\x04 \x01(\x0b\x32\x15.spehub.v1.MatchScore\"V\n\x12MatchOffersRequest\x12\x19\n\x11profile_record_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x13MatchOffersResponse\x12%\n\x06offers\x18\x01 \x03(\x0b\x32\x15.spehub.v1.OfferMatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\nOfferMatch\x12(\n\x05offer\x18\x01 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12$\n\x05match\x18\x02 \x01(\x0b\x32\x15.spehub.v1.MatchScore\"p\n\x0bLanguageFit\x12\x15\n\rlanguage_code\x18\x01 \x01(\t\x12&\n\x08required\x18\x02 \x01(\x0e\x32\x14.spehub.v1.CefrLevel\x12\"\n\x04held\x18\x03 \x01(\x0e\x32\x14.spehub.v1.CefrLevel\"\xd4\x02\n\nMatchScore\x12\r\n\x05score\x18\x01 \x01(\r\x12\x30\n\x0eoccupation_fit\x18\x02 \x01(\x0e\x32\x18.spehub.v1.OccupationFit\x12\x18\n\x10skills_in_common\x18\x03 \x03(\t\x12\x16\n\x0eskills_missing\x18\x04 \x03(\t\x12)\n\tlanguages\x18\x05 \x03(\x0b\x32\x16.spehub.v1.LanguageFit\x12\x1a\n\x12\x64\x65stination_wanted\x18\x06 \x01(\x08\x12\x1c\n\x14mobility_type_wanted\x18\x07 \x01(\x08\x12\x19\n\x11\x61vailable_in_time\x18\x08 \x01(\x08\x12\x19\n\x11\x65xperience_months\x18\t \x01(\r\x12\"\n\x1arequired_experience_months\x18\n \x01(\r\x12\x14\n\x0c\x65xplanations\x18\x0b \x03(\t*\xa1\x01\n\rOccupationFit\x12\x1e\n\x1aOCCUPATION_FIT_UNSPECIFIED\x10\x00\x12\"\n\x1eOCCUPATION_FIT_SAME_UNIT_GROUP\x10\x01\x12#\n\x1fOCCUPATION_FIT_SAME_MINOR_GROUP\x10\x02\x12\'\n#OCCUPATION_FIT_SAME_SUB_MAJOR_GROUP\x10\x03\x32\xdd\x02\n\x0bPoolService\x12U\n\x0eSearchProfiles\x12 .spehub.v1.SearchProfilesRequest\x1a!.spehub.v1.SearchProfilesResponse\x12O\n\x0cSearchOffers\x12\x1e.spehub.v1.SearchOffersRequest\x1a\x1f.spehub.v1.SearchOffersResponse\x12X\n\x0fMatchCandidates\x12!.spehub.v1.MatchCandidatesRequest\x1a\".spehub.v1.MatchCandidatesResponse\x12L\n\x0bMatchOffers\x12\x1d.spehub.v1.MatchOffersRequest\x1a\x1e.spehub.v1.MatchOffersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.pool_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_OCCUPATIONFIT']._serialized_start=2023
+  _globals['_OCCUPATIONFIT']._serialized_end=2184
   _globals['_SEARCHPROFILESREQUEST']._serialized_start=86
   _globals['_SEARCHPROFILESREQUEST']._serialized_end=367
   _globals['_SEARCHPROFILESRESPONSE']._serialized_start=369
@@ -45,6 +47,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHOFFERSRESPONSE']._serialized_end=865
   _globals['_OFFERHIT']._serialized_start=867
   _globals['_OFFERHIT']._serialized_end=919
-  _globals['_POOLSERVICE']._serialized_start=922
-  _globals['_POOLSERVICE']._serialized_end=1103
+  _globals['_MATCHCANDIDATESREQUEST']._serialized_start=921
+  _globals['_MATCHCANDIDATESREQUEST']._serialized_end=1046
+  _globals['_MATCHCANDIDATESRESPONSE']._serialized_start=1048
+  _globals['_MATCHCANDIDATESRESPONSE']._serialized_end=1145
+  _globals['_CANDIDATEMATCH']._serialized_start=1148
+  _globals['_CANDIDATEMATCH']._serialized_end=1294
+  _globals['_MATCHOFFERSREQUEST']._serialized_start=1296
+  _globals['_MATCHOFFERSREQUEST']._serialized_end=1382
+  _globals['_MATCHOFFERSRESPONSE']._serialized_start=1384
+  _globals['_MATCHOFFERSRESPONSE']._serialized_end=1469
+  _globals['_OFFERMATCH']._serialized_start=1471
+  _globals['_OFFERMATCH']._serialized_end=1563
+  _globals['_LANGUAGEFIT']._serialized_start=1565
+  _globals['_LANGUAGEFIT']._serialized_end=1677
+  _globals['_MATCHSCORE']._serialized_start=1680
+  _globals['_MATCHSCORE']._serialized_end=2020
+  _globals['_POOLSERVICE']._serialized_start=2187
+  _globals['_POOLSERVICE']._serialized_end=2536
 # @@protoc_insertion_point(module_scope)

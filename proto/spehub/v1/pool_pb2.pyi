@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from spehub.v1 import common_pb2 as _common_pb2
 from spehub.v1 import envelope_pb2 as _envelope_pb2
 import builtins as _builtins
@@ -19,6 +20,32 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _OccupationFit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OccupationFitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OccupationFit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OCCUPATION_FIT_UNSPECIFIED: _OccupationFit.ValueType  # 0
+    OCCUPATION_FIT_SAME_UNIT_GROUP: _OccupationFit.ValueType  # 1
+    """The same unit group (four digits)."""
+    OCCUPATION_FIT_SAME_MINOR_GROUP: _OccupationFit.ValueType  # 2
+    """The same minor group (three digits)."""
+    OCCUPATION_FIT_SAME_SUB_MAJOR_GROUP: _OccupationFit.ValueType  # 3
+    """The same sub-major group (two digits); nothing further apart matches."""
+
+class OccupationFit(_OccupationFit, metaclass=_OccupationFitEnumTypeWrapper):
+    """How closely the candidate's occupation and the offer's agree in ISCO-08."""
+
+OCCUPATION_FIT_UNSPECIFIED: OccupationFit.ValueType  # 0
+OCCUPATION_FIT_SAME_UNIT_GROUP: OccupationFit.ValueType  # 1
+"""The same unit group (four digits)."""
+OCCUPATION_FIT_SAME_MINOR_GROUP: OccupationFit.ValueType  # 2
+"""The same minor group (three digits)."""
+OCCUPATION_FIT_SAME_SUB_MAJOR_GROUP: OccupationFit.ValueType  # 3
+"""The same sub-major group (two digits); nothing further apart matches."""
+Global___OccupationFit: _TypeAlias = OccupationFit  # noqa: Y015
 
 @_typing.final
 class SearchProfilesRequest(_message.Message):
@@ -233,3 +260,281 @@ class OfferHit(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OfferHit: _TypeAlias = OfferHit  # noqa: Y015
+
+@_typing.final
+class MatchCandidatesRequest(_message.Message):
+    """Asks for the candidates of an offer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_RECORD_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    OFFER_ORIGIN_PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
+    offer_record_id: _builtins.str
+    """The offer's record id."""
+    page_size: _builtins.int
+    """At most this many (default 20, at most 100)."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token."""
+    offer_origin_participant_id: _builtins.str
+    """The offer's origin; empty for the caller's own offer. An origin SPE may
+    name an offer addressed to its country: it then gets its own candidates.
+    """
+    def __init__(
+        self,
+        *,
+        offer_record_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        offer_origin_participant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offer_origin_participant_id", b"offer_origin_participant_id", "offer_record_id", b"offer_record_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchCandidatesRequest: _TypeAlias = MatchCandidatesRequest  # noqa: Y015
+
+@_typing.final
+class MatchCandidatesResponse(_message.Message):
+    """A page of ranked candidates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateMatch]: ...
+    def __init__(
+        self,
+        *,
+        candidates: _abc.Iterable[Global___CandidateMatch] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchCandidatesResponse: _TypeAlias = MatchCandidatesResponse  # noqa: Y015
+
+@_typing.final
+class CandidateMatch(_message.Message):
+    """A candidate for an offer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_FIELD_NUMBER: _builtins.int
+    ORIGIN_COUNTRY_CODE_FIELD_NUMBER: _builtins.int
+    PSEUDONYM_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    origin_country_code: _builtins.str
+    pseudonym: _builtins.str
+    """Stable per caller and candidate; not the candidate's record id."""
+    @_builtins.property
+    def profile(self) -> _envelope_pb2.SignedEnvelope:
+        """The signed professional view; never personal data."""
+
+    @_builtins.property
+    def match(self) -> Global___MatchScore: ...
+    def __init__(
+        self,
+        *,
+        profile: _envelope_pb2.SignedEnvelope | None = ...,
+        origin_country_code: _builtins.str = ...,
+        pseudonym: _builtins.str = ...,
+        match: Global___MatchScore | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["match", b"match", "profile", b"profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["match", b"match", "origin_country_code", b"origin_country_code", "profile", b"profile", "pseudonym", b"pseudonym"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CandidateMatch: _TypeAlias = CandidateMatch  # noqa: Y015
+
+@_typing.final
+class MatchOffersRequest(_message.Message):
+    """Asks for the offers of a candidate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_RECORD_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    profile_record_id: _builtins.str
+    """The candidate's profile: the caller's own."""
+    page_size: _builtins.int
+    """At most this many (default 20, at most 100)."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token."""
+    def __init__(
+        self,
+        *,
+        profile_record_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "profile_record_id", b"profile_record_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchOffersRequest: _TypeAlias = MatchOffersRequest  # noqa: Y015
+
+@_typing.final
+class MatchOffersResponse(_message.Message):
+    """A page of ranked offers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def offers(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfferMatch]: ...
+    def __init__(
+        self,
+        *,
+        offers: _abc.Iterable[Global___OfferMatch] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "offers", b"offers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchOffersResponse: _TypeAlias = MatchOffersResponse  # noqa: Y015
+
+@_typing.final
+class OfferMatch(_message.Message):
+    """An offer for a candidate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def offer(self) -> _envelope_pb2.SignedEnvelope: ...
+    @_builtins.property
+    def match(self) -> Global___MatchScore: ...
+    def __init__(
+        self,
+        *,
+        offer: _envelope_pb2.SignedEnvelope | None = ...,
+        match: Global___MatchScore | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["match", b"match", "offer", b"offer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["match", b"match", "offer", b"offer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OfferMatch: _TypeAlias = OfferMatch  # noqa: Y015
+
+@_typing.final
+class LanguageFit(_message.Message):
+    """A language the offer requires, and the candidate's level in it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    language_code: _builtins.str
+    required: _common_pb2.CefrLevel.ValueType
+    held: _common_pb2.CefrLevel.ValueType
+    def __init__(
+        self,
+        *,
+        language_code: _builtins.str = ...,
+        required: _common_pb2.CefrLevel.ValueType = ...,
+        held: _common_pb2.CefrLevel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held", b"held", "language_code", b"language_code", "required", b"required"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LanguageFit: _TypeAlias = LanguageFit  # noqa: Y015
+
+@_typing.final
+class MatchScore(_message.Message):
+    """Why a candidate and an offer match. Hard constraints (consent, occupation
+    within the sub-major group, every required language at or above its level,
+    destination and mobility type wanted when the candidate states them,
+    availability by the start date, offer open) decide who takes part; the
+    score ranks them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORE_FIELD_NUMBER: _builtins.int
+    OCCUPATION_FIT_FIELD_NUMBER: _builtins.int
+    SKILLS_IN_COMMON_FIELD_NUMBER: _builtins.int
+    SKILLS_MISSING_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    DESTINATION_WANTED_FIELD_NUMBER: _builtins.int
+    MOBILITY_TYPE_WANTED_FIELD_NUMBER: _builtins.int
+    AVAILABLE_IN_TIME_FIELD_NUMBER: _builtins.int
+    EXPERIENCE_MONTHS_FIELD_NUMBER: _builtins.int
+    REQUIRED_EXPERIENCE_MONTHS_FIELD_NUMBER: _builtins.int
+    EXPLANATIONS_FIELD_NUMBER: _builtins.int
+    score: _builtins.int
+    """0 to 1000: occupation up to 500 (unit group 500, minor group 350,
+    sub-major group 200), skills up to 300 (share of the required ESCO skills
+    held; full when none is required), experience up to 200 (months held
+    over months required; full when none is required).
+    """
+    occupation_fit: Global___OccupationFit.ValueType
+    destination_wanted: _builtins.bool
+    """The offer's work country is among the candidate's destinations (or the
+    candidate named none).
+    """
+    mobility_type_wanted: _builtins.bool
+    """The offer's mobility type is among the candidate's (or none was named)."""
+    available_in_time: _builtins.bool
+    """Available on or before the start date (or either is unknown)."""
+    experience_months: _builtins.int
+    required_experience_months: _builtins.int
+    @_builtins.property
+    def skills_in_common(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Required skills the candidate has, and those missing (ESCO URI, or label)."""
+
+    @_builtins.property
+    def skills_missing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedCompositeFieldContainer[Global___LanguageFit]: ...
+    @_builtins.property
+    def explanations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The same in sentences a counsellor reads (English)."""
+
+    def __init__(
+        self,
+        *,
+        score: _builtins.int = ...,
+        occupation_fit: Global___OccupationFit.ValueType = ...,
+        skills_in_common: _abc.Iterable[_builtins.str] | None = ...,
+        skills_missing: _abc.Iterable[_builtins.str] | None = ...,
+        languages: _abc.Iterable[Global___LanguageFit] | None = ...,
+        destination_wanted: _builtins.bool = ...,
+        mobility_type_wanted: _builtins.bool = ...,
+        available_in_time: _builtins.bool = ...,
+        experience_months: _builtins.int = ...,
+        required_experience_months: _builtins.int = ...,
+        explanations: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_in_time", b"available_in_time", "destination_wanted", b"destination_wanted", "experience_months", b"experience_months", "explanations", b"explanations", "languages", b"languages", "mobility_type_wanted", b"mobility_type_wanted", "occupation_fit", b"occupation_fit", "required_experience_months", b"required_experience_months", "score", b"score", "skills_in_common", b"skills_in_common", "skills_missing", b"skills_missing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatchScore: _TypeAlias = MatchScore  # noqa: Y015

@@ -45,6 +45,16 @@ class PoolServiceStub:
                 request_serializer=spehub_dot_v1_dot_pool__pb2.SearchOffersRequest.SerializeToString,
                 response_deserializer=spehub_dot_v1_dot_pool__pb2.SearchOffersResponse.FromString,
                 _registered_method=True)
+        self.MatchCandidates = channel.unary_unary(
+                '/spehub.v1.PoolService/MatchCandidates',
+                request_serializer=spehub_dot_v1_dot_pool__pb2.MatchCandidatesRequest.SerializeToString,
+                response_deserializer=spehub_dot_v1_dot_pool__pb2.MatchCandidatesResponse.FromString,
+                _registered_method=True)
+        self.MatchOffers = channel.unary_unary(
+                '/spehub.v1.PoolService/MatchOffers',
+                request_serializer=spehub_dot_v1_dot_pool__pb2.MatchOffersRequest.SerializeToString,
+                response_deserializer=spehub_dot_v1_dot_pool__pb2.MatchOffersResponse.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer:
@@ -66,6 +76,25 @@ class PoolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MatchCandidates(self, request, context):
+        """The candidates for an offer, best first, each with its score and the
+        reasons. For the offer's origin: the profiles whose consent grants
+        matching and names it (or its country), each candidate returned being a
+        disclosure recorded in the audit log. For an origin SPE the offer is
+        addressed to: its own candidates whose consent grants matching.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MatchOffers(self, request, context):
+        """The open offers for one of the caller's own candidates, best first, each
+        with its score and the reasons; the candidate's consent must grant matching.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +107,16 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.SearchOffers,
                     request_deserializer=spehub_dot_v1_dot_pool__pb2.SearchOffersRequest.FromString,
                     response_serializer=spehub_dot_v1_dot_pool__pb2.SearchOffersResponse.SerializeToString,
+            ),
+            'MatchCandidates': grpc.unary_unary_rpc_method_handler(
+                    servicer.MatchCandidates,
+                    request_deserializer=spehub_dot_v1_dot_pool__pb2.MatchCandidatesRequest.FromString,
+                    response_serializer=spehub_dot_v1_dot_pool__pb2.MatchCandidatesResponse.SerializeToString,
+            ),
+            'MatchOffers': grpc.unary_unary_rpc_method_handler(
+                    servicer.MatchOffers,
+                    request_deserializer=spehub_dot_v1_dot_pool__pb2.MatchOffersRequest.FromString,
+                    response_serializer=spehub_dot_v1_dot_pool__pb2.MatchOffersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +174,60 @@ class PoolService:
             '/spehub.v1.PoolService/SearchOffers',
             spehub_dot_v1_dot_pool__pb2.SearchOffersRequest.SerializeToString,
             spehub_dot_v1_dot_pool__pb2.SearchOffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MatchCandidates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spehub.v1.PoolService/MatchCandidates',
+            spehub_dot_v1_dot_pool__pb2.MatchCandidatesRequest.SerializeToString,
+            spehub_dot_v1_dot_pool__pb2.MatchCandidatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MatchOffers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spehub.v1.PoolService/MatchOffers',
+            spehub_dot_v1_dot_pool__pb2.MatchOffersRequest.SerializeToString,
+            spehub_dot_v1_dot_pool__pb2.MatchOffersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,17 @@ class PoolServiceStub:
     """
     SearchOffers: _grpc.UnaryUnaryMultiCallable[_pool_pb2.SearchOffersRequest, _pool_pb2.SearchOffersResponse]
     """Offers matching every filter given."""
+    MatchCandidates: _grpc.UnaryUnaryMultiCallable[_pool_pb2.MatchCandidatesRequest, _pool_pb2.MatchCandidatesResponse]
+    """The candidates for an offer, best first, each with its score and the
+    reasons. For the offer's origin: the profiles whose consent grants
+    matching and names it (or its country), each candidate returned being a
+    disclosure recorded in the audit log. For an origin SPE the offer is
+    addressed to: its own candidates whose consent grants matching.
+    """
+    MatchOffers: _grpc.UnaryUnaryMultiCallable[_pool_pb2.MatchOffersRequest, _pool_pb2.MatchOffersResponse]
+    """The open offers for one of the caller's own candidates, best first, each
+    with its score and the reasons; the candidate's consent must grant matching.
+    """
 
 @_typing.type_check_only
 class PoolServiceAsyncStub(PoolServiceStub):
@@ -51,6 +62,17 @@ class PoolServiceAsyncStub(PoolServiceStub):
     """
     SearchOffers: _aio.UnaryUnaryMultiCallable[_pool_pb2.SearchOffersRequest, _pool_pb2.SearchOffersResponse]  # type: ignore[assignment]
     """Offers matching every filter given."""
+    MatchCandidates: _aio.UnaryUnaryMultiCallable[_pool_pb2.MatchCandidatesRequest, _pool_pb2.MatchCandidatesResponse]  # type: ignore[assignment]
+    """The candidates for an offer, best first, each with its score and the
+    reasons. For the offer's origin: the profiles whose consent grants
+    matching and names it (or its country), each candidate returned being a
+    disclosure recorded in the audit log. For an origin SPE the offer is
+    addressed to: its own candidates whose consent grants matching.
+    """
+    MatchOffers: _aio.UnaryUnaryMultiCallable[_pool_pb2.MatchOffersRequest, _pool_pb2.MatchOffersResponse]  # type: ignore[assignment]
+    """The open offers for one of the caller's own candidates, best first, each
+    with its score and the reasons; the candidate's consent must grant matching.
+    """
 
 class PoolServiceServicer(metaclass=_abc_1.ABCMeta):
     """Search of the pool of consented profiles and of open offers."""
@@ -72,5 +94,28 @@ class PoolServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_pool_pb2.SearchOffersResponse, _abc.Awaitable[_pool_pb2.SearchOffersResponse]]:
         """Offers matching every filter given."""
+
+    @_abc_1.abstractmethod
+    def MatchCandidates(
+        self,
+        request: _pool_pb2.MatchCandidatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pool_pb2.MatchCandidatesResponse, _abc.Awaitable[_pool_pb2.MatchCandidatesResponse]]:
+        """The candidates for an offer, best first, each with its score and the
+        reasons. For the offer's origin: the profiles whose consent grants
+        matching and names it (or its country), each candidate returned being a
+        disclosure recorded in the audit log. For an origin SPE the offer is
+        addressed to: its own candidates whose consent grants matching.
+        """
+
+    @_abc_1.abstractmethod
+    def MatchOffers(
+        self,
+        request: _pool_pb2.MatchOffersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pool_pb2.MatchOffersResponse, _abc.Awaitable[_pool_pb2.MatchOffersResponse]]:
+        """The open offers for one of the caller's own candidates, best first, each
+        with its score and the reasons; the candidate's consent must grant matching.
+        """
 
 def add_PoolServiceServicer_to_server(servicer: PoolServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

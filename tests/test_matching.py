@@ -1,0 +1,229 @@
+"""Matching: ranked, explained, consent-filtered, paginated and deterministic."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+import pytest
+from spehub.v1 import common_pb2, consent_pb2, exchange_pb2, offer_pb2, pool_pb2, profile_pb2
+
+from hub.domain.records import PayloadKind
+from hub.store import schema as t
+from tests.records import demo_consent, demo_offer, demo_profile
+
+SN, MA, ML, FT, SE = "sn-anpej", "ma-anapec", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen"
+SKILL = "pose de parpaings"
+
+
+def _ok(results):
+    outcomes = [exchange_pb2.RecordOutcome.Name(r.outcome) for r in results]
+    assert outcomes == ["RECORD_OUTCOME_ACCEPTED"] * len(results), [(r.field, r.message) for r in results]
+
+
+def _candidate(
+    sn,
+    name: str,
+    isco: str = "7112",
+    skills: tuple[str, ...] = (SKILL,),
+    months: int = 24,
+    french: int = common_pb2.CEFR_LEVEL_B2,
+    destinations: tuple[str, ...] = ("FR", "ES"),
+    mobility: tuple[int, ...] = (common_pb2.MOBILITY_TYPE_SEASONAL,),
+    available_in_days: int = 0,
+    countries: tuple[str, ...] = ("FR",),
+    purposes: tuple[int, ...] = (consent_pb2.PURPOSE_POOL_SEARCH, consent_pb2.PURPOSE_MATCHING),
+):
+    """Publish a consent and a profile for one candidate; returns the profile record id."""
+    now = sn.clock()
+    consent = demo_consent(sn.id, f"c-{name}", 1, now, recipient_countries=countries)
+    del consent.purposes[:]
+    for purpose in purposes:
+        consent.purposes.add(purpose=purpose, notice_version="2026-01", notice_language_code="fr")
+    profile = demo_profile(sn.id, f"p-{name}", f"c-{name}", 1, now, isco=isco)
+    del profile.skills[:]
+    profile.skills.extend(common_pb2.Skill(label=s) for s in skills)
+    profile.languages[1].level = french
+    profile.desired_country_codes[:] = list(destinations)
+    profile.mobility_types[:] = list(mobility)
+    start = now.date() + timedelta(days=available_in_days)
+    profile.available_from.CopyFrom(common_pb2.Date(year=start.year, month=start.month, day=start.day))
+    if months:
+        end = now.date().replace(day=1) - timedelta(days=1)  # the end of last month
+        first = (end.year * 12 + end.month - 1) - months + 1
+        profile.work_experiences.add(
+            country_code="SN",
+            period=common_pb2.DateRange(
+                start=common_pb2.Date(year=first // 12, month=first % 12 + 1, day=1),
+                end=common_pb2.Date(year=end.year, month=end.month, day=end.day),
+            ),
+        )
+    _ok(
+        sn.publish_one_batch(
+            [sn.seal(consent, PayloadKind.CONSENT), sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)]
+        )
+    )
+    return f"p-{name}"
+
+
+def _offer(publisher, record_id="o-mason", isco="7112", work_country="FR", targets=("SN", "ML"), **kw):
+    offer = demo_offer(publisher.id, record_id, 1, publisher.clock(), targets=targets)
+    offer.occupation.isco08_code = isco
+    offer.title = "Maçon saisonnier"
+    offer.place.country_code = work_country
+    offer.required_skills.add(label=SKILL)
+    offer.required_experience_months = 12
+    for key, value in kw.items():
+        setattr(offer, key, value)
+    _ok(publisher.publish_one_batch([publisher.seal(offer, PayloadKind.JOB_OFFER)]))
+    return record_id
+
+
+def _matches(p, offer_id="o-mason", page_size=0, page_token="", origin=""):
+    return p.pool.MatchCandidates(
+        pool_pb2.MatchCandidatesRequest(
+            offer_record_id=offer_id,
+            page_size=page_size,
+            page_token=page_token,
+            offer_origin_participant_id=origin,
+        ),
+        timeout=10,
+    )
+
+
+def _ids(response):
+    return [
+        profile_pb2.CandidateProfile.FromString(c.profile.payload).header.record_id
+        for c in response.candidates
+    ]
+
+
+@pytest.fixture
+def pool(hub, connect):
+    """Candidates a counsellor would rank at a glance, and the ones that must not appear."""
+    sn, ft = connect(SN), connect(FT)
+    _offer(ft)
+    for name, kwargs in (
+        ("exact", {}),  # same unit group, the skill, two years: the best
+        ("minor", {"isco": "7114"}),  # same minor group (711), otherwise equal
+        ("sub-major", {"isco": "7121"}),  # same sub-major group (71) only
+        ("no-experience", {"months": 0}),
+        ("no-skill", {"skills": ()}),
+        ("no-skill-2", {"skills": ()}),  # ties with no-skill: published later, listed later
+        # Hard constraints: none of these may appear.
+        ("other-group", {"isco": "9211"}),
+        ("weak-french", {"french": common_pb2.CEFR_LEVEL_A1}),
+        ("only-spain", {"destinations": ("ES",)}),
+        ("only-permanent", {"mobility": (common_pb2.MOBILITY_TYPE_PERMANENT,)}),
+        ("too-late", {"available_in_days": 90}),
+        ("not-for-france", {"countries": ("SE",)}),
+        ("search-only", {"purposes": (consent_pb2.PURPOSE_POOL_SEARCH,)}),
+    ):
+        _candidate(sn, name, **kwargs)
+    return sn, ft
+
+
+def test_candidates_are_ranked_as_a_counsellor_expects(pool, hub):
+    _, ft = pool
+    response = _matches(ft)
+    assert _ids(response) == [
+        "p-exact",
+        "p-minor",
+        "p-no-experience",
+        "p-sub-major",
+        "p-no-skill",
+        "p-no-skill-2",
+    ]
+    scores = {i: c.match.score for i, c in zip(_ids(response), response.candidates, strict=True)}
+    assert scores == {
+        "p-exact": 1000,  # 500 occupation + 300 skills + 200 experience
+        "p-minor": 850,
+        "p-no-experience": 800,
+        "p-sub-major": 700,
+        "p-no-skill": 700,
+        "p-no-skill-2": 700,
+    }
+    best = response.candidates[0].match
+    assert best.occupation_fit == pool_pb2.OCCUPATION_FIT_SAME_UNIT_GROUP
+    assert list(best.skills_in_common) == [SKILL] and not best.skills_missing
+    assert [(f.language_code, f.required, f.held) for f in best.languages] == [
+        ("fr", common_pb2.CEFR_LEVEL_A2, common_pb2.CEFR_LEVEL_B2)
+    ]
+    assert best.destination_wanted and best.mobility_type_wanted and best.available_in_time
+    assert (best.experience_months, best.required_experience_months) == (24, 12)
+    assert best.explanations[0] == "Occupation: same ISCO-08 unit group as the offer (7112)."
+    assert "Language fr: B2 held, A2 required." in best.explanations
+    no_skill = response.candidates[4].match
+    assert (
+        list(no_skill.skills_missing) == [SKILL] and "missing pose de parpaings" in no_skill.explanations[1]
+    )
+    # Each candidate shown is a disclosure in the audit log, under the candidate's consent.
+    with hub.store.unit_of_work() as uow:
+        rows = uow.conn.execute(t.audit_log.select().where(t.audit_log.c.action == "disclose.match")).all()
+    assert sorted(r.record_id for r in rows) == sorted(_ids(response))
+    assert {r.purpose for r in rows} == {"matching"} and {r.actor for r in rows} == {FT}
+
+
+def test_pages_are_stable_and_complete(pool):
+    _, ft = pool
+    everything = _ids(_matches(ft))
+    seen, token = [], ""
+    for _ in range(10):
+        page = _matches(ft, page_size=4, page_token=token)
+        seen += _ids(page)
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == everything
+    assert _ids(_matches(ft)) == everything  # the same order every time
+    with pytest.raises(grpc.RpcError) as err:
+        _matches(ft, page_token="bm90LWEtdG9rZW4")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_withdrawn_consent_removes_the_candidate_at_once(pool):
+    sn, ft = pool
+    assert "p-exact" in _ids(_matches(ft))
+    withdrawn = demo_consent(SN, "c-exact", 2, sn.clock(), recipient_countries=("FR",))
+    withdrawn.status = consent_pb2.CONSENT_STATUS_WITHDRAWN
+    _ok(sn.publish_one_batch([sn.seal(withdrawn, PayloadKind.CONSENT)]))
+    assert "p-exact" not in _ids(_matches(ft))
+
+
+def test_only_the_offers_origin_or_its_target_spes_may_match_it(pool, connect):
+    sn, _ = pool
+    # An origin SPE the offer is addressed to ranks its own candidates (no disclosure to anyone).
+    # Its consents need not name France Travail: nothing leaves the SPE.
+    assert _ids(_matches(sn, origin=FT))[:3] == ["p-exact", "p-not-for-france", "p-minor"]
+    assert _ids(_matches(connect(ML), origin=FT)) == []  # addressed to Mali too, but no Malian candidates
+    for caller, origin in ((connect(MA), FT), (connect(SE), FT), (sn, "")):
+        with pytest.raises(grpc.RpcError) as err:
+            _matches(caller, origin=origin)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_offers_for_a_candidate_are_ranked_and_filtered(hub, connect):
+    sn, ft, se = connect(SN), connect(FT), connect(SE)
+    profile = _candidate(sn, "mason")
+    _offer(ft, "o-exact")
+    _offer(ft, "o-minor", isco="7114")
+    _offer(ft, "o-farm", isco="9211")  # another occupation
+    _offer(se, "o-sweden", work_country="SE")  # not among the candidate's destinations
+    _offer(ft, "o-mali-only", targets=("ML",))  # addressed to Mali, not Senegal
+    response = sn.pool.MatchOffers(pool_pb2.MatchOffersRequest(profile_record_id=profile), timeout=10)
+    ids = [offer_pb2.JobOffer.FromString(o.offer.payload).header.record_id for o in response.offers]
+    assert ids == ["o-exact", "o-minor"]
+    assert [o.match.score for o in response.offers] == [1000, 850]
+    with pytest.raises(grpc.RpcError) as err:
+        connect(ML).pool.MatchOffers(pool_pb2.MatchOffersRequest(profile_record_id=profile), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # not its candidate
+
+
+def test_a_profile_whose_consent_does_not_grant_matching_gets_no_offers(hub, connect):
+    sn, ft = connect(SN), connect(FT)
+    _offer(ft)
+    profile = _candidate(sn, "search-only", purposes=(consent_pb2.PURPOSE_POOL_SEARCH,))
+    with pytest.raises(grpc.RpcError) as err:
+        sn.pool.MatchOffers(pool_pb2.MatchOffersRequest(profile_record_id=profile), timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "does not grant matching" in err.value.details()
