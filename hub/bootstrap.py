@@ -33,7 +33,7 @@ from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import ConfigError, HubError
-from hub.metrics import HubMetrics, watch_overdue_deletions
+from hub.metrics import HubMetrics, watch_corridors, watch_overdue_deletions
 from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
@@ -44,6 +44,7 @@ from hub.services.mobility import MobilityReader
 from hub.services.pool import PoolService
 from hub.services.privacy import Sealer
 from hub.services.records import RecordService
+from hub.services.statistics import CachedCorridors
 from hub.store.keystore import KeyStore
 from hub.store.store import Store
 
@@ -187,6 +188,24 @@ def build_hub(
         return overdue_deletions(store, clock, deletion_ack)
 
     watch_overdue_deletions(metrics, overdue)
+    corridors = CachedCorridors(store, clock, settings.statistics_cache_seconds)
+    watch_corridors(
+        metrics,
+        lambda: [
+            (
+                (
+                    c.corridor.kind,
+                    c.corridor.origin_country,
+                    c.corridor.destination_country,
+                    c.corridor.mobility_type,
+                    c.corridor.isco_major_group,
+                ),
+                c.count,
+            )
+            for c in corridors()
+            if not c.suppressed
+        ],
+    )
     running = start_server(
         settings.listen_address,
         tls,

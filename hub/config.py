@@ -78,6 +78,8 @@ class Settings:
     """How often the hub signs the head of the audit log."""
     deletion_ack_hours: int = 72
     """After how long an unacknowledged deletion notice is overdue."""
+    statistics_cache_seconds: int = 60
+    """How long the corridor statistics exported as metrics are reused before being recounted."""
     token_ttl_seconds: int = 300
     """Lifetime of an access token."""
     rate_limit_per_second: float = 100.0
@@ -133,6 +135,7 @@ class Settings:
             ("SPEHUB_CONSENT_DEFAULT_DAYS", "consent_default_days", 1, 3650),
             ("SPEHUB_CONSENT_MAX_DAYS", "consent_max_days", 1, 3650),
             ("SPEHUB_DELETION_ACK_HOURS", "deletion_ack_hours", 1, 24 * 365),
+            ("SPEHUB_STATISTICS_CACHE_SECONDS", "statistics_cache_seconds", 0, 86_400),
             ("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", 1, 100_000),
             ("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", 1, 1000),
         ):

@@ -7,7 +7,7 @@ process do not collide; nothing is registered at import time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -90,3 +90,32 @@ class _OverdueDeletions(Collector):
 
 def watch_overdue_deletions(metrics: HubMetrics, source: Callable[[], dict[str, int]]) -> None:
     metrics.registry.register(_OverdueDeletions(source))
+
+
+CORRIDOR_LABELS = ["kind", "origin_country", "destination_country", "mobility_type", "isco_major_group"]
+
+
+class _Corridors(Collector):
+    """Corridor statistics at each scrape: counts only, small cells already left out by the source."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[tuple[str, ...], int]]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "spehub_corridor_records",
+            "Profiles, offers and mobility-cycle steps by corridor, under consents that allow statistics; "
+            "cells under 5 are not exported.",
+            labels=CORRIDOR_LABELS,
+        )
+        try:
+            rows = list(self.source())
+        except Exception:
+            rows = []
+        for labels, n in rows:
+            family.add_metric(list(labels), n)
+        yield family
+
+
+def watch_corridors(metrics: HubMetrics, source: Callable[[], Iterable[tuple[tuple[str, ...], int]]]) -> None:
+    metrics.registry.register(_Corridors(source))

@@ -417,14 +417,15 @@ class ExchangeService:
                 f"no open offer {idx.offer_record_id!r} of {idx.offer_origin!r}",
                 "offer_record_id",
             )
-        deadline = uow.offer_deadline(offer[0])
-        if deadline is not None and deadline < from_us(now_us).date():
+        offer_row = uow.offer_row(offer[0])
+        if offer_row.deadline is not None and offer_row.deadline < from_us(now_us).date():
             raise RecordRejection(
                 Reason.INVALID_FIELD,
-                f"offer {idx.offer_record_id!r} closed for applications on {deadline.isoformat()}",
+                f"offer {idx.offer_record_id!r} closed for applications on {offer_row.deadline.isoformat()}",
                 "offer_record_id",
             )
-        consent_id = uow.profile_consent(caller.id, idx.profile_record_id) or ""
+        profile_row = uow.profile_row(profile[0])
+        consent_id = profile_row.consent_record_id
         destination = directory.participants.get(idx.offer_origin)
         audience = Audience(
             participant_id=idx.offer_origin,
@@ -444,13 +445,18 @@ class ExchangeService:
                 "profile_record_id",
             )
         cycle_id = uow.open_cycle(
-            caller.id,
-            idx.application_id,
-            idx.profile_record_id,
-            idx.offer_origin,
-            idx.offer_record_id,
             idx.type,
             now_us,
+            origin_id=caller.id,
+            application_id=idx.application_id,
+            profile_record_id=idx.profile_record_id,
+            offer_origin_id=idx.offer_origin,
+            offer_record_id=idx.offer_record_id,
+            origin_country=profile_row.residence_country,
+            destination_country=offer_row.work_country,
+            mobility_type=offer_row.mobility_type,
+            isco08_code=offer_row.isco08_code,
+            consent_record_id=consent_id,
         )
         return cycle_id, {caller.id, idx.offer_origin}, caller.id, consent_id
 

@@ -193,6 +193,13 @@ mobility_cycles = Table(
     Column("profile_record_id", String(128), nullable=False),
     Column("offer_origin_id", String(64), nullable=False),
     Column("offer_record_id", String(128), nullable=False),
+    # The corridor, fixed at the application, for statistics: the candidate's residence, the
+    # offer's work country, mobility type and ISCO-08 unit group, and the candidate's consent.
+    Column("origin_country", String(2), nullable=False),
+    Column("destination_country", String(2), nullable=False),
+    Column("mobility_type", SmallInteger, nullable=False),
+    Column("isco08_code", String(4), nullable=False),
+    Column("consent_record_id", String(128), nullable=False),
     # The last step recorded (spehub.v1.MobilityEventType).
     Column("state", SmallInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),

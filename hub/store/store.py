@@ -131,6 +131,11 @@ class CycleRow:
     profile_record_id: str
     offer_origin_id: str
     offer_record_id: str
+    origin_country: str
+    destination_country: str
+    mobility_type: int
+    isco08_code: str
+    consent_record_id: str
     state: int
     updated_at_us: int
 
@@ -1115,10 +1120,13 @@ class UnitOfWork:
         )
         return self.conn.execute(query).scalar()
 
-    def offer_deadline(self, record_pk: int) -> date | None:
-        return self.conn.execute(
-            select(t.offers.c.deadline).where(t.offers.c.record_pk == record_pk)
-        ).scalar()
+    def offer_row(self, record_pk: int) -> Any:
+        """An offer's index row (isco08_code, work_country, mobility_type, start_date, deadline, …)."""
+        return self.conn.execute(select(t.offers).where(t.offers.c.record_pk == record_pk)).one()
+
+    def profile_row(self, record_pk: int) -> Any:
+        """A profile's index row (residence_country, consent_record_id, …)."""
+        return self.conn.execute(select(t.profiles).where(t.profiles.c.record_pk == record_pk)).one()
 
     def cycle(self, origin_id: str, application_id: str, lock: bool = False) -> CycleRow | None:
         """The cycle an origin SPE opened under ``application_id`` (locked for update if asked)."""
@@ -1131,29 +1139,10 @@ class UnitOfWork:
         row = self.conn.execute(query).first()
         return CycleRow(*row) if row else None
 
-    def open_cycle(
-        self,
-        origin_id: str,
-        application_id: str,
-        profile_record_id: str,
-        offer_origin_id: str,
-        offer_record_id: str,
-        state: int,
-        now_us: int,
-    ) -> int:
-        """Create a cycle in ``state``. Returns its id."""
-        result = self.conn.execute(
-            insert(t.mobility_cycles).values(
-                origin_id=origin_id,
-                application_id=application_id,
-                profile_record_id=profile_record_id,
-                offer_origin_id=offer_origin_id,
-                offer_record_id=offer_record_id,
-                state=state,
-                updated_at_us=now_us,
-            )
-        )
-        return int(result.inserted_primary_key[0])
+    def open_cycle(self, state: int, now_us: int, **columns: Any) -> int:
+        """Create a cycle in ``state`` (columns: see schema.mobility_cycles). Returns its id."""
+        values = {**columns, "state": state, "updated_at_us": now_us}
+        return int(self.conn.execute(insert(t.mobility_cycles).values(**values)).inserted_primary_key[0])
 
     def set_cycle_state(self, cycle_id: int, state: int, now_us: int) -> None:
         mc = t.mobility_cycles.c
@@ -1216,6 +1205,75 @@ class UnitOfWork:
             for row in self.conn.execute(query):
                 out[row[0]].append(_stored(row[1:]))
         return out
+
+    # -- statistics ------------------------------------------------------------
+
+    def statistics_rows(
+        self, purpose_bit: int, active: int, now_us: int
+    ) -> Iterator[tuple[str, str, str, int, str, int | date, int]]:
+        """Raw rows for corridor statistics, each (kind, origin country, destination country or "",
+        mobility type or 0, ISCO-08 code, instant in µs or civil date, count).
+
+        Profiles and cycle events count only under a consent that is active now and grants
+        ``purpose_bit`` (statistics); offers carry no personal data and always count.
+        A profile gives one row per destination it names (or one with ""), with its mobility mask.
+        """
+        p, c, e, r = t.profiles.c, t.consents.c, t.envelopes.c, t.records.c
+        consent_ok = and_(
+            c.status == active,
+            c.valid_from_us <= now_us,
+            c.valid_until_us > now_us,
+            c.purpose_mask.op("&")(purpose_bit) != 0,
+        )
+        po, pd = t.profile_occupations.c, t.profile_destinations.c
+        occupation = select(func.min(po.isco08_code)).where(po.record_pk == p.record_pk).scalar_subquery()
+        profiles = (
+            select(p.residence_country, pd.country_code, p.mobility_mask, occupation, e.received_at_us)
+            .select_from(t.profiles)
+            .join(t.records, r.id == p.record_pk)
+            .join(t.envelopes, e.id == r.envelope_id)
+            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
+            .outerjoin(t.profile_destinations, pd.record_pk == p.record_pk)
+            .where(consent_ok)
+        )
+        for residence, destination, mask, isco, received in self.conn.execute(profiles):
+            yield ("profile", residence, destination or "", mask, isco or "", received, -1)
+        o, ot = t.offers.c, t.offer_targets.c
+        offers = (
+            select(ot.country_code, o.work_country, o.mobility_type, o.isco08_code, e.received_at_us)
+            .select_from(t.offers)
+            .join(t.records, r.id == o.record_pk)
+            .join(t.envelopes, e.id == r.envelope_id)
+            .outerjoin(t.offer_targets, ot.record_pk == o.record_pk)
+        )
+        for target, work, mobility, isco, received in self.conn.execute(offers):
+            yield ("offer", target or "", work, mobility, isco, received, 1)
+        mc, me = t.mobility_cycles.c, t.mobility_events.c
+        events = (
+            select(
+                me.type,
+                mc.origin_country,
+                mc.destination_country,
+                mc.mobility_type,
+                mc.isco08_code,
+                me.occurred_on,
+                func.count(),
+            )
+            .select_from(t.mobility_events)
+            .join(t.mobility_cycles, mc.id == me.cycle_id)
+            .join(t.consents, and_(c.origin_id == mc.origin_id, c.record_id == mc.consent_record_id))
+            .where(consent_ok)
+            .group_by(
+                me.type,
+                mc.origin_country,
+                mc.destination_country,
+                mc.mobility_type,
+                mc.isco08_code,
+                me.occurred_on,
+            )
+        )
+        for kind, origin, destination, mobility, isco, day, n in self.conn.execute(events):
+            yield (f"event:{kind}", origin, destination, mobility, isco, day, n)
 
     def count_envelopes(self, record_id: str | None = None) -> int:
         """How many envelopes are stored (for one record id if given)."""
