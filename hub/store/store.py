@@ -49,6 +49,7 @@ from hub.domain.records import (
     mobility_bit,
 )
 from hub.errors import StoreUnavailableError
+from hub.store import migrate
 from hub.store import schema as t
 
 
@@ -192,11 +193,14 @@ class Store:
         return self._dialect == "sqlite"
 
     def create_schema(self) -> None:
-        """Create missing tables. Raises StoreUnavailableError if the database cannot be reached."""
+        """Bring the schema to the newest revision (hub.store.migrate).
+
+        Raises StoreUnavailableError if the database cannot be reached.
+        """
         try:
-            t.metadata.create_all(self.engine)
+            migrate.upgrade(self.engine)
         except OperationalError as exc:
-            raise StoreUnavailableError(f"cannot create the schema: {type(exc.orig).__name__}") from exc
+            raise StoreUnavailableError(f"cannot migrate the schema: {type(exc.orig).__name__}") from exc
 
     def close(self) -> None:
         self.engine.dispose()

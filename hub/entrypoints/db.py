@@ -1,0 +1,46 @@
+"""``spe-hub db upgrade|current|check``: the store's schema revision, on ``SPEHUB_DATABASE_URL``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from hub.config import Settings
+from hub.store import migrate
+from hub.store.store import Store
+
+
+def run_db(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ)
+    store = Store(settings.database_url)
+    try:
+        if args.action == "upgrade":
+            before = migrate.current(store.engine)
+            migrate.upgrade(store.engine, args.revision)
+            print(f"schema at revision {migrate.current(store.engine)} (was {before or 'empty'})")
+            return 0
+        if args.action == "current":
+            at, newest = migrate.current(store.engine), migrate.head()
+            print(f"schema at revision {at or 'none'}; the code's newest is {newest}")
+            return 0 if at == newest else 1
+        diffs = migrate.differences(store.engine)
+        for diff in diffs:
+            print(f"differs: {diff}")
+        print(
+            "schema matches the code"
+            if not diffs
+            else f"{len(diffs)} difference(s): run `spe-hub db upgrade`"
+        )
+        return 0 if not diffs else 1
+    finally:
+        store.close()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("db", help="the store's schema: migrate it, or say where it stands")
+    actions = parser.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("upgrade", help="migrate to the newest revision (or REVISION)")
+    p.add_argument("revision", nargs="?", default="head")
+    actions.add_parser("current", help="the revision the database is at (exit 1 if behind the code)")
+    actions.add_parser("check", help="compare the database with the code's tables (exit 1 if they differ)")
+    parser.set_defaults(func=run_db)

@@ -1,0 +1,67 @@
+"""Schema migrations with Alembic: the store's tables are created and changed only through revisions.
+
+``upgrade(engine)`` brings a database to the newest revision (the hub does it
+at start; ``spe-hub db upgrade`` does it on demand). On PostgreSQL an advisory
+lock makes hub processes that start together migrate one after the other.
+``differences(engine)`` compares a database with the tables the code
+expects (a test keeps the revisions and hub.store.schema in step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+
+from hub.store import schema
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+LOCK_ID = 727467  # PostgreSQL advisory lock taken while migrating
+
+
+def _config(connection: Any) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head() -> str:
+    """The newest revision in the code."""
+    return str(ScriptDirectory.from_config(_config(None)).get_current_head())
+
+
+def current(engine: Engine) -> str | None:
+    """The revision a database is at (None: never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision``, one process at a time.
+
+    A store created before migrations existed (tables, no revision) has revision
+    0001's tables: it is marked as such, then migrated.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK_ID})"))
+        cfg = _config(conn)
+        if MigrationContext.configure(conn).get_current_revision() is None and inspect(conn).has_table(
+            "records"
+        ):
+            command.stamp(cfg, "0001")
+        command.upgrade(cfg, revision)
+
+
+def differences(engine: Engine) -> list[Any]:
+    """What differs between the database and hub.store.schema (empty when they agree)."""
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(ctx, schema.metadata))
