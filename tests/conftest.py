@@ -39,7 +39,7 @@ from hub.domain.signing import load_private_key
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
 TRUST_DOMAIN = "test.spehub.invalid"
 PARTICIPANTS = (
-    *pki.DEMO_PARTICIPANTS,
+    *(p for p in pki.DEMO_PARTICIPANTS if p.id != "tn-aneti"),
     pki.DemoParticipant("tn-aneti", "TN", "origin_spe", "Tunisia - ANETI (test, suspended)"),
     pki.DemoParticipant("op-hub", "SN", "operator", "Hub operator (test)"),
 )

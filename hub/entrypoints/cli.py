@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pki", default=str(DEV_PKI_DIR))
     p.add_argument("--out", default="var/demo", help="where to save a received envelope")
     p.set_defaults(func=_demo)
-    from hub.entrypoints import adapters, audit, client, db, gateway, participants, stats
+    from hub.entrypoints import adapters, audit, client, db, gateway, participants, stats, synth
 
     participants.add_parser(sub)
     audit.add_parsers(sub)
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_parser(sub)
     client.add_parsers(sub)
     db.add_parser(sub)
+    synth.add_parser(sub)
     p = sub.add_parser("verify", help="verify a signed envelope file offline")
     p.add_argument("file")
     p.add_argument("--registry", default=str(DEV_PKI_DIR / "registry.json"))
