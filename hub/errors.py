@@ -40,6 +40,10 @@ class StoreUnavailableError(HubError):
     """The database could not be reached or did not answer; nothing was written."""
 
 
+class StoreConflictError(StoreUnavailableError):
+    """Another hub process wrote the same row first (a unique key); nothing was written, a retry sees it."""
+
+
 class SignatureError(HubError):
     """A signature or a key could not be used or did not verify."""
 

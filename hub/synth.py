@@ -249,7 +249,7 @@ def candidates(
     valid_from = _ts(now - timedelta(days=1))
     for i in range(start, start + count):
         country = COUNTRIES[countries[i % len(countries)]]
-        key = hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=10).hexdigest()
+        key = hashlib.blake2b(f"{seed}:{country.code}:{i}".encode(), digest_size=10).hexdigest()
         consent_id, profile_id = f"C-{key}", f"P-{key}"
         destinations = rng.sample(DESTINATIONS, rng.choice((1, 1, 2, 2, 3)))
         mobility = sorted({_weighted(rng, MOBILITY) for _ in range(rng.choice((1, 1, 2)))})  # type: ignore[type-var]

@@ -26,7 +26,7 @@ from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.envelopes import Envelope
 from hub.domain.records import PayloadKind, Reason, RecordRejection
-from hub.errors import LimitExceededError
+from hub.errors import LimitExceededError, StoreConflictError
 from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier
 from hub.services.directory import DirectoryProvider
@@ -34,6 +34,7 @@ from hub.services.privacy import Sealer, consent_of
 from hub.store.store import Audience, NewRecord, Store, UnitOfWork
 
 PARALLEL_VERIFY_MIN = 16
+CONFLICT_RETRIES = 3
 
 
 class Outcome(StrEnum):
@@ -160,7 +161,15 @@ class ExchangeService:
             parsed.append((i, env, rec))
 
         if parsed:
-            self._store(caller, directory, parsed, results, to_us(now))
+            # Two hub processes storing the same record at once: the second one's transaction fails on
+            # the unique key and is run again, when it sees the record (DUPLICATE) or its newer version.
+            for attempt in range(CONFLICT_RETRIES):
+                try:
+                    self._store(caller, directory, parsed, results, to_us(now))
+                    break
+                except StoreConflictError:
+                    if attempt == CONFLICT_RETRIES - 1:
+                        raise
         final = [r for r in results if r is not None]
         assert len(final) == len(batch)
         self._count(caller, final)

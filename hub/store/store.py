@@ -48,7 +48,7 @@ from hub.domain.records import (
     ProfileIndex,
     mobility_bit,
 )
-from hub.errors import StoreUnavailableError
+from hub.errors import StoreConflictError, StoreUnavailableError
 from hub.store import migrate
 from hub.store import schema as t
 
@@ -223,6 +223,10 @@ class Store:
                         tx.commit()
                     else:
                         tx.rollback()
+        except IntegrityError as exc:
+            raise StoreConflictError(
+                "another hub process wrote the same record at the same moment; nothing was written"
+            ) from exc
         except DBAPIError as exc:
             raise StoreUnavailableError(
                 f"the database did not complete the transaction ({type(exc.orig).__name__}); nothing was written"

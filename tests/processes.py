@@ -1,0 +1,111 @@
+"""Real hub processes for tests: ``spe-hub serve`` started with its settings in the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def hub_env(
+    pki: Path, database_url: str, keystore_url: str, trust_domain: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a hub process on the test PKI."""
+    env = {
+        **os.environ,
+        "SPEHUB_DATABASE_URL": database_url,
+        "SPEHUB_KEYSTORE_URL": keystore_url,
+        "SPEHUB_TLS_CERT": str(pki / "hub" / "server.pem"),
+        "SPEHUB_TLS_KEY": str(pki / "hub" / "server-key.pem"),
+        "SPEHUB_CLIENT_CA": str(pki / "ca.pem"),
+        "SPEHUB_REGISTRY": str(pki / "registry.json"),
+        "SPEHUB_TOKEN_KEYS": str(pki / "hub" / "token-keys"),
+        "SPEHUB_MASTER_KEY_FILE": str(pki / "hub" / "master.key"),
+        "SPEHUB_TRUST_DOMAIN": trust_domain,
+        "SPEHUB_GRACE_SECONDS": "2",
+        "SPEHUB_RATE_LIMIT_PER_SECOND": "10000",
+        "SPEHUB_RATE_LIMIT_BURST": "10000",
+        **extra,
+    }
+    env.pop("SPEHUB_ENV", None)
+    return env
+
+
+@dataclass
+class HubProcess:
+    """One ``spe-hub serve`` process."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    log: Path
+
+    @classmethod
+    def start(cls, env: dict[str, str], log: Path, cwd: Path) -> HubProcess:
+        port = free_port()
+        env = {
+            **env,
+            "SPEHUB_LISTEN": f"127.0.0.1:{port}",
+            "SPEHUB_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        }
+        handle = log.open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.entrypoints.cli", "serve"],
+            cwd=cwd,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        hub = cls(proc, port, log)
+        hub.wait_serving(Path(env["SPEHUB_CLIENT_CA"]).parent)
+        return hub
+
+    def wait_serving(self, pki: Path, timeout: float = 60.0) -> None:
+        folder = pki / "participants" / "sn-anpej"
+        creds = grpc.ssl_channel_credentials(
+            (pki / "ca.pem").read_bytes(),
+            (folder / "client-key.pem").read_bytes(),
+            (folder / "client.pem").read_bytes(),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited: {self.log.read_text()[-2000:]}")
+            with grpc.secure_channel(f"127.0.0.1:{self.port}", creds) as channel:
+                try:
+                    status = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=2
+                    )
+                    if status.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.2)
+        raise RuntimeError(f"hub not serving after {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
