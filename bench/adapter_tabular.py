@@ -27,7 +27,9 @@ HEADER = "numero_demandeur;nom;prenoms;date_naissance;nationalite;telephone;cour
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--size-mb", type=int, default=0, help="make the export this large instead (rows follow)")
+    parser.add_argument(
+        "--size-mb", type=int, default=0, help="make the export this large instead (rows follow)"
+    )
     parser.add_argument("--crosswalks", default=str(ROOT.parent / "shared" / "samples" / "crosswalks"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,7 @@ from spehub.v1 import exchange_pb2, exchange_pb2_grpc
 
 from bench.signatures import p256_verifier, rate
 from hub import pki
-from hub.api.client import seal, secure_channel
+from hub.api.client import authorized_channel, seal
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
 from hub.entrypoints.demo import demo_profile
@@ -59,6 +59,13 @@ def start_hub(root: Path, database_url: str, port: int) -> subprocess.Popen[byte
         "SPEHUB_TLS_KEY": str(root / "hub" / "server-key.pem"),
         "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
         "SPEHUB_REGISTRY": str(root / "registry.json"),
+        "SPEHUB_TOKEN_KEYS": str(root / "hub" / "token-keys"),
+        "SPEHUB_MASTER_KEY_FILE": str(root / "hub" / "master.key"),
+        "SPEHUB_KEYSTORE_URL": f"sqlite:///{root.parent / 'keys.sqlite3'}",
+        # A benchmark measures throughput, not the per-participant rate limit.
+        "SPEHUB_RATE_LIMIT_PER_SECOND": "1000000",
+        "SPEHUB_RATE_LIMIT_BURST": "100000",
+        "SPEHUB_MAX_BATCH_RECORDS": "5000",
         "SPEHUB_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen([sys.executable, "-m", "hub.entrypoints.cli", "serve"], env=env)
@@ -135,7 +142,7 @@ def main() -> None:
         try:
             ca = (root / "ca.pem").read_bytes()
             channels = {
-                o: secure_channel(
+                o: authorized_channel(
                     f"127.0.0.1:{port}",
                     ca,
                     (root / "participants" / o / "client.pem").read_bytes(),

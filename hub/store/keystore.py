@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sqlalchemy import Column, LargeBinary, MetaData, String, Table, create_engine, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -67,18 +68,23 @@ class KeyStore:
         found = self.wrapped_keys(wanted)
         missing = wanted - set(found)
         if missing:
+            rows = [
+                {"origin_id": origin, "consent_record_id": cid, "wrapped": make(origin, cid)}
+                for origin, cid in sorted(missing)
+            ]
+            # One statement for the whole batch; a key created meanwhile by another hub process wins.
+            dialect = self.engine.dialect.name
+            insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
             with self.engine.begin() as conn:
-                for origin, cid in sorted(missing):
-                    wrapped = make(origin, cid)
-                    try:
-                        with conn.begin_nested():
-                            conn.execute(
-                                data_keys.insert().values(
-                                    origin_id=origin, consent_record_id=cid, wrapped=wrapped
-                                )
-                            )
-                    except IntegrityError:
-                        continue  # created meanwhile by another writer
+                if insert is not None:
+                    conn.execute(insert(data_keys).on_conflict_do_nothing(), rows)
+                else:
+                    for row in rows:
+                        try:
+                            with conn.begin_nested():
+                                conn.execute(data_keys.insert().values(**row))
+                        except IntegrityError:
+                            continue
             found = self.wrapped_keys(wanted)
         return found
 

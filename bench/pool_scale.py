@@ -1,0 +1,168 @@
+"""Pool search and matching latency with N synthetic profiles in the store.
+
+Run: .venv/bin/python bench/pool_scale.py [--profiles 100000] [--offers 2000] [--queries 200]
+     [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+A hub process (`spe-hub serve`) on a loopback port with a fresh PKI and store
+is loaded with `spe-hub synth` data (a consent and a profile per candidate,
+from the ten SPEs, published by each SPE over its own stream), then France
+Travail runs pool searches (random ISCO-08 minor group, destination and
+language filters, first page of 20) and top-50 matches of random offers, and
+the script prints p50/p95 of each next to the load rate. Loopback only;
+bounded by --profiles, --queries and --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spehub.v1 import exchange_pb2, exchange_pb2_grpc, pool_pb2, pool_pb2_grpc
+
+from bench.ingest import free_port, start_hub, wait_ready
+from hub import pki, synth
+from hub.api.client import authorized_channel, seal
+from hub.domain.records import PayloadKind
+from hub.domain.signing import load_private_key
+
+FT = "fr-francetravail"
+
+
+def channel_for(root: Path, port: int, pid: str):  # type: ignore[no-untyped-def]
+    folder = root / "participants" / pid
+    return authorized_channel(
+        f"127.0.0.1:{port}",
+        (root / "ca.pem").read_bytes(),
+        (folder / "client.pem").read_bytes(),
+        (folder / "client-key.pem").read_bytes(),
+    )
+
+
+def load(root: Path, port: int, args: argparse.Namespace) -> float:
+    """Publish the candidates (consent and profile) from every SPE at once. Returns records/s."""
+    now = synth.now_utc()
+    countries = tuple(synth.COUNTRIES)
+    per = args.profiles // len(countries)
+    done = {"n": 0}
+    lock = threading.Lock()
+
+    def publish(code: str) -> None:
+        spe = synth.COUNTRIES[code].spe
+        folder = root / "participants" / spe
+        key = load_private_key((folder / "signing-key.pem").read_bytes(), spe)
+        key_id = (folder / "key-id").read_text().strip()
+
+        def requests():  # type: ignore[no-untyped-def]
+            batch = []
+            for consent, profile, _personal in synth.candidates(args.seed, per, now, (code,)):
+                batch.append(seal(consent, PayloadKind.CONSENT, spe, key_id, key, now))
+                batch.append(seal(profile, PayloadKind.CANDIDATE_PROFILE, spe, key_id, key, now))
+                if len(batch) >= args.batch:
+                    yield exchange_pb2.PublishRequest(request_id="b", envelopes=batch)
+                    batch = []
+            if batch:
+                yield exchange_pb2.PublishRequest(request_id="b", envelopes=batch)
+
+        with channel_for(root, port, spe) as channel:
+            for response in exchange_pb2_grpc.ExchangeServiceStub(channel).Publish(
+                requests(), timeout=args.timeout
+            ):
+                with lock:
+                    done["n"] += sum(
+                        r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in response.results
+                    )
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=publish, args=(c,)) for c in countries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(args.timeout)
+    elapsed = time.perf_counter() - start
+    assert done["n"] == 2 * per * len(countries), f"only {done['n']} records accepted"
+    return done["n"] / elapsed
+
+
+def percentiles(samples: list[float]) -> str:
+    q = statistics.quantiles(samples, n=20)
+    return f"p50 {statistics.median(samples) * 1000:.1f} ms, p95 {q[18] * 1000:.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--offers", type=int, default=2000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--timeout", type=float, default=3600)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "pki"
+        pki.generate_dev_pki(root)
+        database_url = args.database_url or f"sqlite:///{Path(tmp) / 'hub.sqlite3'}"
+        port = free_port()
+        hub = start_hub(root, database_url, port)
+        try:
+            with channel_for(root, port, FT) as ft:
+                wait_ready(ft, 60)
+                rate = load(root, port, args)
+                print(f"loaded {args.profiles} candidates (consent + profile): {rate:,.0f} records/s")
+                now = synth.now_utc()
+                folder = root / "participants" / FT
+                key = load_private_key((folder / "signing-key.pem").read_bytes(), FT)
+                key_id = (folder / "key-id").read_text().strip()
+                offers = []
+                for offer in synth.offers(args.seed, args.offers, now):
+                    offer.header.origin_participant_id = FT
+                    offer.place.country_code = offer.employer.country_code = "FR"
+                    offers.append(offer)
+                stub = exchange_pb2_grpc.ExchangeServiceStub(ft)
+                for i in range(0, len(offers), 500):
+                    envs = [seal(o, PayloadKind.JOB_OFFER, FT, key_id, key, now) for o in offers[i : i + 500]]
+                    (response,) = stub.Publish(
+                        iter([exchange_pb2.PublishRequest(request_id="o", envelopes=envs)])
+                    )
+                    assert all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in response.results)
+                pool = pool_pb2_grpc.PoolServiceStub(ft)
+                rng = random.Random(args.seed)  # noqa: S311 (query mix, not secrets)
+                minors = sorted({code[:3] for code, _ in synth.OCCUPATIONS})
+                searches, matches, found = [], [], []
+                for _ in range(args.queries):
+                    request = pool_pb2.SearchProfilesRequest(
+                        isco08_codes=[rng.choice(minors)], destination_country_code="FR", page_size=20
+                    )
+                    t0 = time.perf_counter()
+                    page = pool.SearchProfiles(request, timeout=60)
+                    searches.append(time.perf_counter() - t0)
+                    offer = rng.choice(offers)
+                    t0 = time.perf_counter()
+                    result = pool.MatchCandidates(
+                        pool_pb2.MatchCandidatesRequest(offer_record_id=offer.header.record_id, page_size=50),
+                        timeout=120,
+                    )
+                    matches.append(time.perf_counter() - t0)
+                    found.append(len(result.candidates) + 0 * len(page.profiles))
+                store = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+                print(
+                    f"pool search ({store}, {args.profiles} profiles, first page of 20): {percentiles(searches)}"
+                )
+                print(f"match top-50 ({store}, {args.profiles} profiles): {percentiles(matches)}")
+                print(f"  (matches returned per query: median {statistics.median(found):.0f})")
+        finally:
+            hub.send_signal(signal.SIGTERM)
+            hub.wait(120)
+
+
+if __name__ == "__main__":
+    main()
