@@ -20,7 +20,7 @@ import grpc
 
 from hub.api.errors import status_for
 from hub.api.identity import Authenticator, Caller, reset_caller, set_caller
-from hub.errors import HubError, RateLimitedError
+from hub.errors import HubError, InvalidRequestError, RateLimitedError
 from hub.metrics import HubMetrics
 from hub.services.limits import ParticipantLimits
 
@@ -67,7 +67,7 @@ class HubInterceptor(grpc.ServerInterceptor):
         wrapped = wrap(behavior, labels, method if protected else None, handler.request_streaming)
         return factory(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -85,8 +85,11 @@ class HubInterceptor(grpc.ServerInterceptor):
     def _requests(
         self, request: Any, labels: tuple[str, str, str], streaming: bool, caller: Caller | None
     ) -> Any:
-        """Count streamed request messages; each one after the first also takes one request of the rate."""
+        """Count streamed request messages; each one after the first also takes one request of the rate.
+
+        A request that did not parse is refused here, after authorisation (INVALID_ARGUMENT)."""
         if not streaming:
+            _refuse_malformed(request, labels[2])
             return request
         counter = self.metrics.msg_received.labels(*labels)
 
@@ -95,6 +98,7 @@ class HubInterceptor(grpc.ServerInterceptor):
                 counter.inc()
                 if caller is not None and i:
                     self.limits.admit(caller.participant.id)
+                _refuse_malformed(item, labels[2])
                 yield item
 
         return counted()
@@ -200,6 +204,32 @@ class HubInterceptor(grpc.ServerInterceptor):
                 self._finish(labels, started, code or self._code(context, failed))
 
         return wrapper
+
+
+class _Malformed:
+    """Stands for request bytes that do not parse, so that the refusal is ours (INVALID_ARGUMENT)
+    rather than grpc's INTERNAL "Exception deserializing request!"."""
+
+
+MALFORMED = _Malformed()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, or anything the generated parser raises on bad bytes
+            return MALFORMED
+
+    return parse
+
+
+def _refuse_malformed(request: Any, method: str) -> None:
+    if request is MALFORMED:
+        raise InvalidRequestError(f"the {method} request is not a valid protobuf message of its type")
 
 
 def _as_caller(caller: Caller | None, fn: Callable[[Any, Any], Any], arg: Any, context: Any) -> Any:

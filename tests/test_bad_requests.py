@@ -1,0 +1,95 @@
+"""Random and truncated protobuf bytes on every RPC: a clear INVALID_ARGUMENT, never INTERNAL, nothing leaked."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from spehub.v1 import exchange_pb2, pool_pb2
+
+from hub.api.scopes import METHOD_SCOPES
+from tests.conftest import make_participant
+
+SN = "sn-anpej"
+STREAMING_REQUESTS = {"/spehub.v1.ExchangeService/Publish"}
+ALLOWED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    # Authorisation comes before parsing: a method the caller has no scope or role for.
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OK,
+}
+
+
+@pytest.fixture
+def sn(hub, test_pki, clock):
+    participant = make_participant(hub.port, test_pki, SN, clock)
+    yield participant
+    participant.channel.close()
+
+
+def _call(channel, method, payload):
+    identity = lambda b: b  # noqa: E731 (send the bytes as they are)
+    try:
+        if method in STREAMING_REQUESTS:
+            list(
+                channel.stream_stream(method, request_serializer=identity, response_deserializer=identity)(
+                    iter([payload]), timeout=10
+                )
+            )
+        elif method.endswith("/Subscribe"):
+            list(
+                channel.unary_stream(method, request_serializer=identity, response_deserializer=identity)(
+                    payload, timeout=10
+                )
+            )
+        else:
+            channel.unary_unary(method, request_serializer=identity, response_deserializer=identity)(
+                payload, timeout=10
+            )
+        return grpc.StatusCode.OK, ""
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+
+
+def _check(code, details):
+    assert code in ALLOWED, (code, details)
+    assert "Traceback" not in details and 'File "' not in details
+
+
+GARBAGE = [b"\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 3, b"\x12\x05abc", bytes(range(256))]
+
+
+@pytest.mark.parametrize(
+    "method", sorted(m for m in METHOD_SCOPES if m != "/spehub.v1.DirectoryService/IssueToken")
+)
+def test_garbage_on_every_rpc_is_refused_cleanly(sn, method):
+    for payload in GARBAGE:
+        code, details = _call(sn.channel, method, payload)
+        _check(code, details)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_random_bytes_to_publish_and_search(sn, data):
+    for method in (
+        "/spehub.v1.ExchangeService/Publish",
+        "/spehub.v1.PoolService/SearchProfiles",
+        "/spehub.v1.PoolService/MatchCandidates",
+    ):
+        _check(*_call(sn.channel, method, data))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=1, max_value=400))
+def test_truncated_requests(sn, cut):
+    search = pool_pb2.SearchProfilesRequest(isco08_codes=["9211"], destination_country_code="FR", page_size=5)
+    publish = exchange_pb2.PublishRequest(request_id="x" * 40)
+    for method, message in (
+        ("/spehub.v1.PoolService/SearchProfiles", search),
+        ("/spehub.v1.ExchangeService/Publish", publish),
+    ):
+        raw = message.SerializeToString()
+        _check(*_call(sn.channel, method, raw[: max(0, len(raw) - cut % max(1, len(raw)))]))
