@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from prometheus_client import CollectorRegistry, start_http_server
 
 from hub import pki
@@ -33,7 +34,7 @@ from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import ConfigError, HubError
-from hub.metrics import HubMetrics, watch_corridors, watch_overdue_deletions
+from hub.metrics import HubMetrics, watch_corridors, watch_gauges, watch_overdue_deletions
 from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
@@ -41,6 +42,7 @@ from hub.services.exchange import ExchangeService, SignatureVerifier
 from hub.services.limits import ParticipantLimits
 from hub.services.matching import MatchService
 from hub.services.mobility import MobilityReader
+from hub.services.operations import operational_gauges
 from hub.services.pool import PoolService
 from hub.services.privacy import Sealer
 from hub.services.records import RecordService
@@ -188,6 +190,18 @@ def build_hub(
         return overdue_deletions(store, clock, deletion_ack)
 
     watch_overdue_deletions(metrics, overdue)
+    watch_gauges(
+        metrics,
+        operational_gauges(
+            store,
+            directory,
+            clock,
+            {
+                "hub-server": x509.load_pem_x509_certificate(tls.server_chain).not_valid_after_utc,
+                "client-ca": x509.load_pem_x509_certificate(tls.client_ca).not_valid_after_utc,
+            },
+        ),
+    )
     corridors = CachedCorridors(store, clock, settings.statistics_cache_seconds)
     watch_corridors(
         metrics,

@@ -47,6 +47,12 @@ class HubMetrics:
         self.msg_sent = Counter(
             "grpc_server_msg_sent_total", "Stream messages sent by the server.", rpc, registry=registry
         )
+        self.by_participant = Counter(
+            "spehub_rpc_handled_total",
+            "RPCs of the spehub services completed, by calling participant, method and status code.",
+            ["participant", "grpc_method", "grpc_code"],
+            registry=registry,
+        )
         self.records = Counter(
             "spehub_records_published_total",
             "Records submitted for publication, by publishing participant, record type and outcome.",
@@ -119,3 +125,30 @@ class _Corridors(Collector):
 
 def watch_corridors(metrics: HubMetrics, source: Callable[[], Iterable[tuple[tuple[str, ...], int]]]) -> None:
     metrics.registry.register(_Corridors(source))
+
+
+class _Gauges(Collector):
+    """Gauges read at each scrape from a source: {family name: (help, label names, [(labels, value)])}."""
+
+    def __init__(
+        self, source: Callable[[], dict[str, tuple[str, list[str], list[tuple[list[str], float]]]]]
+    ) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            families = self.source()
+        except Exception:
+            return
+        for name, (help_text, labels, samples) in families.items():
+            family = GaugeMetricFamily(name, help_text, labels=labels)
+            for values, value in samples:
+                family.add_metric(values, value)
+            yield family
+
+
+def watch_gauges(
+    metrics: HubMetrics, source: Callable[[], dict[str, tuple[str, list[str], list[tuple[list[str], float]]]]]
+) -> None:
+    """Register gauges computed at scrape time (backlogs, pool size, ages, expiry dates)."""
+    metrics.registry.register(_Gauges(source))

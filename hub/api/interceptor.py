@@ -103,9 +103,19 @@ class HubInterceptor(grpc.ServerInterceptor):
 
         return counted()
 
-    def _finish(self, labels: tuple[str, str, str], started: float, code: grpc.StatusCode) -> None:
+    def _finish(
+        self,
+        labels: tuple[str, str, str],
+        started: float,
+        code: grpc.StatusCode,
+        caller: Caller | None,
+        method: str | None,
+    ) -> None:
         self.metrics.handling.labels(*labels).observe(time.perf_counter() - started)
         self.metrics.handled.labels(*labels, code.name).inc()
+        if method is not None:  # spehub methods: by participant (an id, never a person)
+            who = caller.participant.id if caller is not None else "unauthenticated"
+            self.metrics.by_participant.labels(who, labels[2], code.name).inc()
 
     def _fail(self, context: grpc.ServicerContext, labels: tuple[str, str, str], exc: BaseException) -> None:
         """Translate an exception into the call's status (context.abort raises)."""
@@ -142,6 +152,7 @@ class HubInterceptor(grpc.ServerInterceptor):
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             failed = False
+            caller: Caller | None = None
             try:
                 caller = self._begin(context, labels, method)
                 requests = self._requests(request, labels, req_streaming, caller)
@@ -154,7 +165,7 @@ class HubInterceptor(grpc.ServerInterceptor):
                 self._fail(context, labels, exc)
                 raise
             finally:
-                self._finish(labels, started, self._code(context, failed))
+                self._finish(labels, started, self._code(context, failed), caller, method)
 
         return wrapper
 
@@ -169,6 +180,7 @@ class HubInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             code: grpc.StatusCode | None = None
             failed = False
+            caller: Caller | None = None
             sent = self.metrics.msg_sent.labels(*labels)
             try:
                 caller = self._begin(context, labels, method)
@@ -201,7 +213,7 @@ class HubInterceptor(grpc.ServerInterceptor):
                 self._fail(context, labels, exc)
                 raise
             finally:
-                self._finish(labels, started, code or self._code(context, failed))
+                self._finish(labels, started, code or self._code(context, failed), caller, method)
 
         return wrapper
 

@@ -1214,6 +1214,42 @@ class UnitOfWork:
                 out[row[0]].append(_stored(row[1:]))
         return out
 
+    # -- operations ------------------------------------------------------------
+
+    def delivery_backlogs(self) -> dict[str, int]:
+        """Deliveries routed to each recipient and not yet acknowledged."""
+        d, cur = t.deliveries.c, t.delivery_cursors.c
+        last = dict(self.conn.execute(select(d.recipient_id, func.max(d.seq)).group_by(d.recipient_id)).all())
+        acked = dict(self.conn.execute(select(cur.recipient_id, cur.acked_seq)).all())
+        if not last:
+            return {}
+        counts = {}
+        for recipient, top in last.items():
+            counts[recipient] = int(
+                self.conn.execute(
+                    select(func.count()).where(d.recipient_id == recipient, d.seq > acked.get(recipient, 0))
+                ).scalar()
+                or 0
+            )
+            if top <= acked.get(recipient, 0):
+                counts[recipient] = 0
+        return counts
+
+    def pool_sizes(self) -> dict[str, int]:
+        """Live profiles in the pool, by residence country."""
+        p = t.profiles.c
+        return dict(
+            self.conn.execute(select(p.residence_country, func.count()).group_by(p.residence_country)).all()
+        )
+
+    def last_checkpoint_us(self) -> int | None:
+        c = t.audit_checkpoints.c
+        return self.conn.execute(select(func.max(c.at_us))).scalar()
+
+    def first_audit_us(self) -> int | None:
+        a = t.audit_log.c
+        return self.conn.execute(select(func.min(a.at_us))).scalar()
+
     # -- statistics ------------------------------------------------------------
 
     def statistics_rows(
