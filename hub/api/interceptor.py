@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from hub import logs
 from hub.api.errors import status_for
 from hub.api.identity import Authenticator, Caller, reset_caller, set_caller
 from hub.errors import HubError, InvalidRequestError, RateLimitedError
@@ -76,9 +77,14 @@ class HubInterceptor(grpc.ServerInterceptor):
     ) -> Caller | None:
         """Count the start; for spehub methods, authorise the caller and take one request of its rate."""
         self.metrics.started.labels(*labels).inc()
+        offered = dict(context.invocation_metadata() or ()).get("x-request-id", "")
+        rid = logs.new_request_id(str(offered))
+        logs.request_id.set(rid)
+        logs.participant.set("")
         if method is None:
             return None
         caller = self.authenticator.authorize(context, method)
+        logs.participant.set(caller.participant.id)
         self.limits.admit(caller.participant.id)
         return caller
 
@@ -156,6 +162,7 @@ class HubInterceptor(grpc.ServerInterceptor):
             try:
                 caller = self._begin(context, labels, method)
                 requests = self._requests(request, labels, req_streaming, caller)
+                _announce(context)
                 if caller is not None and req_streaming:
                     with self.limits.stream(caller.participant.id):
                         return _as_caller(caller, behavior, requests, context)
@@ -190,6 +197,8 @@ class HubInterceptor(grpc.ServerInterceptor):
                     else contextlib.nullcontext()
                 )
                 with slot:
+                    # Sent once the call holds its stream slot: the client then knows it is open.
+                    _announce(context)
                     responses = _as_caller(
                         caller,
                         lambda r, c: iter(behavior(r, c)),
@@ -216,6 +225,11 @@ class HubInterceptor(grpc.ServerInterceptor):
                 self._finish(labels, started, code or self._code(context, failed), caller, method)
 
         return wrapper
+
+
+def _announce(context: grpc.ServicerContext) -> None:
+    """Send the initial metadata now, with the call's request id."""
+    context.send_initial_metadata((("x-request-id", logs.request_id.get()),))
 
 
 class _Malformed:

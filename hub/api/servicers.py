@@ -170,8 +170,8 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
         self, request: delivery_pb2.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[delivery_pb2.SubscribeResponse]:
         after = request.after_sequence if request.HasField("after_sequence") else None
-        # Tell the client at once that the subscription is established, even if nothing is pending.
-        context.send_initial_metadata(())
+        # The client learns at once that the subscription is established, even with nothing pending:
+        # the interceptor sends the initial metadata (the request id) before any servicer runs.
         for row in self.delivery.stream(
             current_caller(), after, request.stop_when_drained, context.is_active
         ):

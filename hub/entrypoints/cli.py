@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
+from hub import logs
 from hub.config import DEV_PKI_DIR, Settings
 from hub.errors import HubError
 
@@ -85,11 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("SPEHUB_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     args = build_parser().parse_args(argv)
+    # The hub logs JSON lines (for the log pipeline); the other commands talk to a person.
+    default_format = "json" if args.command == "serve" else "text"
+    logs.configure(
+        os.environ.get("SPEHUB_LOG_LEVEL", "INFO"), os.environ.get("SPEHUB_LOG_FORMAT", default_format)
+    )
     try:
         return int(args.func(args))
     except HubError as exc:
