@@ -329,3 +329,40 @@ def test_the_directory_export_is_checked_with_the_hubs_public_key(hub, test_pki,
         assert SN in fetch_directory(channel, pem).participants
         with pytest.raises(ValueError, match="does not verify"):
             fetch_directory(channel, wrong)
+
+
+def test_a_link_dropping_mid_file_loses_nothing_and_doubles_nothing(hub, test_pki, tmp_path):
+    """The hub link goes down after three of ten batches; the next run sends the rest, each record once."""
+    from hub import synth
+    from tests.processes import TcpProxy
+
+    offers = []
+    for i, offer in enumerate(synth.offers(4, 200, synth.now_utc())):
+        offer.header.origin_participant_id = FT
+        offer.header.record_id = f"FT-load-{i}"
+        offer.place.country_code = offer.employer.country_code = "FR"
+        offers.append(offer)
+    gateway = _gateway(test_pki, FT, tmp_path)
+    assert gateway.queue(offers, progress=False) == 200
+    proxy = TcpProxy(hub.port)
+    marks = {"n": 0}
+    original = gateway.outbox.mark
+
+    def mark_then_cut(results):  # the link drops right after the third batch is answered
+        original(results)
+        marks["n"] += 1
+        if marks["n"] == 3:
+            proxy.cut()
+
+    gateway.outbox.mark = mark_then_cut
+    try:
+        with _channel(proxy.port, test_pki, FT) as channel:
+            first = gateway.flush(channel, batch=20, timeout=5)
+        assert first.link_error and first.accepted == 60 and first.pending == 140
+        proxy.restore()
+        with _channel(proxy.port, test_pki, FT) as channel:
+            second = gateway.flush(channel, batch=20)
+        assert (second.accepted, second.duplicate, second.pending, second.link_error) == (140, 0, 0, "")
+        assert _stored(hub) == 200
+    finally:
+        proxy.close()
