@@ -227,3 +227,22 @@ def test_a_profile_whose_consent_does_not_grant_matching_gets_no_offers(hub, con
         sn.pool.MatchOffers(pool_pb2.MatchOffersRequest(profile_record_id=profile), timeout=10)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "does not grant matching" in err.value.details()
+
+
+def test_partial_skills_and_experience_score_alike_in_sql_and_in_the_rules(hub, connect):
+    """Two of three skills and 5 of 12 months: whole points rounded down, the same in the ranking query."""
+    sn, ft = connect(SN), connect(FT)
+    offer = demo_offer(FT, "o-partial", 1, ft.clock(), targets=("SN",))
+    offer.occupation.isco08_code = "7112"
+    offer.required_skills.add(label=SKILL)
+    offer.required_skills.add(label="lire un plan")
+    offer.required_skills.add(label="coffrage")
+    offer.required_experience_months = 12
+    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    _candidate(sn, "partial", skills=(SKILL, "coffrage"), months=5)
+    _candidate(sn, "full", skills=(SKILL, "coffrage", "lire un plan"), months=30)
+    response = _matches(ft, "o-partial")
+    assert _ids(response) == ["p-full", "p-partial"]
+    partial = response.candidates[1].match
+    assert partial.score == 500 + 300 * 2 // 3 + 200 * 5 // 12 == 783
+    assert list(partial.skills_missing) == ["lire un plan"] and partial.experience_months == 5

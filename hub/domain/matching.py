@@ -12,7 +12,9 @@ The score (0–1000) ranks the rest: occupation up to 500 (unit group 500,
 minor group 350, sub-major group 200), skills up to 300 (the share of the
 offer's required skills the candidate holds; full when none is required),
 experience up to 200 (months held over months required, capped; full when
-none is required). Equal scores are ordered by record, so pages are stable.
+none is required), in whole points rounded down. Equal scores are ordered by
+record, so pages are stable. The store computes the same score in SQL to rank
+a whole pool and read back only one page.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ class MatchService:
 
         Raises NotFoundError (no such offer, or not one the caller may match), InvalidRequestError.
         """
-        size, after = page_size_of(page_size), _after(page_token)
+        size = page_size_of(page_size)
+        position = decode_token(page_token, "m", 2)  # (score, record pk) of the last one shown
         now = self.clock()
         origin = offer_origin or caller.id
         audience = Audience(
@@ -76,18 +77,19 @@ class MatchService:
                     raise NotFoundError(f"no offer {offer_record_id!r} of {origin!r} to match")
                 own_origin = caller.id  # an origin SPE matches its own candidates only
             offer = matching.offer_facts(pk, offer_msg)
-            scored = sorted(
-                (
-                    (m, facts, origin_id, residence, consent_id)
-                    for facts, origin_id, residence, consent_id in uow.match_candidates(
-                        audience, own_origin, offer
-                    )
-                    if (m := matching.match(facts, offer)) is not None
-                ),
-                key=lambda item: (-item[0].score, item[1].pk),
+            rows = uow.match_candidates(
+                audience, own_origin, offer, (position[0], position[1]) if position else None, size + 1
             )
-            rest = [item for item in scored if (-item[0].score, item[1].pk) > after]
-            page = rest[:size]
+            page = []
+            for facts, origin_id, residence, consent_id, points in rows[:size]:
+                m = matching.match(facts, offer)
+                if (
+                    m is None or m.score != points
+                ):  # the SQL ranking and the rules disagree: a bug, fail loudly
+                    raise AssertionError(
+                        f"match of record {facts.pk}: SQL score {points}, rules {m and m.score}"
+                    )
+                page.append((m, facts, origin_id, residence, consent_id))
             envelopes = uow.envelopes_of([facts.pk for _, facts, *_ in page])
             opened = self.sealer.open([envelopes[facts.pk] for _, facts, *_ in page])
             results = [
@@ -116,7 +118,7 @@ class MatchService:
                     audience.now_us,
                 )
             uow.commit()
-        token = encode_token("m", page[-1][0].score, page[-1][1].pk) if len(rest) > size else ""
+        token = encode_token("m", page[-1][0].score, page[-1][1].pk) if len(rows) > size else ""
         return results, token
 
     def offers(

@@ -24,12 +24,14 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -924,21 +926,25 @@ class UnitOfWork:
         audience: Audience,
         own_origin: str | None,
         offer: matching.Offer,
-    ) -> list[tuple[matching.Candidate, str, str, str]]:
-        """Profiles that pass the hard constraints of ``offer`` and whose consent allows matching.
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[tuple[matching.Candidate, str, str, str, int]]:
+        """A page of the profiles that pass the hard constraints of ``offer`` and whose consent allows
+        matching, best score first (equal scores by record), after the (score, record pk) ``after``.
 
-        With ``own_origin``, that origin's own candidates under an active matching consent;
-        else those whose consent also names the audience (participant or country).
-        Returns (candidate facts, origin id, residence country, consent record id).
+        The score is computed by the database (hub.domain.matching's rules, in SQL), so only the page
+        is read back. With ``own_origin``, that origin's own candidates under an active matching
+        consent; else those whose consent also names the audience (participant or country).
+        Returns (candidate facts, origin id, residence country, consent record id, score).
         """
         p, c, cr = t.profiles.c, t.consents.c, t.consent_recipients.c
         po, pl, pd = t.profile_occupations.c, t.profile_languages, t.profile_destinations.c
+        ps, pe = t.profile_skills.c, t.profile_experience.c
         conditions: list[Any] = [
             c.status == audience.active_status,
             c.valid_from_us <= audience.now_us,
             c.valid_until_us > audience.now_us,
             c.purpose_mask.op("&")(audience.purpose_bit) != 0,
-            exists().where(po.record_pk == p.record_pk, po.isco08_code.startswith(offer.isco08_code[:2])),
             or_(
                 ~exists().where(pd.record_pk == p.record_pk),
                 exists().where(pd.record_pk == p.record_pk, pd.country_code == offer.work_country),
@@ -965,68 +971,113 @@ class UnitOfWork:
             )
         if offer.start_date is not None:
             conditions.append(or_(p.available_from.is_(None), p.available_from <= offer.start_date))
-        base = (
-            select(
-                p.record_pk,
-                p.origin_id,
-                p.residence_country,
-                p.consent_record_id,
-                p.mobility_mask,
-                p.available_from,
-            )
-            .select_from(t.profiles)
-            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
-            .where(*conditions)
+        # Occupation points: the closest of the profile's occupations (no row: outside the sub-major group).
+        fit = case(
+            (po.isco08_code == offer.isco08_code, matching.OCCUPATION_POINTS[matching.UNIT]),
+            (
+                func.substr(po.isco08_code, 1, 3) == offer.isco08_code[:3],
+                matching.OCCUPATION_POINTS[matching.MINOR],
+            ),
+            else_=matching.OCCUPATION_POINTS[matching.SUB_MAJOR],
         )
-        rows = list(self.conn.execute(base))
-        if not rows:
-            return []
-        chosen = base.with_only_columns(p.record_pk)
+        occupation = (
+            select(po.record_pk.label("pk"), func.max(fit).label("points"))
+            .where(po.isco08_code.startswith(offer.isco08_code[:2]))
+            .group_by(po.record_pk)
+            .subquery()
+        )
+        months = func.coalesce(pe.months, 0)
+        required = offer.required_experience_months
+        experience_points: Any = (
+            literal(matching.EXPERIENCE_POINTS)
+            if not required
+            else case(
+                (months >= required, matching.EXPERIENCE_POINTS),
+                else_=(months * matching.EXPERIENCE_POINTS) // required,
+            )
+        )
+        source: Any = (
+            t.profiles.join(occupation, occupation.c.pk == p.record_pk)
+            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
+            .outerjoin(t.profile_experience, pe.record_pk == p.record_pk)
+        )
+        skill_points: Any = literal(matching.SKILL_POINTS)
+        if offer.skills:
+            held = (
+                select(ps.record_pk.label("pk"), func.count(func.distinct(ps.skill)).label("n"))
+                .where(ps.skill.in_(list(offer.skills)))
+                .group_by(ps.record_pk)
+                .subquery()
+            )
+            source = source.outerjoin(held, held.c.pk == p.record_pk)
+            skill_points = (func.coalesce(held.c.n, 0) * matching.SKILL_POINTS) // len(offer.skills)
+        score = (occupation.c.points + skill_points + experience_points).label("score")
+        ranked = (
+            select(p.record_pk, p.origin_id, p.residence_country, p.consent_record_id, score)
+            .select_from(source)
+            .where(*conditions)
+            .subquery()
+        )
+        query = select(ranked)
+        if after is not None:
+            query = query.where(
+                or_(
+                    ranked.c.score < after[0], and_(ranked.c.score == after[0], ranked.c.record_pk > after[1])
+                )
+            )
+        rows = list(self.conn.execute(query.order_by(ranked.c.score.desc(), ranked.c.record_pk).limit(limit)))
+        facts = self._facts([row[0] for row in rows], offer)
+        return [
+            (facts[pk], origin, residence, consent_id, int(points))
+            for pk, origin, residence, consent_id, points in rows
+        ]
+
+    def _facts(self, pks: list[int], offer: matching.Offer) -> dict[int, matching.Candidate]:
+        """The matching facts of some profiles (skills: only those the offer requires)."""
+        if not pks:
+            return {}
+        p, po, pl, pd = t.profiles.c, t.profile_occupations.c, t.profile_languages.c, t.profile_destinations.c
+        ps, pe = t.profile_skills.c, t.profile_experience.c
+        base = {
+            pk: (mask, available)
+            for pk, mask, available in self.conn.execute(
+                select(p.record_pk, p.mobility_mask, p.available_from).where(p.record_pk.in_(pks))
+            )
+        }
         occupations: dict[int, list[str]] = {}
-        for pk, code in self.conn.execute(
-            select(po.record_pk, po.isco08_code).where(po.record_pk.in_(chosen))
-        ):
+        for pk, code in self.conn.execute(select(po.record_pk, po.isco08_code).where(po.record_pk.in_(pks))):
             occupations.setdefault(pk, []).append(code)
         languages: dict[int, dict[str, int]] = {}
         for pk, code, level in self.conn.execute(
-            select(pl.c.record_pk, pl.c.language_code, pl.c.level).where(pl.c.record_pk.in_(chosen))
+            select(pl.record_pk, pl.language_code, pl.level).where(pl.record_pk.in_(pks))
         ):
             languages.setdefault(pk, {})[code] = level
         skills: dict[int, set[str]] = {}
         if offer.skills:
-            ps = t.profile_skills.c
             query = select(ps.record_pk, ps.skill).where(
-                ps.record_pk.in_(chosen), ps.skill.in_(list(offer.skills))
+                ps.record_pk.in_(pks), ps.skill.in_(list(offer.skills))
             )
             for pk, skill in self.conn.execute(query):
                 skills.setdefault(pk, set()).add(skill)
-        pe = t.profile_experience.c
         experience = dict(
-            self.conn.execute(select(pe.record_pk, pe.months).where(pe.record_pk.in_(chosen))).all()
+            self.conn.execute(select(pe.record_pk, pe.months).where(pe.record_pk.in_(pks))).all()
         )
         destinations: dict[int, list[str]] = {}
-        for pk, code in self.conn.execute(
-            select(pd.record_pk, pd.country_code).where(pd.record_pk.in_(chosen))
-        ):
+        for pk, code in self.conn.execute(select(pd.record_pk, pd.country_code).where(pd.record_pk.in_(pks))):
             destinations.setdefault(pk, []).append(code)
-        return [
-            (
-                matching.Candidate(
-                    pk=pk,
-                    isco08_codes=tuple(occupations.get(pk, ())),
-                    languages=languages.get(pk, {}),
-                    destinations=tuple(destinations.get(pk, ())),
-                    mobility_mask=mask,
-                    available_from=available,
-                    skills=frozenset(skills.get(pk, ())),
-                    experience_months=int(experience.get(pk, 0)),
-                ),
-                origin,
-                residence,
-                consent_id,
+        return {
+            pk: matching.Candidate(
+                pk=pk,
+                isco08_codes=tuple(occupations.get(pk, ())),
+                languages=languages.get(pk, {}),
+                destinations=tuple(destinations.get(pk, ())),
+                mobility_mask=mask,
+                available_from=available,
+                skills=frozenset(skills.get(pk, ())),
+                experience_months=int(experience.get(pk, 0)),
             )
-            for pk, origin, residence, consent_id, mask, available in rows
-        ]
+            for pk, (mask, available) in base.items()
+        }
 
     def candidate_facts(self, record_pk: int) -> tuple[matching.Candidate, str]:
         """The matching facts of one profile (its full skill list), and its residence country."""
