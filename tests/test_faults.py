@@ -187,3 +187,27 @@ def test_database_unreachable_gives_unavailable_no_partial_write_and_recovers(te
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_database_errors_are_named_without_values():
+    """What the store says when the database fails: SQLite's text, PostgreSQL's SQLSTATE, never values."""
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from hub.store.store import _db_reason
+
+    locked = OperationalError(
+        "UPDATE x SET y = ?", ("secret",), sqlite3.OperationalError("database is locked")
+    )
+    assert _db_reason(locked) == "OperationalError: database is locked"
+
+    class UniqueViolation(Exception):
+        sqlstate = "23505"
+
+        def __str__(self) -> str:
+            return 'duplicate key value violates unique constraint "uq"\nDETAIL: Key (record_id)=(P-secret) exists.'
+
+    conflict = IntegrityError("INSERT …", ("P-secret",), UniqueViolation())
+    assert _db_reason(conflict) == "UniqueViolation, SQLSTATE 23505"
+    assert "secret" not in _db_reason(conflict) + _db_reason(locked)

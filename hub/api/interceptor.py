@@ -21,7 +21,7 @@ import grpc
 from hub import logs
 from hub.api.errors import status_for
 from hub.api.identity import Authenticator, Caller, reset_caller, set_caller
-from hub.errors import HubError, InvalidRequestError, RateLimitedError
+from hub.errors import HubError, InvalidRequestError, RateLimitedError, StoreUnavailableError
 from hub.metrics import HubMetrics
 from hub.services.limits import ParticipantLimits
 
@@ -129,9 +129,11 @@ class HubInterceptor(grpc.ServerInterceptor):
             code = status_for(exc)
             if isinstance(exc, RateLimitedError):
                 context.set_trailing_metadata((("retry-after-ms", str(int(exc.retry_after * 1000) + 1)),))
-            log.info(
-                "rpc refused", extra={"rpc_method": labels[2], "code": code.name, "error": type(exc).__name__}
-            )
+            extra = {"rpc_method": labels[2], "code": code.name, "error": type(exc).__name__}
+            if isinstance(exc, StoreUnavailableError):  # the operator's concern, not the caller's
+                log.warning("store unavailable: %s", exc, extra=extra)
+            else:
+                log.info("rpc refused", extra=extra)
             context.abort(code, str(exc))
         if context.code() is not None:  # the servicer aborted on purpose
             raise exc

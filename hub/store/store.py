@@ -231,7 +231,7 @@ class Store:
             ) from exc
         except DBAPIError as exc:
             raise StoreUnavailableError(
-                f"the database did not complete the transaction ({type(exc.orig).__name__}); nothing was written"
+                f"the database did not complete the transaction ({_db_reason(exc)}); nothing was written"
             ) from exc
 
 
@@ -1379,6 +1379,18 @@ class UnitOfWork:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _db_reason(exc: DBAPIError) -> str:
+    """What the database said, without values: SQLite's error text (it quotes none), or
+    PostgreSQL's SQLSTATE (its messages can quote key values, so they stay out)."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return f"{type(orig).__name__}, SQLSTATE {sqlstate}"
+    if type(orig).__module__.startswith("sqlite3"):
+        return f"{type(orig).__name__}: {str(orig)[:80]}"
+    return type(orig).__name__
 
 
 def _offers_with_envelopes(conditions: Sequence[Any]) -> Select[Any]:
