@@ -30,21 +30,14 @@ from spehub.v1 import exchange_pb2, exchange_pb2_grpc, pool_pb2, pool_pb2_grpc
 
 from bench.ingest import free_port, start_hub, wait_ready
 from hub import pki, synth
-from hub.api.client import authorized_channel, seal
+from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
-from hub.domain.signing import load_private_key
 
 FT = "fr-francetravail"
 
 
 def channel_for(root: Path, port: int, pid: str):  # type: ignore[no-untyped-def]
-    folder = root / "participants" / pid
-    return authorized_channel(
-        f"127.0.0.1:{port}",
-        (root / "ca.pem").read_bytes(),
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    return pki_channel(f"127.0.0.1:{port}", root, pid)
 
 
 def load(root: Path, port: int, args: argparse.Namespace) -> float:
@@ -57,9 +50,7 @@ def load(root: Path, port: int, args: argparse.Namespace) -> float:
 
     def publish(code: str) -> None:
         spe = synth.COUNTRIES[code].spe
-        folder = root / "participants" / spe
-        key = load_private_key((folder / "signing-key.pem").read_bytes(), spe)
-        key_id = (folder / "key-id").read_text().strip()
+        key_id, key = pki_signing_key(root, spe)
 
         def requests():  # type: ignore[no-untyped-def]
             batch = []
@@ -119,9 +110,7 @@ def main() -> None:
                 rate = load(root, port, args)
                 print(f"loaded {args.profiles} candidates (consent + profile): {rate:,.0f} records/s")
                 now = synth.now_utc()
-                folder = root / "participants" / FT
-                key = load_private_key((folder / "signing-key.pem").read_bytes(), FT)
-                key_id = (folder / "key-id").read_text().strip()
+                key_id, key = pki_signing_key(root, FT)
                 offers = []
                 for offer in synth.offers(args.seed, args.offers, now):
                     offer.header.origin_participant_id = FT

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -115,3 +116,23 @@ def seal(
         signature=signing.sign(private_key, message),
         signed_at=ts,
     )
+
+
+def pki_channel(target: str, pki: Path, participant_id: str) -> grpc.Channel:
+    """A participant's authorised channel, from its folder of a PKI laid out as hub.pki writes it."""
+    folder = pki / "participants" / participant_id
+    return authorized_channel(
+        target,
+        (pki / "ca.pem").read_bytes(),
+        (folder / "client.pem").read_bytes(),
+        (folder / "client-key.pem").read_bytes(),
+    )
+
+
+def pki_signing_key(pki: Path, participant_id: str) -> tuple[str, ec.EllipticCurvePrivateKey]:
+    """A participant's signing key id and private key, from its folder of the PKI. Raises OSError if absent."""
+    folder = pki / "participants" / participant_id
+    key = signing.load_private_key(
+        (folder / "signing-key.pem").read_bytes(), f"signing key of {participant_id}"
+    )
+    return (folder / "key-id").read_text().strip(), key

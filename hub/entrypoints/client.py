@@ -29,9 +29,8 @@ from spehub.v1 import (
     profile_pb2,
 )
 
-from hub.api.client import authorized_channel, seal
+from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
-from hub.domain.signing import load_private_key
 
 TYPES: dict[str, tuple[PayloadKind, Any]] = {
     "consent": (PayloadKind.CONSENT, consent_pb2.Consent),
@@ -58,22 +57,13 @@ OUTCOMES = {
 
 
 def _channel(a: argparse.Namespace) -> grpc.Channel:
-    folder = Path(a.pki) / "participants" / a.participant
-    return authorized_channel(
-        a.hub,
-        (Path(a.pki) / "ca.pem").read_bytes(),
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    return pki_channel(a.hub, Path(a.pki), a.participant)
 
 
 def _publish(a: argparse.Namespace, record: Any, kind: PayloadKind) -> int:
     """Sign ``record`` as the participant and publish it; print the hub's answer."""
-    folder = Path(a.pki) / "participants" / a.participant
-    key = load_private_key((folder / "signing-key.pem").read_bytes(), f"signing key of {a.participant}")
-    envelope = seal(
-        record, kind, a.participant, (folder / "key-id").read_text().strip(), key, datetime.now(UTC)
-    )
+    key_id, key = pki_signing_key(Path(a.pki), a.participant)
+    envelope = seal(record, kind, a.participant, key_id, key, datetime.now(UTC))
     with _channel(a) as channel:
         stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
         (response,) = stub.Publish(

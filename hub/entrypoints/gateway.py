@@ -454,16 +454,9 @@ def run(args: object) -> int:
 
 def _channel(a: object) -> grpc.Channel:
     """The SPE's authorised channel to the hub, from its folder of the PKI."""
-    from hub.api.client import authorized_channel
+    from hub.api.client import pki_channel
 
-    pki = Path(a.pki)  # type: ignore[attr-defined]
-    folder = pki / "participants" / a.participant  # type: ignore[attr-defined]
-    return authorized_channel(
-        a.hub,  # type: ignore[attr-defined]
-        (pki / "ca.pem").read_bytes(),
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
-    )
+    return pki_channel(a.hub, Path(a.pki), a.participant)  # type: ignore[attr-defined]
 
 
 def run_receive(args: object) -> int:

@@ -19,9 +19,8 @@ from google.protobuf import json_format
 from spehub.v1 import exchange_pb2, exchange_pb2_grpc
 
 from hub import synth
-from hub.api.client import authorized_channel, seal
+from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
-from hub.domain.signing import load_private_key
 
 TYPE_NAMES = {
     PayloadKind.CONSENT: "consent",
@@ -72,13 +71,7 @@ def _publish(items: Iterable[tuple[PayloadKind, Any]], args: argparse.Namespace)
         if not envelopes:
             return
         if origin not in channels:
-            folder = pki / "participants" / origin
-            channels[origin] = authorized_channel(
-                args.hub,
-                (pki / "ca.pem").read_bytes(),
-                (folder / "client.pem").read_bytes(),
-                (folder / "client-key.pem").read_bytes(),
-            )
+            channels[origin] = pki_channel(args.hub, pki, origin)
         stub = exchange_pb2_grpc.ExchangeServiceStub(channels[origin])
         (response,) = stub.Publish(
             iter([exchange_pb2.PublishRequest(request_id="synth", envelopes=envelopes)]), timeout=120
@@ -97,11 +90,7 @@ def _publish(items: Iterable[tuple[PayloadKind, Any]], args: argparse.Namespace)
         for kind, record in items:
             origin = record.header.origin_participant_id
             if origin not in keys:
-                folder = pki / "participants" / origin
-                keys[origin] = (
-                    (folder / "key-id").read_text().strip(),
-                    load_private_key((folder / "signing-key.pem").read_bytes(), f"signing key of {origin}"),
-                )
+                keys[origin] = pki_signing_key(pki, origin)
             key_id, key = keys[origin]
             batches.setdefault(origin, []).append(seal(record, kind, origin, key_id, key, synth.now_utc()))
             if len(batches[origin]) >= args.batch:

@@ -741,10 +741,7 @@ class UnitOfWork:
         query = select(c.record_pk).where(
             c.origin_id == origin_id,
             c.record_id == consent_record_id,
-            c.status == audience.active_status,
-            c.valid_from_us <= audience.now_us,
-            c.valid_until_us > audience.now_us,
-            c.purpose_mask.op("&")(audience.purpose_bit) != 0,
+            *_in_force(audience.active_status, audience.now_us, audience.purpose_bit),
             exists().where(cr.record_pk == c.record_pk, named),
         )
         return self.conn.execute(query).first() is not None
@@ -852,10 +849,7 @@ class UnitOfWork:
         p, r, c, cr = t.profiles.c, t.records.c, t.consents.c, t.consent_recipients.c
         conditions = [
             p.record_pk > after_pk,
-            c.status == audience.active_status,
-            c.valid_from_us <= audience.now_us,
-            c.valid_until_us > audience.now_us,
-            c.purpose_mask.op("&")(audience.purpose_bit) != 0,
+            *_in_force(audience.active_status, audience.now_us, audience.purpose_bit),
             exists().where(
                 cr.record_pk == c.record_pk,
                 or_(cr.participant_id == audience.participant_id, cr.country_code == audience.country_code),
@@ -941,10 +935,7 @@ class UnitOfWork:
         po, pl, pd = t.profile_occupations.c, t.profile_languages, t.profile_destinations.c
         ps, pe = t.profile_skills.c, t.profile_experience.c
         conditions: list[Any] = [
-            c.status == audience.active_status,
-            c.valid_from_us <= audience.now_us,
-            c.valid_until_us > audience.now_us,
-            c.purpose_mask.op("&")(audience.purpose_bit) != 0,
+            *_in_force(audience.active_status, audience.now_us, audience.purpose_bit),
             or_(
                 ~exists().where(pd.record_pk == p.record_pk),
                 exists().where(pd.record_pk == p.record_pk, pd.country_code == offer.work_country),
@@ -1032,8 +1023,8 @@ class UnitOfWork:
             for pk, origin, residence, consent_id, points in rows
         ]
 
-    def _facts(self, pks: list[int], offer: matching.Offer) -> dict[int, matching.Candidate]:
-        """The matching facts of some profiles (skills: only those the offer requires)."""
+    def _facts(self, pks: list[int], offer: matching.Offer | None = None) -> dict[int, matching.Candidate]:
+        """The matching facts of some profiles (skills: only those ``offer`` requires, or all of them)."""
         if not pks:
             return {}
         p, po, pl, pd = t.profiles.c, t.profile_occupations.c, t.profile_languages.c, t.profile_destinations.c
@@ -1053,12 +1044,11 @@ class UnitOfWork:
         ):
             languages.setdefault(pk, {})[code] = level
         skills: dict[int, set[str]] = {}
-        if offer.skills:
-            query = select(ps.record_pk, ps.skill).where(
-                ps.record_pk.in_(pks), ps.skill.in_(list(offer.skills))
-            )
-            for pk, skill in self.conn.execute(query):
-                skills.setdefault(pk, set()).add(skill)
+        query = select(ps.record_pk, ps.skill).where(ps.record_pk.in_(pks))
+        if offer is not None:
+            query = query.where(ps.skill.in_(list(offer.skills)))
+        for pk, skill in self.conn.execute(query):
+            skills.setdefault(pk, set()).add(skill)
         experience = dict(
             self.conn.execute(select(pe.record_pk, pe.months).where(pe.record_pk.in_(pks))).all()
         )
@@ -1081,35 +1071,10 @@ class UnitOfWork:
 
     def candidate_facts(self, record_pk: int) -> tuple[matching.Candidate, str]:
         """The matching facts of one profile (its full skill list), and its residence country."""
-        p = t.profiles.c
-        row = self.conn.execute(
-            select(p.mobility_mask, p.available_from, p.residence_country).where(p.record_pk == record_pk)
-        ).one()
-        po, pl, pd, ps = (
-            t.profile_occupations.c,
-            t.profile_languages.c,
-            t.profile_destinations.c,
-            t.profile_skills.c,
-        )
-        pe = t.profile_experience.c
-        return matching.Candidate(
-            pk=record_pk,
-            isco08_codes=tuple(
-                self.conn.execute(select(po.isco08_code).where(po.record_pk == record_pk)).scalars()
-            ),
-            languages=dict(
-                self.conn.execute(select(pl.language_code, pl.level).where(pl.record_pk == record_pk)).all()
-            ),
-            destinations=tuple(
-                self.conn.execute(select(pd.country_code).where(pd.record_pk == record_pk)).scalars()
-            ),
-            mobility_mask=row[0],
-            available_from=row[1],
-            skills=frozenset(self.conn.execute(select(ps.skill).where(ps.record_pk == record_pk)).scalars()),
-            experience_months=int(
-                self.conn.execute(select(pe.months).where(pe.record_pk == record_pk)).scalar() or 0
-            ),
-        ), row[2]
+        residence = self.conn.execute(
+            select(t.profiles.c.residence_country).where(t.profiles.c.record_pk == record_pk)
+        ).scalar_one()
+        return self._facts([record_pk])[record_pk], residence
 
     def offers_for(
         self, candidate: matching.Candidate, residence_country: str, open_on: date
@@ -1145,10 +1110,7 @@ class UnitOfWork:
         query = select(c.record_pk).where(
             c.origin_id == origin_id,
             c.record_id == consent_record_id,
-            c.status == active,
-            c.valid_from_us <= now_us,
-            c.valid_until_us > now_us,
-            c.purpose_mask.op("&")(purpose_bit) != 0,
+            *_in_force(active, now_us, purpose_bit),
         )
         return self.conn.execute(query).first() is not None
 
@@ -1268,23 +1230,15 @@ class UnitOfWork:
     # -- operations ------------------------------------------------------------
 
     def delivery_backlogs(self) -> dict[str, int]:
-        """Deliveries routed to each recipient and not yet acknowledged."""
+        """Deliveries routed to each recipient and not yet acknowledged (0 for one that is up to date)."""
         d, cur = t.deliveries.c, t.delivery_cursors.c
-        last = dict(self.conn.execute(select(d.recipient_id, func.max(d.seq)).group_by(d.recipient_id)).all())
-        acked = dict(self.conn.execute(select(cur.recipient_id, cur.acked_seq)).all())
-        if not last:
-            return {}
-        counts = {}
-        for recipient, top in last.items():
-            counts[recipient] = int(
-                self.conn.execute(
-                    select(func.count()).where(d.recipient_id == recipient, d.seq > acked.get(recipient, 0))
-                ).scalar()
-                or 0
-            )
-            if top <= acked.get(recipient, 0):
-                counts[recipient] = 0
-        return counts
+        pending = case((d.seq > func.coalesce(cur.acked_seq, 0), 1), else_=0)
+        query = (
+            select(d.recipient_id, func.sum(pending))
+            .select_from(t.deliveries.outerjoin(t.delivery_cursors, cur.recipient_id == d.recipient_id))
+            .group_by(d.recipient_id)
+        )
+        return {recipient: int(n) for recipient, n in self.conn.execute(query)}
 
     def pool_sizes(self) -> dict[str, int]:
         """Live profiles in the pool, by residence country."""
@@ -1314,12 +1268,7 @@ class UnitOfWork:
         A profile gives one row per destination it names (or one with ""), with its mobility mask.
         """
         p, c, e, r = t.profiles.c, t.consents.c, t.envelopes.c, t.records.c
-        consent_ok = and_(
-            c.status == active,
-            c.valid_from_us <= now_us,
-            c.valid_until_us > now_us,
-            c.purpose_mask.op("&")(purpose_bit) != 0,
-        )
+        consent_ok = and_(*_in_force(active, now_us, purpose_bit))
         po, pd = t.profile_occupations.c, t.profile_destinations.c
         occupation = select(func.min(po.isco08_code)).where(po.record_pk == p.record_pk).scalar_subquery()
         profiles = (
@@ -1379,6 +1328,17 @@ class UnitOfWork:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _in_force(active: int, now_us: int, purpose_bit: int) -> list[Any]:
+    """Conditions on ``consents``: the consent is active now, inside its validity, and grants the purpose."""
+    c = t.consents.c
+    return [
+        c.status == active,
+        c.valid_from_us <= now_us,
+        c.valid_until_us > now_us,
+        c.purpose_mask.op("&")(purpose_bit) != 0,
+    ]
 
 
 def _db_reason(exc: DBAPIError) -> str:
