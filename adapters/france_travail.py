@@ -37,6 +37,7 @@ EQF_BY_LEVEL = [
     ("bac+2", common_pb2.EQF_LEVEL_5),
     ("bac ou", common_pb2.EQF_LEVEL_4),
 ]
+OFFER_ID = re.compile(r"[A-Za-z0-9]{1,40}")
 HOURS = re.compile(r"^\s*(\d{1,2})\s*H\s*(\d{2})?", re.IGNORECASE)
 EXPERIENCE = re.compile(r"(\d+)\s*(an|mois)", re.IGNORECASE)
 
@@ -60,7 +61,7 @@ class FranceTravailOffers(JsonAdapter):
             return Converted(where, None, (Problem(where, "$", "an offer must be a JSON object"),))
         offer = offer_pb2.JobOffer()
         offer_id = str(o.get("id") or "")
-        if not re.fullmatch(r"[A-Za-z0-9]{1,40}", offer_id):
+        if not OFFER_ID.fullmatch(offer_id):
             error("id", "missing or not a France Travail offer id")
         offer.header.record_id = f"FT-{offer_id}"
         offer.header.origin_participant_id = self.origin

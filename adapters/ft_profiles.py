@@ -51,9 +51,14 @@ class FranceTravailProfiles(JsonAdapter):
     name = "france-travail-profiles"
 
     def __init__(
-        self, codelists: CodeLists, origin_participant_id: str, subject_key: bytes = b"", **_: Any
+        self,
+        codelists: CodeLists,
+        origin_participant_id: str,
+        subject_key: bytes = b"",
+        workers: int | None = None,
+        **_: Any,
     ) -> None:
-        super().__init__(codelists, origin_participant_id)
+        super().__init__(codelists, origin_participant_id, workers=workers)
         self.pseudonyms = Pseudonyms(subject_key)
 
     def offers_in(self, data: Any) -> tuple[list[Any], str]:

@@ -95,9 +95,10 @@ class EuresHrOpen(JsonAdapter):
         origin_participant_id: str,
         target_country_codes: tuple[str, ...] = (),
         subject_key: bytes = b"",
+        workers: int | None = None,
         **_: Any,
     ) -> None:
-        super().__init__(codelists, origin_participant_id, target_country_codes)
+        super().__init__(codelists, origin_participant_id, target_country_codes, workers)
         # Only candidates need it; a file of offers is read without one.
         self.pseudonyms = Pseudonyms(subject_key) if subject_key else None
 

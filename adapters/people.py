@@ -9,6 +9,7 @@ identifier never leaves the SPE and the same person keeps the same records.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import re
@@ -41,7 +42,7 @@ class Pseudonyms:
         self.key = subject_key
 
     def __call__(self, identifier: str) -> str:
-        return hmac.new(self.key, identifier.strip().encode(), hashlib.sha256).hexdigest()[:24]
+        return hmac.digest(self.key, identifier.strip().encode(), hashlib.sha256).hex()[:24]
 
 
 def candidate_pair(
@@ -61,14 +62,53 @@ def candidate_pair(
 
 
 def e164(raw: str, region: str) -> str | None:
-    """A phone number in E.164 form, read with ``region``'s numbering plan; None if it is not valid."""
-    try:
-        number = phonenumbers.parse(raw, region or None)
-    except phonenumbers.NumberParseException:
-        return None
+    """A phone number in E.164 form, read with ``region``'s numbering plan; None if it is not valid.
+
+    libphonenumber decides validity. Its parser is the slow half of the work, so a number written
+    the plain national way (ASCII digits and spaces, dots or dashes, nothing the parser would strip
+    or reinterpret) is built directly; tests/test_adapters_fast.py checks that this gives what
+    ``phonenumbers.parse`` gives."""
+    number = _plain_national(raw, region) if region else None
+    if number is None:
+        try:
+            number = phonenumbers.parse(raw, region or None)
+        except phonenumbers.NumberParseException:
+            return None
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_SEPARATORS = str.maketrans("", "", " .-")
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(region: str) -> tuple[int, str, re.Pattern[str] | None, re.Pattern[str] | None] | None:
+    """The country code, its digits, the international-call prefix and the national prefix of a region."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
+    if meta is None or meta.country_code is None:
+        return None
+    idd = re.compile(meta.international_prefix) if meta.international_prefix else None
+    national = re.compile(meta.national_prefix_for_parsing) if meta.national_prefix_for_parsing else None
+    return meta.country_code, str(meta.country_code), idd, national
+
+
+def _plain_national(raw: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """The number of a plainly written national number ("77 123 45 67" in SN), as
+    ``phonenumbers.parse`` reads it; None for anything else (the parser then reads it)."""
+    plan = _plan(region)
+    digits = raw.translate(_SEPARATORS)
+    if plan is None or not (3 <= len(digits) <= 17 and digits.isascii() and digits.isdigit()):
+        return None
+    country_code, country_digits, idd, national = plan
+    if (
+        digits[0] == "0"  # leading zeros, trunk and international prefixes: the parser's rules
+        or digits.startswith(country_digits)  # maybe the country code written without "+"
+        or (idd is not None and idd.match(digits))
+        or (national is not None and national.match(digits))
+    ):
+        return None
+    return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(digits))
 
 
 def cefr(text: str) -> int | None:

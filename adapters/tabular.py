@@ -15,6 +15,8 @@ is not translated — never guessed. A repeated job-seeker is reported.
 from __future__ import annotations
 
 import csv
+import os
+import re
 import sqlite3
 import tomllib
 from collections.abc import Iterator
@@ -23,12 +25,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import phonenumbers
 from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
+from adapters import parallel
 from adapters.base import AdapterError, Converted, Problem
 from adapters.codelists import CodeLists, normalise
-from adapters.people import CEFR, CEFR_NAMES, MOBILITY, Pseudonyms
+from adapters.people import CEFR, CEFR_NAMES, MOBILITY, Pseudonyms, e164
 
 # ROME-like codes (ROME, and ROAME built from it), ISCO-08 codes, or job titles written in words
 # (French or English ESCO/ROME labels) where an export carries no code.
@@ -55,6 +57,9 @@ OFFER_FIELDS = (
     "skills",
     "description",
 )
+# Exports this large are converted by one process per core (smaller ones are not worth starting them).
+PARALLEL_FROM_BYTES = 8_000_000
+CHUNK_ROWS = 2_000
 PAY_PERIODS = {1: "hour", 2: "day", 3: "week", 4: "month", 5: "year"}
 
 
@@ -138,44 +143,89 @@ class TabularAdapter:
 
     name = "tabular"
 
-    def __init__(self, codelists: CodeLists, mapping: Path | Mapping, subject_key: bytes, **_: Any) -> None:
+    def __init__(
+        self,
+        codelists: CodeLists,
+        mapping: Path | Mapping,
+        subject_key: bytes,
+        workers: int | None = None,
+        **_: Any,
+    ) -> None:
         self.codelists = codelists
+        self.workers = workers
         self.mapping = mapping if isinstance(mapping, Mapping) else Mapping.load(mapping)
         # The record key of a job-seeker: HMAC of the national number under the SPE's key.
         self.pseudonym = Pseudonyms(subject_key)
+        self._day_month_year = _date_pattern(self.mapping.date_format)
 
     def read(self, path: Path) -> Iterator[Converted]:
         """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems.
 
         CSV (any delimiter, BOM, Windows line endings) or XLSX (first sheet); both are streamed.
+        A CSV export of PARALLEL_FROM_BYTES or more is converted by ``workers`` processes (default:
+        one per core), chunk by chunk, with a bounded number of chunks in flight; the order of the
+        output and the duplicate check are the same as with one process.
         """
-        rows = _xlsx_rows(path) if path.suffix.lower() in (".xlsx", ".xlsm") else self._csv_rows(path)
+        xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
+        header, rows = _xlsx_rows(path) if xlsx else self._csv_rows(path)
+        workers = self.workers
+        if workers is None:
+            workers = (os.cpu_count() or 1) if path.stat().st_size >= PARALLEL_FROM_BYTES else 1
         seen = _SeenRows()  # on disk: memory stays flat however many rows the export has
+        column = self.mapping.columns["national_id"]
+        chunks: Iterator[list[tuple[int, str | None, Any]]]
         try:
-            for line, row in rows:
-                where = f"{path}:{line}"
-                national = (row.get(self.mapping.columns["national_id"]) or "").strip()
-                first = seen.first_line(self.pseudonym(national), line) if national else None
-                if first is not None:
-                    column = self.mapping.columns["national_id"]
-                    yield Converted(
-                        where, None, (Problem(where, column, f"the same job-seeker as line {first}"),)
-                    )
-                    continue
-                yield from self.convert_row(row, where)
+            if workers <= 1:
+                chunks = (
+                    [(line, self._key(row), row) for line, row in _as_dicts(header, c)] for c in _chunks(rows)
+                )
+            else:
+                chunks = self._in_processes(path, header, rows, workers)
+            for chunk in chunks:
+                earlier = seen.earlier_lines([(key, line) for line, key, _ in chunk if key])
+                for line, key, row in chunk:
+                    where = f"{path}:{line}"
+                    if line in earlier:
+                        reason = f"the same job-seeker as line {earlier[line]}"
+                        yield Converted(where, None, (Problem(where, column, reason),))
+                    elif isinstance(row, dict):
+                        yield from self.convert_row(row, where, key)
+                    else:
+                        yield from _received(where, row)  # converted by a worker process
         finally:
             seen.close()
 
-    def _csv_rows(self, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            first = handle.readline()
-            handle.seek(0)  # the utf-8-sig decoder drops a byte-order mark again after seeking back
-            delimiter = self.mapping.delimiter or csv.Sniffer().sniff(first or ",", ";,\t").delimiter
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            for row in reader:
-                yield reader.line_num, row
+    def _key(self, row: dict[str, Any]) -> str | None:
+        """The pseudonym of the row's job-seeker, or None when the row has no national number."""
+        national = (row.get(self.mapping.columns["national_id"]) or "").strip()
+        return self.pseudonym(national) if national else None
 
-    def convert_row(self, row: dict[str, Any], where: str) -> Iterator[Converted]:
+    def _in_processes(
+        self, path: Path, header: list[str], rows: Iterator[tuple[int, list[str]]], workers: int
+    ) -> Iterator[list[tuple[int, str | None, Any]]]:
+        """Chunks of (line, key, records) of every row, converted in ``workers`` processes, in file order."""
+        chunks = ((str(path), header, chunk) for chunk in _chunks(rows))
+        return parallel.ordered(self, _convert_chunk, chunks, workers)
+
+    def _csv_rows(self, path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+        """The header and the (line, cells) of each non-blank row, streamed."""
+        handle = path.open(encoding="utf-8-sig", newline="")
+        first = handle.readline()
+        handle.seek(0)  # the utf-8-sig decoder drops a byte-order mark again after seeking back
+        delimiter = self.mapping.delimiter or csv.Sniffer().sniff(first or ",", ";,\t").delimiter
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = next(reader, [])
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            with handle:
+                for cells in reader:
+                    if cells:
+                        yield reader.line_num, cells
+
+        return header, rows()
+
+    def convert_row(self, row: dict[str, Any], where: str, key: str | None = None) -> Iterator[Converted]:
+        """The two records of a row, or the row once with its problems (``key``: its pseudonym, if known)."""
         problems: list[Problem] = []
         cols = self.mapping.columns
 
@@ -189,7 +239,7 @@ class TabularAdapter:
         national = cell("national_id")
         if not national:
             error("national_id", "empty: the job-seeker cannot be keyed")
-        key = self.pseudonym(national)
+        key = key or self.pseudonym(national)
         origin = self.mapping.participant_id
         profile = profile_pb2.CandidateProfile()
         profile.header.record_id, profile.header.origin_participant_id, profile.header.version = (
@@ -251,16 +301,11 @@ class TabularAdapter:
                 personal.nationality_country_codes.append(code)
         phone = cell("phone")
         if phone:
-            try:
-                number = phonenumbers.parse(phone, self.mapping.country)
-                if not phonenumbers.is_valid_number(number):
-                    raise phonenumbers.NumberParseException(0, "invalid")
-                personal.contacts.add(
-                    type=profile_pb2.CONTACT_TYPE_PHONE,
-                    value=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-                )
-            except phonenumbers.NumberParseException:
+            number = e164(phone, self.mapping.country)
+            if number is None:
                 error("phone", f"not a valid phone number for {self.mapping.country}")
+            else:
+                personal.contacts.add(type=profile_pb2.CONTACT_TYPE_PHONE, value=number)
         email = cell("email")
         if email:
             personal.contacts.add(type=profile_pb2.CONTACT_TYPE_EMAIL, value=email)
@@ -309,6 +354,12 @@ class TabularAdapter:
     def _date(self, value: str, name: str, error: Any) -> date | None:
         if not value:
             return None
+        found = self._day_month_year.fullmatch(value) if self._day_month_year else None
+        if found:
+            try:
+                return date(int(found["Y"]), int(found["m"]), int(found["d"]))
+            except ValueError:
+                pass  # strptime below gives the verdict
         try:
             return datetime.strptime(value, self.mapping.date_format).date()
         except ValueError:
@@ -411,21 +462,84 @@ class TabularAdapter:
         return out
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of the first sheet as {header: text}, streamed (read-only mode keeps memory flat)."""
+# What strptime accepts for each directive (CPython's _strptime), for the formats read without it.
+_DIRECTIVES = {
+    "%d": r"(?P<d>3[01]|[12]\d|0[1-9]|[1-9])",
+    "%m": r"(?P<m>1[0-2]|0[1-9]|[1-9])",
+    "%Y": r"(?P<Y>\d{4})",
+}
+
+
+def _date_pattern(date_format: str) -> re.Pattern[str] | None:
+    """A regular expression for a format made of %d, %m and %Y once each and literal separators
+    ("%d/%m/%Y"), which reads a date ten times faster than strptime; None for any other format.
+    It only ever accepts what strptime accepts; anything it does not match goes to strptime."""
+    parts = re.split(r"(%.)", date_format)
+    directives = [p for p in parts if p.startswith("%") and len(p) == 2]
+    if sorted(directives) != ["%Y", "%d", "%m"] or "%" in "".join(p for p in parts if p not in directives):
+        return None
+    return re.compile("".join(_DIRECTIVES.get(p) or re.escape(p) for p in parts))
+
+
+def _xlsx_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and the (row number, cells) of the first sheet, streamed (read-only mode keeps memory flat)."""
     from openpyxl import load_workbook
 
     book = load_workbook(path, read_only=True, data_only=True)
-    try:
-        header: list[str] = []
-        for number, values in enumerate(book.worksheets[0].iter_rows(values_only=True), start=1):
-            cells = ["" if v is None else str(v) for v in values]
-            if number == 1:
-                header = cells
-                continue
-            yield number, dict(zip(header, cells, strict=False))
-    finally:
-        book.close()
+    values = enumerate(book.worksheets[0].iter_rows(values_only=True), start=1)
+    header = ["" if v is None else str(v) for v in next(values, (0, ()))[1]]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for number, cells in values:
+                yield number, ["" if v is None else str(v) for v in cells]
+        finally:
+            book.close()
+
+    return header, rows()
+
+
+def _as_dicts(header: list[str], chunk: list[tuple[int, list[str]]]) -> list[tuple[int, dict[str, str]]]:
+    """Rows as {column: cell}: a short row lacks the last columns, extra cells are ignored."""
+    return [(line, dict(zip(header, cells, strict=False))) for line, cells in chunk]
+
+
+def _chunks(rows: Iterator[tuple[int, list[str]]]) -> Iterator[list[tuple[int, list[str]]]]:
+    chunk: list[tuple[int, list[str]]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _convert_chunk(
+    adapter: TabularAdapter, work: tuple[str, list[str], list[tuple[int, list[str]]]]
+) -> list[tuple[int, str | None, tuple[Problem, ...] | list[bytes]]]:
+    """In a worker process: each row's key, and its two records serialised or its problems."""
+    path, header, chunk = work
+    out: list[tuple[int, str | None, tuple[Problem, ...] | list[bytes]]] = []
+    for line, row in _as_dicts(header, chunk):
+        key = adapter._key(row)
+        converted = list(adapter.convert_row(row, f"{path}:{line}", key))
+        if converted[0].ok:
+            out.append((line, key, [c.record.SerializeToString() for c in converted]))
+        else:
+            out.append((line, key, converted[0].problems))
+    return out
+
+
+def _received(where: str, result: tuple[Problem, ...] | list[bytes]) -> list[Converted]:
+    """What a worker sent for a row, as the Converted the adapter yields."""
+    if isinstance(result, tuple):
+        return [Converted(where, None, result)]
+    profile, personal = result
+    return [
+        Converted(where, profile_pb2.CandidateProfile.FromString(profile)),
+        Converted(where, profile_pb2.PersonalDetails.FromString(personal)),
+    ]
 
 
 class _SeenRows:
@@ -434,13 +548,24 @@ class _SeenRows:
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("")  # "": a private temporary database on disk, deleted on close
-        self.db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+        # One B-tree keyed by pseudonym (no rowid table beside it), with a fixed page cache:
+        # memory stays bounded, and inserting random keys does not wait on the disk.
+        self.db.execute("PRAGMA cache_size = -32768")
+        self.db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
 
-    def first_line(self, key: str, line: int) -> int | None:
-        """The line that had ``key`` before, or None (and ``line`` is remembered)."""
-        if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, line)).rowcount:
-            return None  # new: the common case costs one statement
-        return int(self.db.execute("SELECT line FROM seen WHERE key = ?", (key,)).fetchone()[0])
+    def earlier_lines(self, keys: list[tuple[str, int]]) -> dict[int, int]:
+        """For the (key, line) pairs of a chunk, in order: {line: the earlier line with the same key}
+        for the repeated ones; every new key is remembered with its line."""
+        before = self.db.total_changes
+        self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", keys)
+        if self.db.total_changes - before == len(keys):
+            return {}  # no repeat: the common case costs one statement per chunk
+        earlier = {}
+        for key, line in keys:
+            first = int(self.db.execute("SELECT line FROM seen WHERE key = ?", (key,)).fetchone()[0])
+            if first != line:
+                earlier[line] = first
+        return earlier
 
     def close(self) -> None:
         self.db.close()

@@ -247,3 +247,62 @@ def test_senegal_golden(codelists):
         "01/03/2027",
     )
     assert adapter.round_trip(profile, "again") == profile
+
+
+def _outcome(results):
+    return [(r.location, r.record.SerializeToString() if r.ok else None, r.problems) for r in results]
+
+
+def test_a_large_export_converted_by_worker_processes_gives_what_one_process_gives(codelists, tmp_path):
+    """Chunks cross the process boundary and come back in file order; a job-seeker repeated within
+    a chunk, across chunks, and bad rows are reported exactly as one process reports them."""
+    senegal = (FIXTURES / "senegal.csv").read_text(encoding="utf-8-sig").splitlines()
+    header, rows = senegal[0], senegal[1:]
+    body = []
+    for i in range(2 * 2_000 + 500):  # three chunks of CHUNK_ROWS
+        row = rows[i % len(rows)]
+        if row.strip():
+            national = row.split(";", 1)[0]
+            body.append(row.replace(national, f"{national}-{i // 7}", 1))  # each seeker seven times
+    body.insert(3_000, "")  # a blank line is skipped by both
+    export = tmp_path / "export.csv"
+    export.write_text("\n".join([header, *body]) + "\n", encoding="utf-8")
+    mapping = MAPPINGS / "sn-anpej.toml"
+    one = _outcome(TabularAdapter(codelists, mapping, KEY, workers=1).read(export))
+    two = _outcome(TabularAdapter(codelists, mapping, KEY, workers=2).read(export))
+    assert one == two
+    repeated = [p for _, _, problems in one for p in problems if "same job-seeker" in p.reason]
+    assert repeated and sum(record is not None for _, record, _ in one) > 1_000
+    # The first chunk holds lines 2..2001: a repeat just after it names a line inside it.
+    lines = [(int(p.location.rsplit(":", 1)[1]), int(p.reason.rsplit(" ", 1)[1])) for p in repeated]
+    assert any(line > 2_001 >= first for line, first in lines)
+
+
+def test_a_large_json_file_converted_by_worker_processes_gives_what_one_process_gives(codelists, tmp_path):
+    import json
+
+    from adapters import json_offers
+    from adapters.france_travail import FranceTravailOffers
+
+    sample = json.loads(
+        (SAMPLES / "france_travail" / "ft_offer_167ZKWX_2024.json").read_text(encoding="utf-8")
+    )
+    offers = []
+    for i in range(json_offers.PARALLEL_FROM_ITEMS + 7):
+        offer = dict(sample, id=f"{i:07d}")
+        if i % 1_000 == 3:
+            offer["typeContrat"] = "XYZ"  # refused, with its reason
+        if i == 4_321:
+            offer["entreprise"] = "not an object"  # the wrong JSON type deep inside
+        offers.append(offer)
+    path = tmp_path / "offres.json"
+    path.write_text(json.dumps({"resultats": offers}), encoding="utf-8")
+
+    def outcome(workers):
+        adapter = FranceTravailOffers(codelists, "fr-francetravail", ("SN",), workers=workers)
+        return _outcome(adapter.read(path))
+
+    one, two = outcome(1), outcome(2)
+    assert one == two and len(one) == len(offers)
+    assert sum(record is None for _, record, _ in one) == 7  # six bad contracts, one bad structure
+    assert one[4_321][0].endswith("$.resultats[4321]") and "unexpected structure" in one[4_321][2][0].reason

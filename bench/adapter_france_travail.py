@@ -1,0 +1,110 @@
+"""France Travail offer adapter: records/s on a synthetic "offres d'emploi v2" search response of N offers.
+
+Run: .venv/bin/python bench/adapter_france_travail.py [--offers 100000]
+The offers follow the API's field names (francetravail.io, "Offres d'emploi v2");
+ids, dates, ROME appellations, places, contracts and hours vary. Prints the
+rate and the peak RSS (the format is one JSON document, read whole).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adapters.codelists import CodeLists  # noqa: E402
+from adapters.france_travail import FranceTravailOffers  # noqa: E402
+
+APPELLATIONS = (
+    (
+        "N4101",
+        "Chauffeur / Chauffeuse de poids lourd",
+        "Conduite de transport de marchandises sur longue distance",
+    ),
+    ("K2204", "Agent / Agente de nettoyage industriel", "Nettoyage de locaux"),
+    ("J1501", "Aide-soignant / Aide-soignante", "Soins d'hygiène, de confort du patient"),
+    ("A1401", "Aide agricole en arboriculture", "Aide agricole de production fruitière ou viticole"),
+    ("G1602", "Chef de partie pâtissier / pâtissière", "Personnel de cuisine"),
+)
+PLACES = (
+    ("13 - Marseille", "13001"),
+    ("69 - Lyon", "69003"),
+    ("84 - Avignon", "84000"),
+    ("33 - Bordeaux", "33000"),
+)
+CONTRACTS = ("CDI", "CDD", "SAI", "MIS")
+
+
+def offer(rnd: random.Random, i: int) -> dict[str, object]:
+    rome, appellation, fiche = rnd.choice(APPELLATIONS)
+    place, postal = rnd.choice(PLACES)
+    return {
+        "id": f"{100000 + i:06d}X",
+        "intitule": appellation.split(" / ")[0],
+        "description": "Poste saisonnier, logement possible. " * rnd.randint(1, 6),
+        "dateCreation": "2026-10-01T08:00:00.000Z",
+        "dateActualisation": f"2026-10-{rnd.randint(1, 28):02d}T{rnd.randint(0, 23):02d}:15:00.000Z",
+        "lieuTravail": {"libelle": place, "codePostal": postal, "commune": postal},
+        "romeCode": rome,
+        "romeLibelle": fiche,
+        "appellationlibelle": appellation,
+        "entreprise": {"nom": f"Entreprise {i % 997}", "entrepriseAdaptee": False},
+        "typeContrat": rnd.choice(CONTRACTS),
+        "typeContratLibelle": "Contrat",
+        "natureContrat": "Contrat travail",
+        "experienceExige": rnd.choice("DE"),
+        "experienceLibelle": f"{rnd.randint(1, 5)} An(s)",
+        "competences": [{"code": "100", "libelle": "Respecter les règles d'hygiène", "exigence": "S"}],
+        "formations": [{"niveauLibelle": "CAP, BEP et équivalents", "exigence": "S"}],
+        "salaire": {"libelle": "Mensuel de 1900 Euros sur 12 mois"},
+        "dureeTravailLibelle": f"{rnd.choice((35, 39))}H Travail en équipe",
+        "nombrePostes": rnd.randint(1, 12),
+        "codeNAF": "01.13Z",
+        "secteurActiviteLibelle": "Culture de légumes",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--offers", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--crosswalks", default=str(ROOT.parent / "shared" / "samples" / "crosswalks"))
+    args = parser.parse_args()
+    rnd = random.Random(7)  # noqa: S311 - test data, not secrets
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "offres.json"
+        path.write_text(
+            json.dumps({"resultats": [offer(rnd, i) for i in range(args.offers)]}, ensure_ascii=False),
+            encoding="utf-8",
+        )
+        lists = CodeLists.import_sources(Path(args.crosswalks))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"machine: {os.cpu_count()} cores; {args.offers:,} offers, {path.stat().st_size / 1e6:,.0f} MB")
+        single = 0.0
+        for workers in (1, args.workers):
+            adapter = FranceTravailOffers(lists, "fr-francetravail", ("SN",), workers=workers)
+            start = time.perf_counter()
+            good = bad = 0
+            for converted in adapter.read(path):
+                good, bad = good + converted.ok, bad + (not converted.ok)
+            rate = good / (time.perf_counter() - start)
+            single = single or rate
+            print(
+                f"  {workers} process(es): {good:,} records ({bad} refused), {rate:,.0f} records/s "
+                f"= {rate / single:.2f} x one process; target 20,000"
+            )
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  peak RSS {peak:.0f} MB (before reading {base:.0f} MB: the document is read whole)")
+
+
+if __name__ == "__main__":
+    main()

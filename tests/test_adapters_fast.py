@@ -1,0 +1,83 @@
+"""The shortcuts the adapters take for speed give exactly what the libraries they shortcut give."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import phonenumbers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.people import _plain_national, e164
+from adapters.tabular import _date_pattern
+
+REGIONS = ("SN", "ML", "BJ", "CM", "GH", "TG", "CV", "MR", "MA", "TN", "FR", "SE")
+
+
+def _library(raw: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(REGIONS),
+    st.lists(st.text("0123456789", min_size=1, max_size=5), min_size=1, max_size=5),
+    st.sampled_from([" ", ".", "-", ""]),
+    st.sampled_from(["", "+", "00", "0"]),
+)
+def test_plain_national_numbers_read_as_libphonenumber_reads_them(region, groups, separator, prefix):
+    raw = prefix + separator.join(groups)
+    fast = _plain_national(raw, region)
+    if fast is not None:
+        assert fast == _library(raw, region)
+    expected = _library(raw, region)
+    valid = expected is not None and phonenumbers.is_valid_number(expected)
+    assert e164(raw, region) == (
+        phonenumbers.format_number(expected, phonenumbers.PhoneNumberFormat.E164) if valid else None
+    )
+
+
+def test_plain_national_takes_the_common_forms_and_leaves_the_rest_to_the_parser():
+    assert _plain_national("77 123 45 67", "SN") == phonenumbers.parse("77 123 45 67", "SN")
+    for raw, region in [
+        ("0612345678", "MA"),  # a trunk prefix: the parser strips it
+        ("+221 77 123 45 67", "SN"),  # an international form
+        ("221771234567", "SN"),  # maybe the country code without "+"
+        ("00221771234567", "SN"),  # the international call prefix
+        ("77 123 45 67 ext 2", "SN"),  # an extension
+        ("٧٧١٢٣٤٥٦٧", "MR"),  # Arabic-Indic digits
+    ]:
+        assert _plain_national(raw, region) is None, raw
+    assert e164("٧٧١٢٣٤٥٦٧", "SN") == "+221771234567"  # the parser still reads them
+    assert e164("77 123 45", "SN") is None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(["%d/%m/%Y", "%Y-%m-%d", "%d.%m.%Y"]),
+    st.text("0123456789/-. ", max_size=12),
+)
+def test_dates_read_by_the_pattern_are_what_strptime_reads(date_format, value):
+    pattern = _date_pattern(date_format)
+    assert pattern is not None
+    found = pattern.fullmatch(value)
+    if found is None:
+        return  # strptime decides alone
+    try:
+        expected = datetime.strptime(value, date_format).date()
+    except ValueError:
+        expected = None
+    try:
+        fast = datetime(int(found["Y"]), int(found["m"]), int(found["d"])).date()
+    except ValueError:
+        fast = None
+    assert fast == expected
+
+
+def test_only_day_month_year_formats_get_a_pattern():
+    assert _date_pattern("%d/%m/%Y") is not None
+    for other in ("%d/%m/%y", "%d %b %Y", "%Y-%m-%dT%H:%M", "%d/%d/%Y", "%d%%%m%Y"):
+        assert _date_pattern(other) is None, other
