@@ -97,18 +97,32 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--keep",
+        default="",
+        help="a folder to keep the PKI and SQLite store in: a second run with the same "
+        "--profiles, --offers and --seed only queries (loading a million candidates takes long)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "pki"
-        pki.generate_dev_pki(root)
-        database_url = args.database_url or f"sqlite:///{Path(tmp) / 'hub.sqlite3'}"
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker = folder / f"loaded-{args.profiles}-{args.offers}-{args.seed}"
+        loaded = marker.exists()
+        root = folder / "pki"
+        if not loaded:
+            pki.generate_dev_pki(root)
+        database_url = args.database_url or f"sqlite:///{folder / 'hub.sqlite3'}"
         port = free_port()
         hub = start_hub(root, database_url, port)
         try:
             with channel_for(root, port, FT) as ft:
                 wait_ready(ft, 60)
-                rate = load(root, port, args)
-                print(f"loaded {args.profiles} candidates (consent + profile): {rate:,.0f} records/s")
+                if loaded:
+                    print(f"{args.profiles} candidates loaded by an earlier run ({folder})")
+                else:
+                    rate = load(root, port, args)
+                    print(f"loaded {args.profiles} candidates (consent + profile): {rate:,.0f} records/s")
                 now = synth.now_utc()
                 key_id, key = pki_signing_key(root, FT)
                 offers = []
@@ -117,12 +131,13 @@ def main() -> None:
                     offer.place.country_code = offer.employer.country_code = "FR"
                     offers.append(offer)
                 stub = exchange_pb2_grpc.ExchangeServiceStub(ft)
-                for i in range(0, len(offers), 500):
+                for i in range(0, len(offers) if not loaded else 0, 500):
                     envs = [seal(o, PayloadKind.JOB_OFFER, FT, key_id, key, now) for o in offers[i : i + 500]]
                     (response,) = stub.Publish(
                         iter([exchange_pb2.PublishRequest(request_id="o", envelopes=envs)])
                     )
                     assert all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in response.results)
+                marker.touch()
                 pool = pool_pb2_grpc.PoolServiceStub(ft)
                 rng = random.Random(args.seed)  # noqa: S311 (query mix, not secrets)
                 minors = sorted({code[:3] for code, _ in synth.OCCUPATIONS})
