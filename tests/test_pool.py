@@ -90,6 +90,36 @@ def test_filters_combine(pool, connect):
     )
 
 
+def test_search_by_one_group_at_every_level_reads_each_profile_once_in_order(pool, connect):
+    """One ISCO-08 group is read from its index (major, sub-major, minor, unit): a profile with two
+    occupations in the group comes once, pages are complete, and other filters still apply."""
+    sn = pool
+    record = demo_profile(SN, "p-5", "c-1", 1, sn.clock(), isco="9212")
+    record.occupations.add().CopyFrom(record.occupations[0])
+    record.occupations[1].isco08_code = "9211"  # two unit groups of the minor group 921
+    _publish(sn, sn.seal(record, PayloadKind.CANDIDATE_PROFILE))
+    ft = connect(FT)
+    for group, expected in [
+        ("9", ["p-0", "p-1", "p-3", "p-5"]),
+        ("92", ["p-0", "p-1", "p-3", "p-5"]),
+        ("921", ["p-0", "p-1", "p-3", "p-5"]),
+        ("9211", ["p-0", "p-3", "p-5"]),
+        ("7", ["p-2"]),
+        ("51", ["p-4"]),
+        ("8", []),
+    ]:
+        assert _ids(_search(ft, isco08_codes=[group])) == expected, group
+        seen, token = [], ""
+        while True:
+            page = _search(ft, isco08_codes=[group], page_size=1, page_token=token)
+            seen += _ids(page)
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == expected, group
+    assert _ids(_search(ft, isco08_codes=["921"], destination_country_code="FR")) == ["p-0", "p-1", "p-5"]
+
+
 def test_pagination_is_complete_and_stable(pool, connect):
     ft = connect(FT)
     seen, token, pages = [], "", 0

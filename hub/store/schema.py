@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    func,
 )
 
 metadata = MetaData()
@@ -85,6 +86,15 @@ profile_occupations = Table(
     Index("ix_profile_occupations_code", "isco08_code", "record_pk"),
     Index("ix_profile_occupations_pk", "record_pk"),
 )
+# The ISCO-08 groups above the unit group (major, sub-major, minor: the code's first 1, 2 or 3
+# digits), each with the profiles in record order: a search or a match by group reads its members
+# from one index range, in order, instead of testing every profile of the pool.
+for _digits in (1, 2, 3):
+    Index(
+        f"ix_profile_occupations_group{_digits}",
+        func.substr(profile_occupations.c.isco08_code, 1, _digits),
+        profile_occupations.c.record_pk,
+    )
 
 profile_languages = Table(
     "profile_languages",
@@ -110,6 +120,8 @@ profile_skills = Table(
     # An ESCO skill URI, or "label:" and the folded label (hub.domain.records.skill_key).
     Column("skill", String(300), nullable=False),
     Index("ix_profile_skills", "record_pk", "skill"),
+    # Who holds an offer's required skills, for matching.
+    Index("ix_profile_skills_skill", "skill", "record_pk"),
 )
 
 profile_experience = Table(

@@ -35,6 +35,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -167,18 +168,6 @@ _ENVELOPE_COLUMNS = (
     t.envelopes.c.signed_at_seconds,
     t.envelopes.c.signed_at_nanos,
 )
-
-
-_RECORD_KEY = ("origin_id", "payload_type", "record_id")
-_VERSION_KEY = (*_RECORD_KEY, "version")
-
-
-def _record_key(it: NewRecord) -> tuple[str, int, str]:
-    return (it.parsed.origin_id, it.parsed.kind.payload_type, it.parsed.record_id)
-
-
-def _version_key(it: NewRecord) -> tuple[str, int, str, int]:
-    return (*_record_key(it), it.parsed.version)
 
 
 def _stored(row: Any) -> StoredEnvelope:
@@ -377,9 +366,10 @@ class UnitOfWork:
         ]
         # Plain executemany, then one SELECT for the generated ids: INSERT ...
         # RETURNING with ordered results runs one statement per row on SQLite.
+        envelope_ids = self._new_ids(t.envelopes, len(items))
+        for row, env_id in zip(envelope_rows, envelope_ids, strict=True):
+            row["id"] = env_id
         self._insert_many(t.envelopes, envelope_rows)
-        envelope_id = self._ids(t.envelopes, _VERSION_KEY, items, _version_key)
-        envelope_ids = [envelope_id[_version_key(it)] for it in items]
         # Several versions of one record may arrive in one batch (in increasing
         # order): every version is kept as an envelope, only the last becomes current.
         newest: dict[tuple[int, str], tuple[NewRecord, int]] = {}
@@ -395,22 +385,22 @@ class UnitOfWork:
                 replaced.append((it, existing[0], env_id))
         record_pks: list[tuple[NewRecord, int]] = []
         if fresh:
+            pks = self._new_ids(t.records, len(fresh))
             self._insert_many(
                 t.records,
                 [
                     {
+                        "id": pk,
                         "origin_id": it.parsed.origin_id,
                         "payload_type": it.parsed.kind.payload_type,
                         "record_id": it.parsed.record_id,
                         "version": it.parsed.version,
                         "envelope_id": env_id,
                     }
-                    for it, env_id in fresh
+                    for (it, env_id), pk in zip(fresh, pks, strict=True)
                 ],
             )
-            fresh_items = [it for it, _ in fresh]
-            record_id = self._ids(t.records, _RECORD_KEY, fresh_items, _record_key)
-            record_pks.extend((it, record_id[_record_key(it)]) for it in fresh_items)
+            record_pks.extend((it, pk) for (it, _), pk in zip(fresh, pks, strict=True))
         if replaced:
             r = t.records.c
             self.conn.execute(
@@ -431,26 +421,20 @@ class UnitOfWork:
         self._index(record_pks)
         return envelope_ids
 
-    def _ids(
-        self,
-        table: Any,
-        key_columns: tuple[str, ...],
-        items: Sequence[NewRecord],
-        item_key: Callable[[NewRecord], tuple[Any, ...]],
-    ) -> dict[tuple[Any, ...], int]:
-        """Generated ids of the rows just inserted for ``items``, by natural key (one query per 500 records)."""
-        wanted = {item_key(it) for it in items}
-        origins = sorted({it.parsed.origin_id for it in items})
-        columns = [table.c[name] for name in key_columns]
-        found: dict[tuple[Any, ...], int] = {}
-        for chunk in _chunks(sorted({it.parsed.record_id for it in items}), 500):
-            query = select(table.c.id, *columns).where(
-                table.c.origin_id.in_(origins), table.c.record_id.in_(chunk)
-            )
-            for row_id, *key in self.conn.execute(query):
-                if tuple(key) in wanted:
-                    found[tuple(key)] = row_id
-        return found
+    def _new_ids(self, table: Any, n: int) -> list[int]:
+        """``n`` ids for new rows of ``table``, taken before the insert so that none has to be read back
+        (reading them back by natural key was a tenth of a publication)."""
+        if self.is_sqlite:
+            # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody inserts meanwhile.
+            top = self.conn.execute(select(func.max(table.c.id))).scalar() or 0
+            return list(range(top + 1, top + n + 1))
+        # PostgreSQL: from the column's own sequence, which other hub processes draw from too.
+        return list(
+            self.conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence(%(table)s, 'id')) FROM generate_series(1, %(n)s)",
+                {"table": table.name, "n": n},
+            ).scalars()
+        )
 
     def _index(self, items: Sequence[tuple[NewRecord, int]]) -> None:
         rows: dict[Any, list[dict[str, Any]]] = {}
@@ -889,22 +873,42 @@ class UnitOfWork:
         window, grants the audience's purpose and names the caller or its country.
         """
         p, r, c, cr = t.profiles.c, t.records.c, t.consents.c, t.consent_recipients.c
+        po = t.profile_occupations.c
         conditions = [
-            p.record_pk > after_pk,
             *_in_force(audience.active_status, audience.now_us, audience.purpose_bit),
             exists().where(
                 cr.record_pk == c.record_pk,
                 or_(cr.participant_id == audience.participant_id, cr.country_code == audience.country_code),
             ),
         ]
-        if f.isco08_prefixes:
-            po = t.profile_occupations.c
-            conditions.append(
-                exists().where(
-                    po.record_pk == p.record_pk,
-                    or_(*(po.isco08_code.startswith(x) for x in f.isco08_prefixes)),
+        source: Any = t.profiles
+        order: Any = p.record_pk
+        if len(f.isco08_prefixes) == 1:
+            # One ISCO-08 group: its members come from the group's index in record order, so a page
+            # reads about as many profiles as it returns, however rare the group is in the pool.
+            group = f.isco08_prefixes[0]
+            source = t.profile_occupations.join(t.profiles, p.record_pk == po.record_pk)
+            order = po.record_pk
+            conditions += [_isco_group(po.isco08_code, group) == group, po.record_pk > after_pk]
+            if len(group) < 4:
+                # A profile with two occupations of the group comes once: with the lower code.
+                other = t.profile_occupations.alias()
+                conditions.append(
+                    ~exists().where(
+                        other.c.record_pk == po.record_pk,
+                        _isco_group(other.c.isco08_code, group) == group,
+                        other.c.isco08_code < po.isco08_code,
+                    )
                 )
-            )
+        else:
+            conditions.append(p.record_pk > after_pk)
+            if f.isco08_prefixes:
+                conditions.append(
+                    exists().where(
+                        po.record_pk == p.record_pk,
+                        or_(*(_isco_group(po.isco08_code, x) == x for x in f.isco08_prefixes)),
+                    )
+                )
         for lang, level in f.languages:
             pl = t.profile_languages.alias()
             conditions.append(
@@ -925,12 +929,12 @@ class UnitOfWork:
             conditions.append(p.record_pk == f.record_pk)
         query = (
             select(p.record_pk, p.residence_country, p.consent_record_id, *_ENVELOPE_COLUMNS)
-            .select_from(t.profiles)
+            .select_from(source)
             .join(t.records, r.id == p.record_pk)
             .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
             .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
             .where(*conditions)
-            .order_by(p.record_pk)
+            .order_by(order)
             .limit(limit)
         )
         return [(row[0], row[1], row[2], _stored(row[3:])) for row in self.conn.execute(query)]
@@ -1015,7 +1019,7 @@ class UnitOfWork:
         )
         occupation = (
             select(po.record_pk.label("pk"), func.max(fit).label("points"))
-            .where(po.isco08_code.startswith(offer.isco08_code[:2]))
+            .where(_isco_group(po.isco08_code, offer.isco08_code[:2]) == offer.isco08_code[:2])
             .group_by(po.record_pk)
             .subquery()
         )
@@ -1370,6 +1374,15 @@ class UnitOfWork:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _isco_group(code: Any, group: str) -> Any:
+    """The ISCO-08 group of ``code`` at the level of ``group`` (1 to 4 digits), as the group indexes
+    of profile_occupations have it: ``_isco_group(code, "921") == "921"`` reads one index range."""
+    # Literal positions: an index on an expression serves a query only if the query writes it the same.
+    return (
+        code if len(group) == 4 else func.substr(code, literal_column("1"), literal_column(str(len(group))))
+    )
 
 
 def _in_force(active: int, now_us: int, purpose_bit: int) -> list[Any]:
