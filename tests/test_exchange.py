@@ -270,6 +270,24 @@ def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, cl
         assert "limit of 2" in err.value.details()
         with small.store.unit_of_work() as uow:
             assert uow.count_envelopes() == 0
+        # On a stream, the batches before the one over the limit are answered and kept (the next
+        # batch is prepared while one is stored), and nothing after it is stored.
+        requests = [
+            exchange_pb2.PublishRequest(request_id=name, envelopes=envs)
+            for name, envs in [
+                ("first", [_profile_env(sn, f"q-{i}") for i in range(2)]),
+                ("too big", [_profile_env(sn, f"r-{i}") for i in range(3)]),
+                ("after", [_profile_env(sn, "s-0")]),
+            ]
+        ]
+        answered = []
+        with pytest.raises(grpc.RpcError) as err:
+            for response in sn.exchange.Publish(iter(requests), timeout=30):
+                answered.append((response.request_id, [r.outcome for r in response.results]))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert answered == [("first", [ACCEPTED, ACCEPTED])]
+        with small.store.unit_of_work() as uow:
+            assert uow.count_envelopes() == 2
         sn.channel.close()
     finally:
         small.stop(0)
@@ -281,6 +299,14 @@ def test_several_batches_on_one_stream_and_versions_in_one_batch(hub, connect):
     assert [r.request_id for r in responses] == ["b0", "b1"]
     assert [r.outcome for r in responses[0].results] == [ACCEPTED, ACCEPTED]
     assert _count(hub, "a") == 2
+    # Later batches are verified while earlier ones are stored: answers keep the stream's order,
+    # and a version published in one batch is seen by the next.
+    batches = [[_profile_env(sn, "c", v)] for v in (1, 2, 3, 4, 5)] + [[_profile_env(sn, "c", 4)]]
+    responses = sn.publish(*batches)
+    assert [r.request_id for r in responses] == [f"b{i}" for i in range(6)]
+    assert [r.results[0].outcome for r in responses] == [ACCEPTED] * 5 + [
+        exchange_pb2.RECORD_OUTCOME_DUPLICATE
+    ]
 
 
 def test_signed_at_nanos_round_trip(hub, connect):

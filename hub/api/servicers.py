@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 import grpc
@@ -33,7 +35,7 @@ from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider, export_directory
-from hub.services.exchange import ExchangeService
+from hub.services.exchange import ExchangeService, PreparedBatch
 from hub.services.matching import MatchService
 from hub.services.mobility import MobilityReader
 from hub.services.pool import PoolService
@@ -65,14 +67,35 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     def Publish(
         self, request_iterator: Iterator[exchange_pb2.PublishRequest], context: grpc.ServicerContext
     ) -> Iterator[exchange_pb2.PublishResponse]:
-        for request in request_iterator:
-            caller = current_caller()
-            results = self.exchange.publish(
-                caller, [convert.envelope_from_proto(e) for e in request.envelopes]
-            )
-            yield exchange_pb2.PublishResponse(
-                request_id=request.request_id, results=[convert.result_to_proto(r) for r in results]
-            )
+        # While a batch is stored (the GIL held, SQLite's writer lock taken), the next one is
+        # verified on the verify threads (which release the GIL) and parsed: one stream keeps both
+        # the database and the cores busy. Responses keep the order of the requests.
+        caller = current_caller()
+        pending: tuple[str, Future[PreparedBatch]] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="prepare") as ahead:
+            try:
+                for request in request_iterator:
+                    envelopes = [convert.envelope_from_proto(e) for e in request.envelopes]
+                    # In a copy of this call's context: its log lines keep the request id and caller.
+                    context_copy = contextvars.copy_context()
+                    following = (
+                        request.request_id,
+                        ahead.submit(context_copy.run, self.exchange.prepare, caller, envelopes),
+                    )
+                    if pending is not None:
+                        yield self._stored(*pending)
+                    pending = following
+                if pending is not None:
+                    yield self._stored(*pending)
+            finally:
+                if pending is not None:
+                    pending[1].cancel()
+
+    def _stored(self, request_id: str, prepared: Future[PreparedBatch]) -> exchange_pb2.PublishResponse:
+        results = self.exchange.store_prepared(prepared.result())
+        return exchange_pb2.PublishResponse(
+            request_id=request_id, results=[convert.result_to_proto(r) for r in results]
+        )
 
 
 def _record_ref(envelope: StoredEnvelope) -> delivery_pb2.RecordRef:

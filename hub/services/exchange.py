@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -55,6 +55,18 @@ class RecordResult:
     reason: Reason | None = None
     field: str = ""
     message: str = ""
+
+
+@dataclass
+class PreparedBatch:
+    """A batch verified and parsed, waiting to be stored: the rejected envelopes already have their
+    result, the others are in ``parsed``."""
+
+    caller: Participant
+    directory: Directory
+    now: datetime
+    parsed: list[tuple[int, Envelope, records.ParsedRecord]]
+    results: list[RecordResult | None]
 
 
 class SignatureVerifier:
@@ -127,6 +139,12 @@ class ExchangeService:
         Raises LimitExceededError if the batch is larger than allowed, and
         StoreUnavailableError if the database fails (nothing stored then).
         """
+        return self.store_prepared(self.prepare(caller, batch))
+
+    def prepare(self, caller: Participant, batch: Sequence[Envelope]) -> PreparedBatch:
+        """The part of a publication that needs no database: signatures verified, records parsed and
+        validated against the directory as it is now. A stream prepares its next batch while the
+        current one is stored (hub.api.servicers). Raises LimitExceededError."""
         if len(batch) > self.max_batch_records:
             raise LimitExceededError(
                 f"batch of {len(batch)} envelopes is over the limit of {self.max_batch_records}; split it"
@@ -159,19 +177,23 @@ class ExchangeService:
                 results[i] = _rejected(i, kind, exc)
                 continue
             parsed.append((i, env, rec))
+        return PreparedBatch(caller, directory, now, parsed, results)
 
-        if parsed:
+    def store_prepared(self, prepared: PreparedBatch) -> list[RecordResult]:
+        """Store and route a prepared batch. Raises StoreUnavailableError (nothing stored then)."""
+        caller, results = prepared.caller, prepared.results
+        if prepared.parsed:
             # Two hub processes storing the same record at once: the second one's transaction fails on
             # the unique key and is run again, when it sees the record (DUPLICATE) or its newer version.
             for attempt in range(CONFLICT_RETRIES):
                 try:
-                    self._store(caller, directory, parsed, results, to_us(now))
+                    self._store(caller, prepared.directory, prepared.parsed, results, to_us(prepared.now))
                     break
                 except StoreConflictError:
                     if attempt == CONFLICT_RETRIES - 1:
                         raise
         final = [r for r in results if r is not None]
-        assert len(final) == len(batch)
+        assert len(final) == len(results)
         self._count(caller, final)
         return final
 
