@@ -11,7 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, create_engine, delete, select
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -25,6 +35,12 @@ data_keys = Table(
     Column("origin_id", String(64), primary_key=True),
     Column("consent_record_id", String(128), primary_key=True),
     Column("wrapped", LargeBinary, nullable=False),
+)
+
+
+_WRAPPED = select(data_keys.c.origin_id, data_keys.c.consent_record_id, data_keys.c.wrapped).where(
+    data_keys.c.origin_id.in_(bindparam("origins", expanding=True)),
+    data_keys.c.consent_record_id.in_(bindparam("ids", expanding=True)),
 )
 
 
@@ -46,17 +62,15 @@ class KeyStore:
         wanted = set(refs)
         if not wanted:
             return {}
-        c = data_keys.c
+        origins = sorted({o for o, _ in wanted})
+        ids = sorted({cid for _, cid in wanted})
         out: dict[tuple[str, str], bytes] = {}
         with self.engine.connect() as conn:
-            for origin in {o for o, _ in wanted}:
-                ids = sorted(cid for o, cid in wanted if o == origin)
-                for i in range(0, len(ids), 500):
-                    for o, cid, wrapped in conn.execute(
-                        select(c.origin_id, c.consent_record_id, c.wrapped).where(
-                            c.origin_id == origin, c.consent_record_id.in_(ids[i : i + 500])
-                        )
-                    ):
+            # One statement, compiled once (expanding parameters), served by the primary key for
+            # every origin × id pair: a search page had one query per origin, a third of its time.
+            for i in range(0, len(ids), 500):
+                for o, cid, wrapped in conn.execute(_WRAPPED, {"origins": origins, "ids": ids[i : i + 500]}):
+                    if (o, cid) in wanted:
                         out[(o, cid)] = wrapped
         return out
 
