@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 from spehub.v1 import pool_pb2
 from sqlalchemy import MetaData, Table, create_engine, func, insert, select, text
@@ -23,24 +24,17 @@ REVISION_1_TABLES = [
 ]
 
 
-def _index_names(engine, table: str) -> set[str]:
-    query = (
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
-        if engine.dialect.name == "sqlite"
-        else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = :t"
-    )
-    with engine.connect() as conn:
-        return set(conn.execute(text(query), {"t": table}).scalars())
-
-
 def test_the_migrated_schema_is_the_codes(database_url):
     engine = create_engine(database_url)
     migrate.upgrade(engine)
     assert migrate.current(engine) == migrate.head()
     assert migrate.differences(engine) == []
-    # Alembic cannot compare indexes on expressions (the ISCO-08 group indexes): checked by name.
-    for table in t.metadata.tables.values():
-        assert {index.name for index in table.indexes} <= _index_names(engine, table.name), table.name
+    # Alembic cannot compare indexes on expressions: they are checked by name, and a missing one shows.
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_profile_occupations_group2"))
+    (difference,) = migrate.differences(engine)
+    assert difference[0] in ("add_index", "missing_index")  # PostgreSQL's is Alembic's own
+    assert getattr(difference[1], "name", difference[1]) == "ix_profile_occupations_group2"
     engine.dispose()
 
 
@@ -54,6 +48,8 @@ def test_a_store_made_before_migrations_is_adopted(database_url):
     engine.dispose()
 
 
+# The copy reads rows only; SQLAlchemy cannot reflect the expression indexes of revision 0003.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_a_populated_store_of_the_previous_revision_upgrades(test_pki, database_url, tmp_path, clock):
     # Records published by a hub, on a database of its own...
     source_url = f"sqlite:///{tmp_path / 'source.sqlite3'}"
