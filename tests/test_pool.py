@@ -232,3 +232,30 @@ def test_search_offers(hub, connect):
     assert ids(isco08_codes=["51"]) == ["o-2"]
     assert ids(work_country_code="SE") == []
     assert ids(mobility_types=[common_pb2.MOBILITY_TYPE_SEASONAL]) == ["o-1", "o-2"]
+
+
+def test_a_search_by_group_is_planned_on_the_group_index(pool, hub, connect):
+    """The query plan, not a timing: a search for one ISCO-08 group walks that group's index in record
+    order (no sort, no scan of the pool), so its cost does not grow with the pool."""
+    from sqlalchemy import event
+
+    if hub.store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans by its table statistics: on a handful of rows it rightly scans")
+    statements = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "profile_occupations" in statement and "LIMIT" in statement:
+            statements.append((statement, parameters))
+
+    engine = hub.store.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert _ids(_search(connect(FT), isco08_codes=["921"])) == ["p-0", "p-1", "p-3"]
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = statements
+    with engine.connect() as conn:
+        plan = " ".join(
+            str(row) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        )
+    assert "ix_profile_occupations_group3" in plan and "TEMP B-TREE" not in plan, plan
