@@ -288,9 +288,9 @@ class UnitOfWork:
         self.committed = True
 
     def _insert_many(self, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-        """INSERT rows (all with the same keys) through the driver's executemany. SQLAlchemy's
-        per-row parameter handling was a quarter of the time of a publication (py-spy); the column
-        types' bind processing is still applied."""
+        """INSERT rows (all with the same keys) through the driver: COPY on PostgreSQL, executemany
+        elsewhere. SQLAlchemy's per-row parameter handling was a quarter of the time of a publication
+        (cProfile); the column types' bind processing is still applied."""
         if not rows:
             return
         if self.conn.dialect.driver == "psycopg":
@@ -385,8 +385,8 @@ class UnitOfWork:
             }
             for it in items
         ]
-        # Plain executemany, then one SELECT for the generated ids: INSERT ...
-        # RETURNING with ordered results runs one statement per row on SQLite.
+        # Ids first, so that nothing is read back (INSERT ... RETURNING with ordered results runs one
+        # statement per row on SQLite).
         envelope_ids = self._new_ids(t.envelopes, len(items))
         for row, env_id in zip(envelope_rows, envelope_ids, strict=True):
             row["id"] = env_id
