@@ -162,7 +162,7 @@ class TabularAdapter:
         """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems.
 
         CSV (any delimiter, BOM, Windows line endings) or XLSX (first sheet); both are streamed.
-        A CSV export of PARALLEL_FROM_BYTES or more is converted by ``workers`` processes (default:
+        An export of PARALLEL_FROM_BYTES or more is converted by ``workers`` processes (default:
         one per core), chunk by chunk, with a bounded number of chunks in flight; the order of the
         output and the duplicate check are the same as with one process.
         """
