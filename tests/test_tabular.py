@@ -181,6 +181,9 @@ def test_xlsx_export_gives_the_same_records_as_the_csv(codelists, tmp_path):
     from_csv = [(r.ok, r.record) for r in adapter.read(FIXTURES / "senegal.csv")]
     from_xlsx = [(r.ok, r.record) for r in adapter.read(xlsx)]
     assert from_xlsx == from_csv
+    # A large spreadsheet goes to worker processes like a large CSV export, with the same result.
+    in_workers = TabularAdapter(codelists, MAPPINGS / "sn-anpej.toml", KEY, workers=2)
+    assert [(r.ok, r.record) for r in in_workers.read(xlsx)] == from_csv
 
 
 # Every SPE of the partnership: (mapping, the good row's ISCO-08 group, its phone in E.164, the bad row's column).
