@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import phonenumbers
-from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import common_pb2, consent_pb2, offer_pb2, profile_pb2
+
+from hub.clock import proto_date, timestamp
 
 C = common_pb2
 DESTINATIONS = ("FR", "ES", "IT", "DE", "BE", "SE", "PT", "NL")
@@ -214,16 +215,6 @@ LEVELS = (C.CEFR_LEVEL_A1, C.CEFR_LEVEL_A2, C.CEFR_LEVEL_B1, C.CEFR_LEVEL_B2, C.
 AGENCIES = (("fr-francetravail", "FR"), ("se-arbetsformedlingen", "SE"), ("eu-eures", ""))
 
 
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def _date(value: date) -> common_pb2.Date:
-    return common_pb2.Date(year=value.year, month=value.month, day=value.day)
-
-
 def _phone(rng: random.Random, country: Country) -> str:
     """A mobile number valid in the country's numbering plan (libphonenumber's metadata decides)."""
     for _ in range(50):
@@ -245,8 +236,8 @@ def candidates(
 ) -> Iterator[tuple[consent_pb2.Consent, profile_pb2.CandidateProfile, profile_pb2.PersonalDetails]]:
     """``count`` candidates spread over ``countries`` (same seed, same candidates). Records are version 1."""
     rng = random.Random(seed)  # noqa: S311 (reproducible test data, not secrets)
-    ts_now = _ts(now)
-    valid_from = _ts(now - timedelta(days=1))
+    ts_now = timestamp(now)
+    valid_from = timestamp(now - timedelta(days=1))
     for i in range(start, start + count):
         country = COUNTRIES[countries[i % len(countries)]]
         key = hashlib.blake2b(f"{seed}:{country.code}:{i}".encode(), digest_size=10).hexdigest()
@@ -318,16 +309,16 @@ def candidates(
             profile.work_experiences.add(
                 occupation=C.Occupation(isco08_code=isco),
                 country_code=country.code,
-                period=C.DateRange(start=_date(begin), end=_date(end)),
+                period=C.DateRange(start=proto_date(begin), end=proto_date(end)),
             )
-        profile.available_from.CopyFrom(_date(now.date() + timedelta(days=rng.randrange(0, 180))))
+        profile.available_from.CopyFrom(proto_date(now.date() + timedelta(days=rng.randrange(0, 180))))
 
         personal = profile_pb2.PersonalDetails(
             profile_record_id=profile_id,
             consent_record_id=consent_id,
             given_names=rng.choice(country.given),
             family_name=rng.choice(country.family),
-            birth_date=_date(date(rng.randint(1970, 2006), rng.randint(1, 12), rng.randint(1, 28))),
+            birth_date=proto_date(date(rng.randint(1970, 2006), rng.randint(1, 12), rng.randint(1, 28))),
             nationality_country_codes=[country.code],
         )
         personal.header.record_id, personal.header.origin_participant_id, personal.header.version = (
@@ -343,7 +334,7 @@ def candidates(
 def offers(seed: int, count: int, now: datetime, start: int = 0) -> Iterator[offer_pb2.JobOffer]:
     """``count`` offers from the destination agencies, addressed to some of the partnership's countries."""
     rng = random.Random(seed * 7919 + 1)  # noqa: S311 (reproducible test data, not secrets)
-    ts_now = _ts(now)
+    ts_now = timestamp(now)
     origins = tuple(COUNTRIES)
     for i in range(start, start + count):
         agency, home = AGENCIES[i % len(AGENCIES)]
@@ -357,7 +348,7 @@ def offers(seed: int, count: int, now: datetime, start: int = 0) -> Iterator[off
             weekly_hours=rng.choice((35.0, 39.0, 40.0)),
             required_experience_months=rng.choice((0, 0, 6, 12, 24)),
             target_country_codes=rng.sample(origins, rng.randint(1, 3)),
-            application_deadline=_date(now.date() + timedelta(days=rng.randrange(20, 90))),
+            application_deadline=proto_date(now.date() + timedelta(days=rng.randrange(20, 90))),
         )
         offer.header.record_id, offer.header.origin_participant_id, offer.header.version = (
             f"O-{seed}-{i}",
@@ -376,10 +367,10 @@ def offers(seed: int, count: int, now: datetime, start: int = 0) -> Iterator[off
             C.MOBILITY_TYPE_PERMANENT: offer_pb2.CONTRACT_TYPE_PERMANENT,
         }.get(mobility, offer_pb2.CONTRACT_TYPE_FIXED_TERM)
         offer.contract.type, offer.contract.mobility_type = contract, mobility  # type: ignore[assignment]
-        offer.contract.start_date.CopyFrom(_date(begin))
+        offer.contract.start_date.CopyFrom(proto_date(begin))
         if mobility == C.MOBILITY_TYPE_SEASONAL:
-            offer.contract.seasonal_window.start.CopyFrom(_date(begin))
-            offer.contract.seasonal_window.end.CopyFrom(_date(begin + timedelta(days=150)))
+            offer.contract.seasonal_window.start.CopyFrom(proto_date(begin))
+            offer.contract.seasonal_window.end.CopyFrom(proto_date(begin + timedelta(days=150)))
         skills = SKILLS.get(isco[:2], ())
         for label in rng.sample(skills, min(len(skills), rng.randint(0, 2))):
             offer.required_skills.add(label=label)

@@ -26,7 +26,7 @@ from spehub.v1 import (
 
 from hub.api import convert
 from hub.api.identity import current_call, current_caller
-from hub.clock import Clock
+from hub.clock import Clock, timestamp
 from hub.domain import signing
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
@@ -60,9 +60,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         self, request: exchange_pb2.WithdrawRecordRequest, context: grpc.ServicerContext
     ) -> exchange_pb2.WithdrawRecordResponse:
         at = self.records.withdraw(current_caller(), request.payload_type, request.record_id)
-        ts = Timestamp()
-        ts.FromDatetime(at)
-        return exchange_pb2.WithdrawRecordResponse(withdrawn_at=ts)
+        return exchange_pb2.WithdrawRecordResponse(withdrawn_at=timestamp(at))
 
     def Publish(
         self, request_iterator: Iterator[exchange_pb2.PublishRequest], context: grpc.ServicerContext
@@ -233,11 +231,7 @@ def _participant_to_proto(p: Participant, directory: Directory) -> directory_pb2
 
 
 def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    return timestamp(value) if value is not None else None
 
 
 def _key_to_proto(k: SigningKey) -> directory_pb2.SigningKeyInfo:

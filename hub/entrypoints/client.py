@@ -17,7 +17,6 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from spehub.v1 import (
-    common_pb2,
     consent_pb2,
     exchange_pb2,
     exchange_pb2_grpc,
@@ -30,6 +29,7 @@ from spehub.v1 import (
 )
 
 from hub.api.client import pki_channel, pki_signing_key, seal
+from hub.clock import proto_date
 from hub.domain.records import PayloadKind
 
 TYPES: dict[str, tuple[PayloadKind, Any]] = {
@@ -136,7 +136,7 @@ def run_mobility(a: argparse.Namespace) -> int:
             application_origin_participant_id=a.origin or a.participant,
             application_id=a.application,
             type=EVENTS[a.step],  # type: ignore[arg-type]
-            occurred_on=common_pb2.Date(year=on.year, month=on.month, day=on.day),
+            occurred_on=proto_date(on),
             profile_record_id=a.profile,
             offer_origin_participant_id=a.offer_origin,
             offer_record_id=a.offer,

@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import (
     common_pb2,
     consent_pb2,
@@ -32,6 +31,7 @@ from spehub.v1 import (
 
 from hub.api.client import authorized_channel, seal
 from hub.api.convert import envelope_from_proto
+from hub.clock import proto_date, timestamp
 from hub.domain.directory import Directory
 from hub.domain.envelopes import open_envelope
 from hub.domain.records import PayloadKind
@@ -71,19 +71,9 @@ class Identity:
         return seal(record, kind, self.participant_id, self.key_id, key, datetime.now(UTC))  # type: ignore[arg-type]
 
 
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def _date(value: date) -> common_pb2.Date:
-    return common_pb2.Date(year=value.year, month=value.month, day=value.day)
-
-
 def header(origin: str, record_id: str, version: int, now: datetime) -> common_pb2.RecordHeader:
     return common_pb2.RecordHeader(
-        record_id=record_id, origin_participant_id=origin, version=version, updated_at=_ts(now)
+        record_id=record_id, origin_participant_id=origin, version=version, updated_at=timestamp(now)
     )
 
 
@@ -112,12 +102,12 @@ def demo_consent(
             for c in recipient_countries
         ],
         data_categories=[consent_pb2.DATA_CATEGORY_PROFESSIONAL],
-        valid_from=_ts(now - timedelta(days=1)),
-        valid_until=_ts(now + timedelta(days=365)),
+        valid_from=timestamp(now - timedelta(days=1)),
+        valid_until=timestamp(now + timedelta(days=365)),
         retention_days=365,
         evidence=consent_pb2.Evidence(
             channel=consent_pb2.COLLECTION_CHANNEL_COUNSELLOR,
-            collected_at=_ts(now - timedelta(days=1)),
+            collected_at=timestamp(now - timedelta(days=1)),
             collected_by="counsellor-0042",
             notice_sha256=hashlib.sha256(b"notice 2026-01 fr").hexdigest(),
         ),
@@ -146,7 +136,7 @@ def demo_profile(
         ],
         desired_country_codes=["FR", "ES"],
         mobility_types=[common_pb2.MOBILITY_TYPE_SEASONAL, common_pb2.MOBILITY_TYPE_CIRCULAR],
-        available_from=_date(now.date()),
+        available_from=proto_date(now.date()),
         summary="Five seasons of vegetable harvesting in the Niayes area.",
     )
 
@@ -189,9 +179,11 @@ def demo_offer(
         contract=offer_pb2.Contract(
             type=offer_pb2.CONTRACT_TYPE_SEASONAL,
             mobility_type=common_pb2.MOBILITY_TYPE_SEASONAL,
-            start_date=_date(start),
+            start_date=proto_date(start),
             duration_months=6,
-            seasonal_window=common_pb2.DateRange(start=_date(start), end=_date(start + timedelta(days=180))),
+            seasonal_window=common_pb2.DateRange(
+                start=proto_date(start), end=proto_date(start + timedelta(days=180))
+            ),
         ),
         pay=common_pb2.Pay(
             min_minor_units=1183, max_minor_units=1183, currency_code="EUR", period=common_pb2.PAY_PERIOD_HOUR
@@ -199,7 +191,7 @@ def demo_offer(
         weekly_hours=35,
         required_languages=[common_pb2.LanguageSkill(language_code="fr", level=common_pb2.CEFR_LEVEL_A2)],
         provisions=offer_pb2.Provisions(travel=True, housing=True, training=True),
-        application_deadline=_date(now.date() + timedelta(days=30)),
+        application_deadline=proto_date(now.date() + timedelta(days=30)),
         target_country_codes=list(targets),
         description="Harvest and packing of vegetables under cover.",
     )
