@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,38 +35,29 @@ from spehub.v1 import exchange_pb2, exchange_pb2_grpc
 from bench.signatures import p256_verifier, rate
 from hub import pki
 from hub.api.client import authorized_channel, seal
+from hub.config import DEV_TRUST_DOMAIN
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
 from hub.entrypoints.demo import demo_profile
+from tests.processes import free_port, hub_env
 
 ORIGINS = ("sn-anpej", "ml-anpe", "ma-anapec")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_hub(root: Path, database_url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SPEHUB_LISTEN": f"127.0.0.1:{port}",
-        "SPEHUB_METRICS_LISTEN": "",
-        "SPEHUB_DATABASE_URL": database_url,
-        "SPEHUB_TLS_CERT": str(root / "hub" / "server.pem"),
-        "SPEHUB_TLS_KEY": str(root / "hub" / "server-key.pem"),
-        "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
-        "SPEHUB_REGISTRY": str(root / "registry.json"),
-        "SPEHUB_TOKEN_KEYS": str(root / "hub" / "token-keys"),
-        "SPEHUB_MASTER_KEY_FILE": str(root / "hub" / "master.key"),
-        "SPEHUB_KEYSTORE_URL": f"sqlite:///{root.parent / 'keys.sqlite3'}",
+    env = hub_env(
+        root,
+        database_url,
+        f"sqlite:///{root.parent / 'keys.sqlite3'}",
+        DEV_TRUST_DOMAIN,
+        SPEHUB_LISTEN=f"127.0.0.1:{port}",
+        SPEHUB_METRICS_LISTEN="",
         # A benchmark measures throughput, not the per-participant rate limit.
-        "SPEHUB_RATE_LIMIT_PER_SECOND": "1000000",
-        "SPEHUB_RATE_LIMIT_BURST": "100000",
-        "SPEHUB_MAX_BATCH_RECORDS": "5000",
-        "SPEHUB_LOG_LEVEL": "WARNING",
-    }
+        SPEHUB_RATE_LIMIT_PER_SECOND="1000000",
+        SPEHUB_RATE_LIMIT_BURST="100000",
+        SPEHUB_MAX_BATCH_RECORDS="5000",
+        SPEHUB_LOG_LEVEL="WARNING",
+    )
     return subprocess.Popen([sys.executable, "-m", "hub.entrypoints.cli", "serve"], env=env)
 
 

@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spehub.v1 import exchange_pb2, exchange_pb2_grpc, pool_pb2, pool_pb2_grpc
 
-from bench.ingest import free_port, start_hub, wait_ready
+from bench.ingest import start_hub, wait_ready
 from hub import pki, synth
 from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
+from tests.processes import free_port
 
 FT = "fr-francetravail"
 
