@@ -191,7 +191,7 @@ class TabularAdapter:
                     elif isinstance(row, dict):
                         yield from self.convert_row(row, where, key)
                     else:
-                        yield from _received(where, row)  # converted by a worker process
+                        yield from parallel.unpack(row)  # converted by a worker process
         finally:
             seen.close()
 
@@ -517,28 +517,13 @@ def _chunks(rows: Iterator[tuple[int, list[str]]]) -> Iterator[list[tuple[int, l
 
 def _convert_chunk(
     adapter: TabularAdapter, work: tuple[str, list[str], list[tuple[int, list[str]]]]
-) -> list[tuple[int, str | None, tuple[Problem, ...] | list[bytes]]]:
-    """In a worker process: each row's key, and its two records serialised or its problems."""
+) -> list[tuple[int, str | None, list[parallel.Packed]]]:
+    """In a worker process: each row's key, and its records (or problems) packed to cross back."""
     path, header, chunk = work
-    out: list[tuple[int, str | None, tuple[Problem, ...] | list[bytes]]] = []
-    for line, row in _as_dicts(header, chunk):
-        key = adapter._key(row)
-        converted = list(adapter.convert_row(row, f"{path}:{line}", key))
-        if converted[0].ok:
-            out.append((line, key, [c.record.SerializeToString() for c in converted]))
-        else:
-            out.append((line, key, converted[0].problems))
-    return out
-
-
-def _received(where: str, result: tuple[Problem, ...] | list[bytes]) -> list[Converted]:
-    """What a worker sent for a row, as the Converted the adapter yields."""
-    if isinstance(result, tuple):
-        return [Converted(where, None, result)]
-    profile, personal = result
     return [
-        Converted(where, profile_pb2.CandidateProfile.FromString(profile)),
-        Converted(where, profile_pb2.PersonalDetails.FromString(personal)),
+        (line, key, parallel.pack(adapter.convert_row(row, f"{path}:{line}", key)))
+        for line, row in _as_dicts(header, chunk)
+        for key in (adapter._key(row),)
     ]
 
 
