@@ -44,7 +44,7 @@ from tests.processes import free_port, hub_env
 ORIGINS = ("sn-anpej", "ml-anpe", "ma-anapec")
 
 
-def start_hub(root: Path, database_url: str, port: int) -> subprocess.Popen[bytes]:
+def start_hub(root: Path, database_url: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
     env = hub_env(
         root,
         database_url,
@@ -57,6 +57,7 @@ def start_hub(root: Path, database_url: str, port: int) -> subprocess.Popen[byte
         SPEHUB_RATE_LIMIT_BURST="100000",
         SPEHUB_MAX_BATCH_RECORDS="5000",
         SPEHUB_LOG_LEVEL="WARNING",
+        **extra,
     )
     return subprocess.Popen([sys.executable, "-m", "hub.entrypoints.cli", "serve"], env=env)
 

@@ -10,6 +10,13 @@ Travail runs pool searches (random ISCO-08 minor group, destination and
 language filters, first page of 20) and top-50 matches of random offers, and
 the script prints p50/p95 of each next to the load rate. Loopback only;
 bounded by --profiles, --queries and --timeout.
+
+Matches are measured twice over the same offers: first with no kept ranking
+(every candidate of the offer's sub-major group scored: what a new offer
+gets until the hub's ranking worker reaches it), then after ranking those
+offers (hub.services.matching.Rankings, timed per offer: the worker's cost),
+which is what an open offer gets. The hub's own worker is off during the
+run, so that it does not share the cores with the queries.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from bench.ingest import start_hub, wait_ready
 from hub import pki, synth
 from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
+from hub.services.matching import KEEP, Rankings
+from hub.store.store import Store
 from tests.processes import free_port
 
 FT = "fr-francetravail"
@@ -84,6 +93,28 @@ def load(root: Path, port: int, args: argparse.Namespace) -> float:
     return done["n"] / elapsed
 
 
+def rank(database_url: str, offers: list) -> list[float]:  # type: ignore[type-arg]
+    """Rank the candidates of each offer as the hub's worker does; the time each took."""
+    store = Store(database_url)
+    try:
+        rankings = Rankings(store, synth.now_utc)
+        with store.unit_of_work() as uow:
+            pks = sorted(
+                {
+                    uow.current_record(FT, PayloadKind.JOB_OFFER.payload_type, o.header.record_id)[0]  # type: ignore[index]
+                    for o in offers
+                }
+            )
+        took = []
+        for pk in pks:
+            t0 = time.perf_counter()
+            rankings.rank(pk)
+            took.append(time.perf_counter() - t0)
+        return took
+    finally:
+        store.close()
+
+
 def percentiles(samples: list[float]) -> str:
     q = statistics.quantiles(samples, n=20)
     return f"p50 {statistics.median(samples) * 1000:.1f} ms, p95 {q[18] * 1000:.1f} ms"
@@ -115,7 +146,7 @@ def main() -> None:
             pki.generate_dev_pki(root)
         database_url = args.database_url or f"sqlite:///{folder / 'hub.sqlite3'}"
         port = free_port()
-        hub = start_hub(root, database_url, port)
+        hub = start_hub(root, database_url, port, SPEHUB_MATCH_RANKING_SECONDS="0")
         try:
             with channel_for(root, port, FT) as ft:
                 wait_ready(ft, 60)
@@ -142,28 +173,42 @@ def main() -> None:
                 pool = pool_pb2_grpc.PoolServiceStub(ft)
                 rng = random.Random(args.seed)  # noqa: S311 (query mix, not secrets)
                 minors = sorted({code[:3] for code, _ in synth.OCCUPATIONS})
-                searches, matches, found = [], [], []
+                searches = []
                 for _ in range(args.queries):
                     request = pool_pb2.SearchProfilesRequest(
                         isco08_codes=[rng.choice(minors)], destination_country_code="FR", page_size=20
                     )
                     t0 = time.perf_counter()
-                    page = pool.SearchProfiles(request, timeout=60)
+                    pool.SearchProfiles(request, timeout=60)
                     searches.append(time.perf_counter() - t0)
-                    offer = rng.choice(offers)
-                    t0 = time.perf_counter()
-                    result = pool.MatchCandidates(
-                        pool_pb2.MatchCandidatesRequest(offer_record_id=offer.header.record_id, page_size=50),
-                        timeout=120,
-                    )
-                    matches.append(time.perf_counter() - t0)
-                    found.append(len(result.candidates) + 0 * len(page.profiles))
+                sample = [rng.choice(offers) for _ in range(args.queries)]
+
+                def match_all() -> tuple[list[float], list[list[tuple[int, bytes]]]]:
+                    took, found = [], []
+                    for offer in sample:
+                        t0 = time.perf_counter()
+                        result = pool.MatchCandidates(
+                            pool_pb2.MatchCandidatesRequest(
+                                offer_record_id=offer.header.record_id, page_size=50
+                            ),
+                            timeout=120,
+                        )
+                        took.append(time.perf_counter() - t0)
+                        found.append([(c.match.score, c.profile.payload) for c in result.candidates])
+                    return took, found
+
+                cold, found = match_all()
+                ranking = rank(database_url, sample)
+                warm, found_warm = match_all()
+                assert found_warm == found, "a kept ranking gave other candidates than the full query"
                 store = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
                 print(
                     f"pool search ({store}, {args.profiles} profiles, first page of 20): {percentiles(searches)}"
                 )
-                print(f"match top-50 ({store}, {args.profiles} profiles): {percentiles(matches)}")
-                print(f"  (matches returned per query: median {statistics.median(found):.0f})")
+                print(f"match top-50 ({store}, {args.profiles} profiles), offers ranked: {percentiles(warm)}")
+                print(f"match top-50, no kept ranking (full query): {percentiles(cold)}")
+                print(f"ranking one offer's best {KEEP} (the worker's cost): {percentiles(ranking)}")
+                print(f"  (matches returned per query: median {statistics.median(map(len, found)):.0f})")
         finally:
             hub.send_signal(signal.SIGTERM)
             hub.wait(120)

@@ -40,7 +40,7 @@ from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
 from hub.services.exchange import ExchangeService, SignatureVerifier
 from hub.services.limits import ParticipantLimits
-from hub.services.matching import MatchService
+from hub.services.matching import MatchService, Rankings, RankingWorker
 from hub.services.mobility import MobilityReader
 from hub.services.operations import operational_gauges
 from hub.services.pool import PoolService
@@ -68,6 +68,8 @@ class Hub:
     keystore: KeyStore
     audit: AuditService
     sealer: Sealer | None = None
+    rankings: Rankings | None = None
+    ranking_worker: RankingWorker | None = None
     metrics_http: Any = None
     metrics_port: int = 0
     _stop_checkpoints: threading.Event = field(default_factory=threading.Event)
@@ -93,6 +95,8 @@ class Hub:
         self.notifier.close()
         self.server.stop(self.settings.grace_seconds if grace is None else grace)
         self._stop_checkpoints.set()
+        if self.ranking_worker is not None:
+            self.ranking_worker.stop()
         try:
             self.audit.checkpoint()
         except HubError as exc:
@@ -202,6 +206,10 @@ def build_hub(
             },
         ),
     )
+    rankings = Rankings(store, clock)
+    ranking_worker = (
+        RankingWorker(rankings, settings.match_ranking_seconds) if settings.match_ranking_seconds else None
+    )
     corridors = CachedCorridors(store, clock, settings.statistics_cache_seconds)
     watch_corridors(
         metrics,
@@ -230,7 +238,11 @@ def build_hub(
         ),
         DirectoryServicer(directory, admin, tokens, keys, clock),
         ExchangeServicer(exchange, RecordService(store, clock, notifier, sealer)),
-        PoolServicer(PoolService(store, clock, sealer), clock, MatchService(store, clock, sealer)),
+        PoolServicer(
+            PoolService(store, clock, sealer),
+            clock,
+            MatchService(store, clock, sealer, rankings, ranking_worker),
+        ),
         DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds, clock)),
         AuditServicer(audit),
         MobilityServicer(MobilityReader(store)),
@@ -238,9 +250,23 @@ def build_hub(
         settings.max_message_bytes,
     )
     hub = Hub(
-        settings, store, directory, admin, metrics, running, verifier, notifier, keystore, audit, sealer
+        settings,
+        store,
+        directory,
+        admin,
+        metrics,
+        running,
+        verifier,
+        notifier,
+        keystore,
+        audit,
+        sealer,
+        rankings,
+        ranking_worker,
     )
     hub.start_checkpoints()
+    if ranking_worker is not None:
+        ranking_worker.start()
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         try:

@@ -90,6 +90,9 @@ class Settings:
     """Streaming calls (Publish, Subscribe) one participant may hold open at once."""
     delivery_poll_seconds: float = 1.0
     """How often an idle Subscribe stream checks the store for deliveries made by another process."""
+    match_ranking_seconds: int = 10
+    """How often the hub ranks the candidates of open offers that have no ranking or a stale one
+    (hub.services.matching.Rankings); 0 turns it off, and every match then scores the whole group."""
 
     @property
     def production(self) -> bool:
@@ -136,6 +139,7 @@ class Settings:
             ("SPEHUB_CONSENT_MAX_DAYS", "consent_max_days", 1, 3650),
             ("SPEHUB_DELETION_ACK_HOURS", "deletion_ack_hours", 1, 24 * 365),
             ("SPEHUB_STATISTICS_CACHE_SECONDS", "statistics_cache_seconds", 0, 86_400),
+            ("SPEHUB_MATCH_RANKING_SECONDS", "match_ranking_seconds", 0, 86_400),
             ("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", 1, 100_000),
             ("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", 1, 1000),
         ):

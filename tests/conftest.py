@@ -10,6 +10,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,20 +134,29 @@ def hub_settings(test_pki: TestPki, database_url: str, **overrides: object) -> S
         "workers": 16,
         "delivery_poll_seconds": 0.2,
         "grace_seconds": 1.0,
+        # Tests rank offers when they choose to (hub.rankings); test_match_rankings runs the worker.
+        "match_ranking_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def hub(test_pki: TestPki, database_url: str, clock: FakeClock) -> Iterator[Hub]:
+@contextmanager
+def started_hub(test_pki: TestPki, database_url: str, clock: FakeClock, **overrides: object) -> Iterator[Hub]:
+    """A hub in this process with the tests' settings, changed by ``overrides``; stopped at the end."""
     running = build_hub(
-        hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
+        hub_settings(test_pki, database_url, **overrides), clock=clock, metrics_registry=CollectorRegistry()
     )
     try:
         yield running
     finally:
         running.stop(0)
+
+
+@pytest.fixture
+def hub(test_pki: TestPki, database_url: str, clock: FakeClock) -> Iterator[Hub]:
+    with started_hub(test_pki, database_url, clock) as running:
+        yield running
 
 
 @dataclass

@@ -10,13 +10,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from prometheus_client import CollectorRegistry
 from spehub.v1 import delivery_pb2, directory_pb2, directory_pb2_grpc, envelope_pb2, exchange_pb2, pool_pb2
 
-from hub.bootstrap import build_hub
 from hub.domain import signing
 from hub.domain.records import PayloadKind
-from tests.conftest import hub_settings, make_participant, raw_channel
+from tests.conftest import make_participant, raw_channel, started_hub
 from tests.records import demo_consent, demo_offer, demo_profile
 
 SN, ML, FT, SE, OP = "sn-anpej", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen", "op-hub"
@@ -218,19 +216,15 @@ def test_suspension_applies_on_the_next_call_and_can_be_lifted(hub, connect, tes
 
 @pytest.fixture
 def tight_hub(test_pki, database_url, clock):
-    hub = build_hub(
-        hub_settings(
-            test_pki,
-            database_url,
-            rate_limit_per_second=0.01,
-            rate_limit_burst=5,
-            max_streams_per_participant=2,
-        ),
-        clock=clock,
-        metrics_registry=CollectorRegistry(),
-    )
-    yield hub
-    hub.stop(0)
+    with started_hub(
+        test_pki,
+        database_url,
+        clock,
+        rate_limit_per_second=0.01,
+        rate_limit_burst=5,
+        max_streams_per_participant=2,
+    ) as hub:
+        yield hub
 
 
 def test_a_flood_is_refused_while_others_are_served(tight_hub, test_pki, clock):

@@ -249,19 +249,9 @@ def test_oversized_message_is_refused_and_the_stream_refuses_nothing_else(hub, c
 
 
 def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, clock):
-    from prometheus_client import CollectorRegistry
+    from tests.conftest import make_participant, started_hub
 
-    from hub.bootstrap import build_hub
-    from tests.conftest import hub_settings
-
-    small = build_hub(
-        hub_settings(test_pki, database_url, max_batch_records=2),
-        clock=clock,
-        metrics_registry=CollectorRegistry(),
-    )
-    try:
-        from tests.conftest import make_participant
-
+    with started_hub(test_pki, database_url, clock, max_batch_records=2) as small:
         sn = make_participant(small.port, test_pki, SN, clock)
         batch = [_profile_env(sn, f"p-{i}") for i in range(3)]
         with pytest.raises(grpc.RpcError) as err:
@@ -289,8 +279,6 @@ def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, cl
         with small.store.unit_of_work() as uow:
             assert uow.count_envelopes() == 2
         sn.channel.close()
-    finally:
-        small.stop(0)
 
 
 def test_several_batches_on_one_stream_and_versions_in_one_batch(hub, connect):

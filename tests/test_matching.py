@@ -48,6 +48,17 @@ def _candidate(
     profile.mobility_types[:] = list(mobility)
     start = now.date() + timedelta(days=available_in_days)
     profile.available_from.CopyFrom(common_pb2.Date(year=start.year, month=start.month, day=start.day))
+    add_experience(profile, now, months)
+    _ok(
+        sn.publish_one_batch(
+            [sn.seal(consent, PayloadKind.CONSENT), sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)]
+        )
+    )
+    return f"p-{name}"
+
+
+def add_experience(profile, now, months: int) -> None:
+    """``months`` of work experience in Senegal, ending with last month (none for 0)."""
     if months:
         end = now.date().replace(day=1) - timedelta(days=1)  # the end of last month
         first = (end.year * 12 + end.month - 1) - months + 1
@@ -58,12 +69,6 @@ def _candidate(
                 end=common_pb2.Date(year=end.year, month=end.month, day=end.day),
             ),
         )
-    _ok(
-        sn.publish_one_batch(
-            [sn.seal(consent, PayloadKind.CONSENT), sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)]
-        )
-    )
-    return f"p-{name}"
 
 
 def _offer(publisher, record_id="o-mason", isco="7112", work_country="FR", targets=("SN", "ML"), **kw):

@@ -1,10 +1,13 @@
-"""``spe-hub db upgrade|current|check``: the store's schema revision, on ``SPEHUB_DATABASE_URL``."""
+"""``spe-hub db upgrade|current|check|rank-offers``: the store's schema revision, on
+``SPEHUB_DATABASE_URL``, and the match rankings of open offers kept in it."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 
+from hub.clock import system_clock
 from hub.config import Settings
 from hub.store import migrate
 from hub.store.store import Store
@@ -14,6 +17,14 @@ def run_db(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ)
     store = Store(settings.database_url)
     try:
+        if args.action == "rank-offers":
+            from hub.services.matching import Rankings
+
+            rankings, ranked, start = Rankings(store, system_clock), 0, time.perf_counter()
+            while batch := rankings.rank_pending(10):
+                ranked += batch
+            print(f"ranked the candidates of {ranked} open offer(s) in {time.perf_counter() - start:.1f} s")
+            return 0
         if args.action == "upgrade":
             before = migrate.current(store.engine)
             migrate.upgrade(store.engine, args.revision)
@@ -43,4 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("revision", nargs="?", default="head")
     actions.add_parser("current", help="the revision the database is at (exit 1 if behind the code)")
     actions.add_parser("check", help="compare the database with the code's tables (exit 1 if they differ)")
+    actions.add_parser(
+        "rank-offers",
+        help="rank now the candidates of every open offer whose ranking is missing or stale "
+        "(the hub does it in the background; useful after a bulk load or an upgrade)",
+    )
     parser.set_defaults(func=run_db)

@@ -5,10 +5,19 @@ offer's origin, the consent must also name it (or its country), and each
 candidate returned is a disclosure written to the audit log in the same
 transaction. An origin SPE may match its own candidates to an offer addressed
 to its country. Pages are keyset on (score, record), so they are stable.
+
+Scoring every profile of an offer's ISCO-08 sub-major group takes about a
+second at a million profiles, so the hub keeps each open offer's best
+candidates (``Rankings``, run in the background by ``RankingWorker``) and
+answers from them, scoring only the profiles published since; the full query
+answers whatever a kept ranking cannot (README, "Matching rules").
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from spehub.v1 import consent_pb2, offer_pb2
@@ -18,12 +27,102 @@ from hub.domain import matching, records
 from hub.domain.audit import AuditDraft
 from hub.domain.directory import Participant, ParticipantKind
 from hub.domain.records import PayloadKind
-from hub.errors import NotFoundError, PermissionDeniedError
+from hub.errors import HubError, NotFoundError, PermissionDeniedError, StoreConflictError
 from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
-from hub.store.store import Audience, Store, StoredEnvelope
+from hub.store.store import Audience, RankingState, Store, StoredEnvelope
 
 MATCHING_BIT = records.purpose_bit(consent_pb2.PURPOSE_MATCHING)
+KEEP = 500
+"""Candidates kept per offer: five pages of the largest size, some of them beyond consent."""
+FRESH_WITHIN = 10_000
+"""A ranking more than this many publications (envelopes) behind is computed again: the profiles
+published since are scored on every read, and this bounds their number."""
+
+log = logging.getLogger("spehub")
+
+
+class Rankings:
+    """Keeps the best candidates of open offers (hub.store.schema.match_rankings)."""
+
+    def __init__(self, store: Store, clock: Clock, keep: int = KEEP, fresh_within: int = FRESH_WITHIN):
+        self.store = store
+        self.clock = clock
+        self.keep = keep
+        self.fresh_within = fresh_within
+
+    def usable(self, state: RankingState | None, offer_revision: int, newest: int) -> bool:
+        """Whether a kept ranking may answer for the offer's current version."""
+        return (
+            state is not None
+            and state.offer_revision == offer_revision
+            and newest - state.watermark <= self.fresh_within
+        )
+
+    def rank(self, offer_pk: int) -> bool:
+        """Rank the candidates of one offer and keep them. Returns False when the offer is gone
+        (withdrawn, erased) or a ranking as recent was kept meanwhile."""
+        with self.store.unit_of_work() as uow:
+            revision = uow.indexed_offer_revision(offer_pk)
+            if revision is None:
+                return False
+            envelope = uow.envelopes_of([offer_pk])[offer_pk]
+            offer = matching.offer_facts(offer_pk, offer_pb2.JobOffer.FromString(envelope.payload))
+            # A read transaction: on SQLite publications go on while the pool is scored.
+            state, rows = uow.rank_offer(offer, revision, self.keep)
+        try:
+            with self.store.unit_of_work(write=True) as uow:
+                if uow.indexed_offer_revision(offer_pk) != revision:
+                    return False  # withdrawn or replaced while it was being ranked
+                kept = uow.save_ranking(offer_pk, state, rows, to_us(self.clock()))
+                uow.commit()
+        except StoreConflictError:
+            return False  # another hub process kept a ranking of it at the same moment
+        return kept
+
+    def rank_pending(self, limit: int = 20) -> int:
+        """Rank up to ``limit`` open offers whose ranking is missing or stale. Returns how many."""
+        with self.store.unit_of_work() as uow:
+            pending = uow.offers_to_rank(self.clock().date(), self.fresh_within, limit)
+        return sum(self.rank(pk) for pk in pending)
+
+
+class RankingWorker:
+    """Runs ``Rankings.rank_pending`` every ``interval`` seconds in a thread, and at once when a
+    match could not use a ranking (``wake``); it rests between batches as long as each took."""
+
+    def __init__(self, rankings: Rankings, interval: float) -> None:
+        self.rankings = rankings
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="match-rankings", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set():
+                    start = time.monotonic()
+                    if not self.rankings.rank_pending(10):
+                        break
+                    # Rest as long as it worked: at most half of one core, whatever the backlog
+                    # (under heavy publication, rankings go stale as fast as they are made).
+                    self._stop.wait(time.monotonic() - start)
+            except HubError as exc:
+                log.warning("ranking candidates of open offers failed: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -43,10 +142,19 @@ class OfferResult:
 class MatchService:
     """Ranks candidates for offers and offers for candidates, on behalf of a participant."""
 
-    def __init__(self, store: Store, clock: Clock, sealer: Sealer) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        sealer: Sealer,
+        rankings: Rankings | None = None,
+        worker: RankingWorker | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.sealer = sealer
+        self.rankings = rankings or Rankings(store, clock)
+        self.worker = worker
 
     def candidates(
         self, caller: Participant, offer_origin: str, offer_record_id: str, page_size: int, page_token: str
@@ -77,9 +185,16 @@ class MatchService:
                     raise NotFoundError(f"no offer {offer_record_id!r} of {origin!r} to match")
                 own_origin = caller.id  # an origin SPE matches its own candidates only
             offer = matching.offer_facts(pk, offer_msg)
-            rows = uow.match_candidates(
-                audience, own_origin, offer, (position[0], position[1]) if position else None, size + 1
-            )
+            after = (position[0], position[1]) if position else None
+            rows = None
+            state = uow.ranking_state(pk)
+            if self.rankings.usable(state, envelope.id, uow.newest_envelope()):
+                assert state is not None
+                rows = uow.ranked_candidates(audience, own_origin, offer, state, after, size + 1)
+            elif self.worker is not None:
+                self.worker.wake()
+            if rows is None:
+                rows = uow.match_candidates(audience, own_origin, offer, after, size + 1)
             page = []
             for facts, origin_id, residence, consent_id, points in rows[:size]:
                 m = matching.match(facts, offer)

@@ -64,6 +64,8 @@ records = Table(
     Column("version", BigInteger, nullable=False),
     Column("envelope_id", BigId, ForeignKey("envelopes.id"), nullable=False),
     UniqueConstraint("origin_id", "payload_type", "record_id", name="uq_record"),
+    # Records whose current version came after a given envelope: what changed since a match ranking.
+    Index("ix_records_envelope", "envelope_id"),
 )
 
 profiles = Table(
@@ -241,6 +243,38 @@ INDEX_CHILDREN = (
     consent_recipients,
 )
 INDEX_MAIN = (profiles, offers, consents)
+
+# -- match rankings: the best candidates of an open offer, kept between calls --
+# Computed from the profiles' own facts only (occupation, languages, destinations,
+# mobility, availability, skills, experience), never from consent, which is
+# checked when the ranking is read. hub.store.store.UnitOfWork.ranked_candidates
+# says why what is kept stays exact.
+
+match_ranking_state = Table(
+    "match_ranking_state",
+    metadata,
+    Column("offer_pk", BigId, ForeignKey("records.id"), primary_key=True, autoincrement=False),
+    # The offer's envelope when ranked (a new version makes the ranking stale).
+    Column("offer_revision", BigInteger, nullable=False),
+    # Every envelope up to this id was stored when the ranking was computed; profiles whose
+    # current version is newer are scored when the ranking is read.
+    Column("watermark", BigInteger, nullable=False),
+    # The (score, profile) of the last candidate kept; NULL when every candidate was kept.
+    Column("boundary_score", Integer, nullable=True),
+    Column("boundary_pk", BigInteger, nullable=True),
+    Column("computed_at_us", BigInteger, nullable=False),
+)
+
+match_rankings = Table(
+    "match_rankings",
+    metadata,
+    Column("offer_pk", BigId, ForeignKey("records.id"), nullable=False),
+    Column("profile_pk", BigId, nullable=False),
+    Column("score", Integer, nullable=False),
+    Index("ix_match_rankings_offer", "offer_pk", "score", "profile_pk"),
+    # A profile's entries go with its index rows (new version, withdrawal, erasure).
+    Index("ix_match_rankings_profile", "profile_pk"),
+)
 
 # -- directory: participants, their keys, revoked certificates ---------------
 

@@ -50,6 +50,7 @@ from hub.domain.records import (
     ConsentIndex,
     OfferIndex,
     ParsedRecord,
+    PayloadKind,
     PersonalIndex,
     ProfileIndex,
     mobility_bit,
@@ -126,6 +127,26 @@ class Audience:
     purpose_bit: int
     active_status: int
     now_us: int
+
+
+@dataclass(frozen=True)
+class RankingState:
+    """What a kept match ranking of an offer covers (hub.store.schema.match_ranking_state)."""
+
+    offer_revision: int
+    """The offer's envelope id when ranked."""
+    watermark: int
+    """Profiles whose current envelope is at or below it were ranked; later ones were not."""
+    boundary: tuple[int, int] | None
+    """(score, profile pk) of the last candidate kept; None when every candidate was kept."""
+
+
+MatchRow = tuple[matching.Candidate, str, str, str, int]
+"""A ranked candidate: (matching facts, origin id, residence country, consent record id, score)."""
+
+PROFILE_TYPE = PayloadKind.CANDIDATE_PROFILE.payload_type
+RANKING_LOCK = 727468
+"""PostgreSQL advisory lock: publications hold it shared, a ranking's watermark exclusively."""
 
 
 @dataclass(frozen=True)
@@ -387,6 +408,9 @@ class UnitOfWork:
         ]
         # Ids first, so that nothing is read back (INSERT ... RETURNING with ordered results runs one
         # statement per row on SQLite).
+        if not self.is_sqlite:
+            # Held to the commit: a match ranking's watermark waits for it (publication_watermark).
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({RANKING_LOCK})")
         envelope_ids = self._new_ids(t.envelopes, len(items))
         for row, env_id in zip(envelope_rows, envelope_ids, strict=True):
             row["id"] = env_id
@@ -663,6 +687,7 @@ class UnitOfWork:
         return sorted(self.conn.execute(query).scalars())
 
     def _drop_index(self, record_pks: Sequence[int]) -> None:
+        self._drop_rankings(offers=record_pks, profiles=record_pks)
         for table in (*t.INDEX_CHILDREN, *t.INDEX_MAIN):
             for chunk in _chunks(record_pks, 500):
                 self.conn.execute(delete(table).where(table.c.record_pk.in_(chunk)))
@@ -989,26 +1014,174 @@ class UnitOfWork:
         offer: matching.Offer,
         after: tuple[int, int] | None,
         limit: int,
-    ) -> list[tuple[matching.Candidate, str, str, str, int]]:
+    ) -> list[MatchRow]:
         """A page of the profiles that pass the hard constraints of ``offer`` and whose consent allows
         matching, best score first (equal scores by record), after the (score, record pk) ``after``.
 
-        The score is computed by the database (hub.domain.matching's rules, in SQL), so only the page
-        is read back. With ``own_origin``, that origin's own candidates under an active matching
-        consent; else those whose consent also names the audience (participant or country).
-        Returns (candidate facts, origin id, residence country, consent record id, score).
+        The score is computed by the database (hub.domain.matching's rules, in SQL), over every
+        profile of the offer's ISCO-08 sub-major group, so only the page is read back. With
+        ``own_origin``, that origin's own candidates under an active matching consent; else those
+        whose consent also names the audience (participant or country).
         """
+        query = self._scored(offer, self._consented(audience, own_origin), after, limit)
+        return self._match_rows(list(self.conn.execute(query)), offer)
+
+    def ranked_candidates(
+        self,
+        audience: Audience,
+        own_origin: str | None,
+        offer: matching.Offer,
+        state: RankingState,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[MatchRow] | None:
+        """The page ``match_candidates`` gives, read from the offer's kept ranking; None when the
+        ranking cannot tell it (the page reaches past the candidates kept).
+
+        Why it is exact: the ranking holds the best candidates, by the profiles' own facts, of every
+        profile whose current version is at or below the watermark, up to the boundary. A profile's
+        facts change only with a new version, which gets a newer envelope. So every candidate that
+        ranks before the boundary is either kept (and still at the kept version) or newer than the
+        watermark; the second kind is scored here. Consent, which changes without a new profile
+        version, is checked on every read, for both kinds.
+        """
+        consented = self._consented(audience, own_origin)
+        mr, p, r = t.match_rankings.c, t.profiles.c, t.records.c
+        c = t.consents.c
+        kept = (
+            select(mr.profile_pk, p.origin_id, p.residence_country, p.consent_record_id, mr.score)
+            .select_from(t.match_rankings)
+            .join(t.profiles, p.record_pk == mr.profile_pk)
+            .join(t.records, r.id == mr.profile_pk)
+            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
+            .where(mr.offer_pk == offer.pk, r.envelope_id <= state.watermark, *consented)
+        )
+        if after is not None:
+            kept = kept.where(or_(mr.score < after[0], and_(mr.score == after[0], mr.profile_pk > after[1])))
+        kept = kept.order_by(mr.score.desc(), mr.profile_pk).limit(limit)
+        newer = select(r.id).where(r.envelope_id > state.watermark, r.payload_type == PROFILE_TYPE)
+        rows = {row[0]: row for row in self.conn.execute(kept)}
+        rows.update(
+            (row[0], row)
+            for row in self.conn.execute(self._scored(offer, consented, after, limit, among=newer))
+        )
+        ranked = sorted(rows.values(), key=lambda row: (-row[4], row[0]))
+        if state.boundary is not None:
+            last = (-state.boundary[0], state.boundary[1])
+            ranked = [row for row in ranked if (-row[4], row[0]) <= last]
+            if len(ranked) < limit:
+                return None
+        return self._match_rows(ranked[:limit], offer)
+
+    def rank_offer(
+        self, offer: matching.Offer, offer_revision: int, keep: int
+    ) -> tuple[RankingState, list[tuple[int, int]]]:
+        """The best ``keep`` candidates of ``offer`` by the profiles' own facts, consent aside:
+        ``(state, [(profile pk, score), ...])``. Keep them with ``save_ranking``."""
+        watermark = self.publication_watermark()
+        # SQLite reads one snapshot, which holds no envelope above the watermark; PostgreSQL reads
+        # what is committed when each statement starts, so later profiles are left out by hand.
+        query = self._scored(offer, [], None, keep, up_to=None if self.is_sqlite else watermark)
+        rows = [(int(row[0]), int(row[4])) for row in self.conn.execute(query)]
+        boundary = (rows[-1][1], rows[-1][0]) if len(rows) == keep else None
+        return RankingState(offer_revision, watermark, boundary), rows
+
+    def publication_watermark(self) -> int:
+        """An envelope id such that every envelope at or below it is already stored (committed) and
+        every later one will be above it.
+
+        SQLite gives out ids in commit order (under its write lock). PostgreSQL's sequence does
+        not: a publication may take an id, then commit after a later one. Publications hold
+        RANKING_LOCK shared from taking their ids to their commit; taking it exclusively here
+        waits for those in flight, after which the largest id stored is such a point."""
+        top = select(func.coalesce(func.max(t.envelopes.c.id), 0))
+        if self.is_sqlite:
+            return int(self.conn.execute(top).scalar_one())
+        self.conn.exec_driver_sql(f"SELECT pg_advisory_lock({RANKING_LOCK})")
+        try:
+            return int(self.conn.execute(top).scalar_one())
+        finally:
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_unlock({RANKING_LOCK})")
+
+    def ranking_state(self, offer_pk: int) -> RankingState | None:
+        s = t.match_ranking_state.c
+        row = self.conn.execute(
+            select(s.offer_revision, s.watermark, s.boundary_score, s.boundary_pk).where(
+                s.offer_pk == offer_pk
+            )
+        ).first()
+        if row is None:
+            return None
+        return RankingState(row[0], row[1], None if row[2] is None else (row[2], row[3]))
+
+    def save_ranking(
+        self, offer_pk: int, state: RankingState, rows: Sequence[tuple[int, int]], now_us: int
+    ) -> bool:
+        """Keep a ranking of an offer, unless a ranking at least as recent is kept already (another
+        hub process computed it meanwhile). Returns whether it was kept."""
+        current = self.ranking_state(offer_pk)
+        if current is not None and (current.offer_revision, current.watermark) >= (
+            state.offer_revision,
+            state.watermark,
+        ):
+            return False
+        self._drop_rankings(offers=[offer_pk])
+        self.conn.execute(
+            insert(t.match_ranking_state).values(
+                offer_pk=offer_pk,
+                offer_revision=state.offer_revision,
+                watermark=state.watermark,
+                boundary_score=state.boundary[0] if state.boundary else None,
+                boundary_pk=state.boundary[1] if state.boundary else None,
+                computed_at_us=now_us,
+            )
+        )
+        self._insert_many(
+            t.match_rankings,
+            [{"offer_pk": offer_pk, "profile_pk": pk, "score": score} for pk, score in rows],
+        )
+        return True
+
+    def offers_to_rank(self, open_on: date, fresh_within: int, limit: int) -> list[int]:
+        """Offers open on ``open_on`` (record pks) with no ranking, a ranking of an earlier version,
+        or one more than ``fresh_within`` envelopes behind the newest; unranked first, then the
+        oldest rankings."""
+        o, r, s = t.offers.c, t.records.c, t.match_ranking_state.c
+        newest = self.newest_envelope()
+        query = (
+            select(o.record_pk)
+            .select_from(t.offers)
+            .join(t.records, r.id == o.record_pk)
+            .outerjoin(t.match_ranking_state, s.offer_pk == o.record_pk)
+            .where(
+                or_(o.deadline.is_(None), o.deadline >= open_on),
+                or_(
+                    s.offer_pk.is_(None),
+                    s.offer_revision != r.envelope_id,
+                    s.watermark < newest - fresh_within,
+                ),
+            )
+            .order_by(s.watermark.is_not(None), s.watermark, o.record_pk)
+            .limit(limit)
+        )
+        return [int(pk) for pk in self.conn.execute(query).scalars()]
+
+    def newest_envelope(self) -> int:
+        """The largest envelope id stored (0 when none)."""
+        return int(self.conn.execute(select(func.coalesce(func.max(t.envelopes.c.id), 0))).scalar_one())
+
+    def _drop_rankings(self, offers: Sequence[int] = (), profiles: Sequence[int] = ()) -> None:
+        mr, s = t.match_rankings.c, t.match_ranking_state.c
+        for chunk in _chunks(offers, 500):
+            self.conn.execute(delete(t.match_rankings).where(mr.offer_pk.in_(chunk)))
+            self.conn.execute(delete(t.match_ranking_state).where(s.offer_pk.in_(chunk)))
+        for chunk in _chunks(profiles, 500):
+            self.conn.execute(delete(t.match_rankings).where(mr.profile_pk.in_(chunk)))
+
+    def _consented(self, audience: Audience, own_origin: str | None) -> list[Any]:
+        """Conditions on ``profiles`` and ``consents``: the consent allows ``audience`` to match now."""
         p, c, cr = t.profiles.c, t.consents.c, t.consent_recipients.c
-        po, pl, pd = t.profile_occupations.c, t.profile_languages, t.profile_destinations.c
-        ps, pe = t.profile_skills.c, t.profile_experience.c
-        conditions: list[Any] = [
-            *_in_force(audience.active_status, audience.now_us, audience.purpose_bit),
-            or_(
-                ~exists().where(pd.record_pk == p.record_pk),
-                exists().where(pd.record_pk == p.record_pk, pd.country_code == offer.work_country),
-            ),
-            or_(p.mobility_mask == 0, p.mobility_mask.op("&")(mobility_bit(offer.mobility_type)) != 0),
-        ]
+        conditions = _in_force(audience.active_status, audience.now_us, audience.purpose_bit)
         if own_origin is not None:
             conditions.append(p.origin_id == own_origin)
         else:
@@ -1020,6 +1193,34 @@ class UnitOfWork:
                     ),
                 )
             )
+        return conditions
+
+    def _scored(
+        self,
+        offer: matching.Offer,
+        consented: list[Any],
+        after: tuple[int, int] | None,
+        limit: int,
+        among: Any = None,
+        up_to: int | None = None,
+    ) -> Select[Any]:
+        """The best ``limit`` profiles for ``offer`` after ``after``, scored in SQL:
+        ``(record pk, origin, residence country, consent record id, score)``.
+
+        ``consented``: conditions on profiles and consents (none: consent aside, as a kept ranking
+        is computed). ``among``: only the profiles whose record pk it selects. ``up_to``: only
+        profiles whose current version's envelope is at or below it."""
+        p, c = t.profiles.c, t.consents.c
+        po, pl, pd = t.profile_occupations.c, t.profile_languages, t.profile_destinations.c
+        ps, pe = t.profile_skills.c, t.profile_experience.c
+        conditions: list[Any] = [
+            *consented,
+            or_(
+                ~exists().where(pd.record_pk == p.record_pk),
+                exists().where(pd.record_pk == p.record_pk, pd.country_code == offer.work_country),
+            ),
+            or_(p.mobility_mask == 0, p.mobility_mask.op("&")(mobility_bit(offer.mobility_type)) != 0),
+        ]
         for code, level in offer.languages:
             alias = pl.alias()
             conditions.append(
@@ -1038,9 +1239,12 @@ class UnitOfWork:
             ),
             else_=matching.OCCUPATION_POINTS[matching.SUB_MAJOR],
         )
+        in_group = [_isco_group(po.isco08_code, offer.isco08_code[:2]) == offer.isco08_code[:2]]
+        if among is not None:
+            in_group.append(po.record_pk.in_(among))
         occupation = (
             select(po.record_pk.label("pk"), func.max(fit).label("points"))
-            .where(_isco_group(po.isco08_code, offer.isco08_code[:2]) == offer.isco08_code[:2])
+            .where(*in_group)
             .group_by(po.record_pk)
             .subquery()
         )
@@ -1054,13 +1258,27 @@ class UnitOfWork:
                 else_=(months * matching.EXPERIENCE_POINTS) // required,
             )
         )
-        source: Any = (
-            t.profiles.join(occupation, occupation.c.pk == p.record_pk)
-            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
-            .outerjoin(t.profile_experience, pe.record_pk == p.record_pk)
-        )
+        source: Any = t.profiles.join(occupation, occupation.c.pk == p.record_pk)
+        if consented:
+            source = source.join(
+                t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id)
+            )
+        if up_to is not None:
+            r = t.records.c
+            source = source.join(t.records, r.id == p.record_pk)
+            conditions.append(r.envelope_id <= up_to)
+        source = source.outerjoin(t.profile_experience, pe.record_pk == p.record_pk)
         skill_points: Any = literal(matching.SKILL_POINTS)
-        if offer.skills:
+        if offer.skills and among is not None:
+            # A few profiles: each one's skills are looked up (reading every holder of the skills
+            # across the pool, as below, would cost more than the rest of the query).
+            n = (
+                select(func.count(func.distinct(ps.skill)))
+                .where(ps.record_pk == p.record_pk, ps.skill.in_(list(offer.skills)))
+                .scalar_subquery()
+            )
+            skill_points = (n * matching.SKILL_POINTS) // len(offer.skills)
+        elif offer.skills:
             held = (
                 select(ps.record_pk.label("pk"), func.count(func.distinct(ps.skill)).label("n"))
                 .where(ps.skill.in_(list(offer.skills)))
@@ -1083,7 +1301,9 @@ class UnitOfWork:
                     ranked.c.score < after[0], and_(ranked.c.score == after[0], ranked.c.record_pk > after[1])
                 )
             )
-        rows = list(self.conn.execute(query.order_by(ranked.c.score.desc(), ranked.c.record_pk).limit(limit)))
+        return query.order_by(ranked.c.score.desc(), ranked.c.record_pk).limit(limit)
+
+    def _match_rows(self, rows: Sequence[Any], offer: matching.Offer) -> list[MatchRow]:
         facts = self._facts([row[0] for row in rows], offer)
         return [
             (facts[pk], origin, residence, consent_id, int(points))
@@ -1207,6 +1427,13 @@ class UnitOfWork:
             .where(r.origin_id == origin_id, r.record_id == profile_record_id)
         )
         return self.conn.execute(query).scalar()
+
+    def indexed_offer_revision(self, record_pk: int) -> int | None:
+        """The current envelope id of an offer in the offer index (None: not there, e.g. withdrawn)."""
+        o, r = t.offers.c, t.records.c
+        return self.conn.execute(
+            select(r.envelope_id).join(t.offers, o.record_pk == r.id).where(r.id == record_pk)
+        ).scalar()
 
     def offer_row(self, record_pk: int) -> Any:
         """An offer's index row (isco08_code, work_country, mobility_type, start_date, deadline, …)."""
