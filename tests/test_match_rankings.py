@@ -139,7 +139,7 @@ def test_a_kept_ranking_answers_as_the_full_query(pool, hub, clock):
         state = uow.ranking_state(_offer_facts(uow).pk)
         mr = t.match_rankings.c
         kept = list(
-            uow.conn.execute(select(mr.score, mr.profile_pk).order_by(mr.score.desc(), mr.profile_pk))
+            uow.conn.execute(select(-mr.minus_score, mr.profile_pk).order_by(mr.minus_score, mr.profile_pk))
         )
     # Kept consent aside: the candidate for Sweden only and the Malian one are among the six.
     assert len(kept) == 6 and state.boundary == tuple(kept[-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client import CollectorRegistry
 from spehub.v1 import pool_pb2
@@ -134,3 +136,54 @@ def test_db_commands(database_url, test_pki, monkeypatch, capsys):
     assert main(["db", "upgrade"]) == 0
     assert f"schema at revision {migrate.head()} (was 0001)" in capsys.readouterr().out
     assert main(["db", "current"]) == 0 and main(["db", "check"]) == 0
+
+
+def _in_database_file(path, tmp_path) -> int:
+    """Participants written into the SQLite database file itself (a copy without its WAL)."""
+    copy = tmp_path / "copy.sqlite3"
+    copy.write_bytes(path.read_bytes())
+    engine = create_engine(f"sqlite:///{copy}")
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.participants)).scalar_one())
+    finally:
+        engine.dispose()
+        copy.unlink()
+
+
+def test_sqlite_checkpoints_happen_beside_the_transactions(tmp_path):
+    """A transaction never copies the WAL into the database (that took 100 ms at a million profiles);
+    a thread of the store does, every few tenths of a second and when the store closes."""
+    from hub.store.store import Store
+
+    path = tmp_path / "hub.sqlite3"
+    row = {
+        "id": "sn-anpej",
+        "country_code": "SN",
+        "kind": "origin_spe",
+        "display_name": "x",
+        "status": "active",
+    }
+    created = Store(f"sqlite:///{path}")
+    created.create_schema()
+    created.close()
+    slow = Store(f"sqlite:///{path}", checkpoint_seconds=3600)
+    with slow.unit_of_work(write=True) as uow:
+        assert uow.conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        uow.conn.execute(insert(t.participants).values(**row))
+        uow.commit()
+    assert _in_database_file(path, tmp_path) == 0  # only in the WAL: no transaction checkpointed
+    slow.close()
+    assert _in_database_file(path, tmp_path) == 1  # the last checkpoint, when the store closed
+
+    fast = Store(f"sqlite:///{path}", checkpoint_seconds=0.1)
+    try:
+        with fast.unit_of_work(write=True) as uow:
+            uow.conn.execute(insert(t.participants).values(**{**row, "id": "ml-anpe"}))
+            uow.commit()
+        deadline = time.monotonic() + 10
+        while _in_database_file(path, tmp_path) != 2:
+            assert time.monotonic() < deadline, "the WAL was not checkpointed within 10 s"
+            time.sleep(0.1)
+    finally:
+        fast.close()

@@ -270,8 +270,10 @@ match_rankings = Table(
     metadata,
     Column("offer_pk", BigId, ForeignKey("records.id"), nullable=False),
     Column("profile_pk", BigId, nullable=False),
-    Column("score", Integer, nullable=False),
-    Index("ix_match_rankings_offer", "offer_pk", "score", "profile_pk"),
+    # Minus the score: ascending order is a match's order (best first, then by record), so one plain
+    # index serves a page and stops after its last row, on every database.
+    Column("minus_score", Integer, nullable=False),
+    Index("ix_match_rankings_offer", "offer_pk", "minus_score", "profile_pk"),
     # A profile's entries go with its index rows (new version, withdrawal, erasure).
     Index("ix_match_rankings_profile", "profile_pk"),
 )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,6 +60,8 @@ from hub.domain.records import (
 from hub.errors import StoreConflictError, StoreUnavailableError
 from hub.store import migrate
 from hub.store import schema as t
+
+log = logging.getLogger("spehub")
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,7 @@ def _insert_statement(
 class Store:
     """The hub's database. Create one per process (hub.bootstrap); it is thread-safe."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, checkpoint_seconds: float = 0.5) -> None:
         self.url = url
         self._dialect = make_url(url).get_backend_name()
         self.engine = _make_engine(url, self._dialect)
@@ -219,6 +223,10 @@ class Store:
         # and one could lose the race until the busy timeout. Writers of this process queue here
         # instead, and take the lock the moment the previous one commits.
         self._writers = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        database = make_url(url).database if self.is_sqlite else None
+        self._checkpoints = (
+            _Checkpointer(database, checkpoint_seconds) if database and database != ":memory:" else None
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -235,6 +243,8 @@ class Store:
             raise StoreUnavailableError(f"cannot migrate the schema: {type(exc.orig).__name__}") from exc
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         self.engine.dispose()
 
     @contextmanager
@@ -285,6 +295,10 @@ def _make_engine(url: str, dialect: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # Checkpoints run in a thread of their own (_Checkpointer), not in the transaction
+            # that happens to fill the WAL: one took 100 ms on the million-profile store, and was
+            # most of a match's p95.
+            cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -295,6 +309,40 @@ def _make_engine(url: str, dialect: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=True)
+
+
+class _Checkpointer:
+    """Copies a SQLite database's write-ahead log into the database file every ``interval`` seconds,
+    on a connection and thread of its own (PASSIVE: it never waits for, nor blocks, readers and
+    writers), and once more when stopped."""
+
+    def __init__(self, database: str, interval: float) -> None:
+        self.database = database
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            while True:
+                stopping = self._stop.wait(self.interval)
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self.database, timeout=30, check_same_thread=False)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the next round tries again; the WAL keeps everything
+                    log.warning("SQLite checkpoint failed: %s", type(exc).__name__)
+                if stopping:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
 
 
 class UnitOfWork:
@@ -1049,7 +1097,7 @@ class UnitOfWork:
         mr, p, r = t.match_rankings.c, t.profiles.c, t.records.c
         c = t.consents.c
         kept = (
-            select(mr.profile_pk, p.origin_id, p.residence_country, p.consent_record_id, mr.score)
+            select(mr.profile_pk, p.origin_id, p.residence_country, p.consent_record_id, -mr.minus_score)
             .select_from(t.match_rankings)
             .join(t.profiles, p.record_pk == mr.profile_pk)
             .join(t.records, r.id == mr.profile_pk)
@@ -1057,14 +1105,18 @@ class UnitOfWork:
             .where(mr.offer_pk == offer.pk, r.envelope_id <= state.watermark, *consented)
         )
         if after is not None:
-            kept = kept.where(or_(mr.score < after[0], and_(mr.score == after[0], mr.profile_pk > after[1])))
-        kept = kept.order_by(mr.score.desc(), mr.profile_pk).limit(limit)
+            kept = kept.where(
+                or_(mr.minus_score > -after[0], and_(mr.minus_score == -after[0], mr.profile_pk > after[1]))
+            )
+        kept = kept.order_by(mr.minus_score, mr.profile_pk).limit(limit)
         newer = select(r.id).where(r.envelope_id > state.watermark, r.payload_type == PROFILE_TYPE)
         rows = {row[0]: row for row in self.conn.execute(kept)}
-        rows.update(
-            (row[0], row)
-            for row in self.conn.execute(self._scored(offer, consented, after, limit, among=newer))
-        )
+        if self.conn.execute(select(newer.exists())).scalar():
+            # Building this query costs more than running it on a few profiles: only when needed.
+            rows.update(
+                (row[0], row)
+                for row in self.conn.execute(self._scored(offer, consented, after, limit, among=newer))
+            )
         ranked = sorted(rows.values(), key=lambda row: (-row[4], row[0]))
         if state.boundary is not None:
             last = (-state.boundary[0], state.boundary[1])
@@ -1138,7 +1190,7 @@ class UnitOfWork:
         )
         self._insert_many(
             t.match_rankings,
-            [{"offer_pk": offer_pk, "profile_pk": pk, "score": score} for pk, score in rows],
+            [{"offer_pk": offer_pk, "profile_pk": pk, "minus_score": -score} for pk, score in rows],
         )
         return True
 

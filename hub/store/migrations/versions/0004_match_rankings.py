@@ -40,10 +40,10 @@ def upgrade() -> None:
         "match_rankings",
         sa.Column("offer_pk", BigId, nullable=False),
         sa.Column("profile_pk", BigId, nullable=False),
-        sa.Column("score", sa.Integer(), nullable=False),
+        sa.Column("minus_score", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["offer_pk"], ["records.id"]),
     )
-    op.create_index("ix_match_rankings_offer", "match_rankings", ["offer_pk", "score", "profile_pk"])
+    op.create_index("ix_match_rankings_offer", "match_rankings", ["offer_pk", "minus_score", "profile_pk"])
     op.create_index("ix_match_rankings_profile", "match_rankings", ["profile_pk"])
 
 
