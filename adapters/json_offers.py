@@ -3,11 +3,12 @@ records, reporting a record of the wrong shape without stopping, and the adapter
 
 from __future__ import annotations
 
-import calendar
+import gc
 import json
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ from adapters import parallel
 from adapters.base import Converted, Problem
 from adapters.codelists import CodeLists
 
-# Files of this many records or more are converted by one process per core (``workers``).
-PARALLEL_FROM_ITEMS = 5_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 CHUNK_ITEMS = 500
 
 
@@ -27,6 +28,9 @@ class JsonAdapter:
     """Base of the adapters that read national JSON files into common records."""
 
     name = ""
+    parallel_from_items: int | None = 5_000
+    """Files of this many records or more are converted by one process per core (``workers``);
+    None: always in one process."""
 
     def __init__(
         self,
@@ -49,16 +53,25 @@ class JsonAdapter:
 
     def read(self, path: Path) -> Iterator[Converted]:
         try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            text = path.read_text(encoding="utf-8-sig")
+            with _collector_paused():
+                data = json.loads(text)
         except (OSError, ValueError) as exc:
             yield Converted(
                 str(path), None, (Problem(str(path), "$", f"not readable JSON ({type(exc).__name__})"),)
             )
             return
+        del text
+        with _document_kept(data):
+            yield from self._read(path, data)
+
+    def _read(self, path: Path, data: Any) -> Iterator[Converted]:
         offers, base = self.offers_in(data)
-        items = [(f"{path}:{base.format(i=i)}", offer) for i, offer in enumerate(offers)]
+        # Each record's place in the file, e.g. "offres.json:$.resultats[12]".
+        head, marker, tail = f"{path}:{base}".partition("{i}")
+        items = [(f"{head}{i}{tail}" if marker else head, offer) for i, offer in enumerate(offers)]
         workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
-        if workers <= 1 or len(items) < PARALLEL_FROM_ITEMS:
+        if workers <= 1 or self.parallel_from_items is None or len(items) < self.parallel_from_items:
             for where, item in items:
                 yield from self._convert_reported(item, where)
             return
@@ -95,5 +108,35 @@ def _convert_chunk(adapter: JsonAdapter, items: list[tuple[str, Any]]) -> list[p
 
 
 def timestamp(value: datetime) -> Timestamp:
-    """What Timestamp.FromDatetime gives (a naive time read as UTC), at a fifth of its cost."""
-    return Timestamp(seconds=calendar.timegm(value.utctimetuple()), nanos=value.microsecond * 1000)
+    """What Timestamp.FromDatetime gives (a naive time read as UTC), at a tenth of its cost."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return Timestamp(seconds=(value - _EPOCH) // _SECOND, nanos=value.microsecond * 1000)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a document is decoded: the decoder's millions of new
+    objects set it off again and again, each time walking the document so far. Decoding 100,000
+    France Travail offers took 18.5 µs an offer with it, 14 without."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
+def _document_kept(data: Any) -> Iterator[None]:
+    """While a decoded document is converted, Python's cycle collector leaves it out of its rounds.
+
+    The document lives until the read ends; each full collection, which converting records sets
+    off again and again, walked all of it: 100,000 France Travail offers converted at 14,000/s
+    with it, 16,900/s without (bench/adapter_france_travail.py)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import phonenumbers
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.json_offers import timestamp
 from adapters.people import _plain_national, e164
 from adapters.tabular import _date_pattern
 
@@ -81,3 +83,18 @@ def test_only_day_month_year_formats_get_a_pattern():
     assert _date_pattern("%d/%m/%Y") is not None
     for other in ("%d/%m/%y", "%d %b %Y", "%Y-%m-%dT%H:%M", "%d/%d/%Y", "%d%%%m%Y"):
         assert _date_pattern(other) is None, other
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.one_of(st.none(), st.integers(min_value=-14 * 60, max_value=14 * 60)),
+)
+def test_the_fast_timestamp_is_protobufs(moment, offset_minutes):
+    """adapters.json_offers.timestamp against Timestamp.FromDatetime, naive (read as UTC) and with
+    offsets, over the whole range a Timestamp holds."""
+    if offset_minutes is not None:
+        moment = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    expected = Timestamp()
+    expected.FromDatetime(moment)
+    assert timestamp(moment) == expected

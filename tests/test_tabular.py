@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from spehub.v1 import common_pb2, profile_pb2
 
 from adapters.base import AdapterError, load
+from adapters.france_travail import FranceTravailOffers
 from adapters.tabular import Mapping, TabularAdapter
 from hub.domain import records
 from hub.domain.records import PayloadKind
@@ -281,17 +282,25 @@ def test_a_large_export_converted_by_worker_processes_gives_what_one_process_giv
     assert any(line > 2_001 >= first for line, first in lines)
 
 
-def test_a_large_json_file_converted_by_worker_processes_gives_what_one_process_gives(codelists, tmp_path):
+class _ParallelFranceTravail(FranceTravailOffers):
+    """The France Travail adapter with the JSON adapters' worker processes (it does without them:
+    one process is faster for its offers, but the others use them)."""
+
+    parallel_from_items = 5_000
+
+
+def test_a_large_json_file_converted_by_worker_processes_gives_what_one_process_gives(
+    codelists, tmp_path, monkeypatch
+):
     import json
 
-    from adapters import json_offers
-    from adapters.france_travail import FranceTravailOffers
+    from adapters import parallel
 
     sample = json.loads(
         (SAMPLES / "france_travail" / "ft_offer_167ZKWX_2024.json").read_text(encoding="utf-8")
     )
     offers = []
-    for i in range(json_offers.PARALLEL_FROM_ITEMS + 7):
+    for i in range(_ParallelFranceTravail.parallel_from_items + 7):
         offer = dict(sample, id=f"{i:07d}")
         if i % 1_000 == 3:
             offer["typeContrat"] = "XYZ"  # refused, with its reason
@@ -302,10 +311,13 @@ def test_a_large_json_file_converted_by_worker_processes_gives_what_one_process_
     path.write_text(json.dumps({"resultats": offers}), encoding="utf-8")
 
     def outcome(workers):
-        adapter = FranceTravailOffers(codelists, "fr-francetravail", ("SN",), workers=workers)
+        adapter = _ParallelFranceTravail(codelists, "fr-francetravail", ("SN",), workers=workers)
         return _outcome(adapter.read(path))
 
+    pools, ordered = [], parallel.ordered
+    monkeypatch.setattr(parallel, "ordered", lambda *args: pools.append(args[3]) or ordered(*args))
     one, two = outcome(1), outcome(2)
+    assert pools == [2]  # the second went through two worker processes
     assert one == two and len(one) == len(offers)
     assert sum(record is None for _, record, _ in one) == 7  # six bad contracts, one bad structure
     assert one[4_321][0].endswith("$.resultats[4321]") and "unexpected structure" in one[4_321][2][0].reason
