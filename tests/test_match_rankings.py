@@ -15,7 +15,7 @@ from hub.domain import matching
 from hub.domain.records import PayloadKind
 from hub.services.matching import MATCHING_BIT, Rankings
 from hub.store import schema as t
-from hub.store.store import RANKING_LOCK, Audience
+from hub.store.store import RANKING_LOCK, Audience, UnitOfWork
 from tests.conftest import make_participant, started_hub
 from tests.records import demo_consent, demo_offer, demo_profile
 from tests.test_matching import FT, ML, SKILL, SN, _ids, _matches, _offer, _ok, add_experience
@@ -207,13 +207,13 @@ def test_matches_over_grpc_come_from_the_ranking_once_kept(pool, hub, clock, mon
     cold = _matches(ft, "o-mason", page_size=5)
     assert hub.rankings is not None and hub.rankings.rank_pending() == 1
     full_query = []
-    original = type(hub.store.unit_of_work().__enter__()).match_candidates
+    original = UnitOfWork.match_candidates
 
     def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         full_query.append(args)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(hub.store.unit_of_work().__enter__()), "match_candidates", spy)
+    monkeypatch.setattr(UnitOfWork, "match_candidates", spy)
     warm = _matches(ft, "o-mason", page_size=5)
     assert _ids(warm) == _ids(cold) and [c.match for c in warm.candidates] == [
         c.match for c in cold.candidates
