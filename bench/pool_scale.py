@@ -40,6 +40,7 @@ from hub import pki, synth
 from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
 from hub.services.matching import KEEP, Rankings
+from hub.store import schema
 from hub.store.store import Store
 from tests.processes import free_port
 
@@ -93,20 +94,35 @@ def load(root: Path, port: int, args: argparse.Namespace) -> float:
     return done["n"] / elapsed
 
 
+def _offer_pks(store: Store, offers: list) -> list[int]:  # type: ignore[type-arg]
+    with store.unit_of_work() as uow:
+        return sorted(
+            {
+                uow.current_record(FT, PayloadKind.JOB_OFFER.payload_type, o.header.record_id)[0]  # type: ignore[index]
+                for o in offers
+            }
+        )
+
+
+def forget(database_url: str, offers: list) -> None:  # type: ignore[type-arg]
+    """Drop the kept rankings of these offers, so that their matches run the full query."""
+    store = Store(database_url)
+    try:
+        pks = _offer_pks(store, offers)
+        with store.engine.begin() as conn:
+            for table in (schema.match_rankings, schema.match_ranking_state):
+                conn.execute(table.delete().where(table.c.offer_pk.in_(pks)))
+    finally:
+        store.close()
+
+
 def rank(database_url: str, offers: list) -> list[float]:  # type: ignore[type-arg]
     """Rank the candidates of each offer as the hub's worker does; the time each took."""
     store = Store(database_url)
     try:
         rankings = Rankings(store, synth.now_utc)
-        with store.unit_of_work() as uow:
-            pks = sorted(
-                {
-                    uow.current_record(FT, PayloadKind.JOB_OFFER.payload_type, o.header.record_id)[0]  # type: ignore[index]
-                    for o in offers
-                }
-            )
         took = []
-        for pk in pks:
+        for pk in _offer_pks(store, offers):
             t0 = time.perf_counter()
             rankings.rank(pk)
             took.append(time.perf_counter() - t0)
@@ -199,6 +215,7 @@ def main() -> None:
                         found.append([(c.match.score, c.profile.payload) for c in result.candidates])
                     return took, found
 
+                forget(database_url, sample)  # kept by an earlier run with --keep: not cold then
                 cold, found = match_all()
                 ranking = rank(database_url, sample)
                 warm, found_warm = match_all()

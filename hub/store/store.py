@@ -1031,6 +1031,13 @@ class UnitOfWork:
             .order_by(order)
             .limit(limit)
         )
+        if not self.is_sqlite:
+            # PostgreSQL expects the filters to leave few profiles, so it reads the whole group
+            # (bitmap scan, sorted, in parallel) where walking its index in record order stops after
+            # one page: at a million profiles, 122 ms against 23 at p95 (in process, the minor
+            # groups of the synthetic pool, after ANALYZE). For this transaction only.
+            self.conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            self.conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         return [(row[0], row[1], row[2], _stored(row[3:])) for row in self.conn.execute(query)]
 
     def search_offers(self, f: OfferFilter, after_pk: int, limit: int) -> list[tuple[int, StoredEnvelope]]:
