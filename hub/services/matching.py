@@ -80,8 +80,9 @@ class Rankings:
             return False  # another hub process kept a ranking of it at the same moment
         return kept
 
-    def rank_pending(self, limit: int = 20) -> int:
-        """Rank up to ``limit`` open offers whose ranking is missing or stale. Returns how many."""
+    def rank_pending(self, limit: int | None = 20) -> int:
+        """Rank up to ``limit`` (None: all) open offers whose ranking is missing or stale, each once,
+        as listed when called. Returns how many were ranked."""
         with self.store.unit_of_work() as uow:
             pending = uow.offers_to_rank(self.clock().date(), self.fresh_within, limit)
         return sum(self.rank(pk) for pk in pending)

@@ -1201,10 +1201,10 @@ class UnitOfWork:
         )
         return True
 
-    def offers_to_rank(self, open_on: date, fresh_within: int, limit: int) -> list[int]:
+    def offers_to_rank(self, open_on: date, fresh_within: int, limit: int | None) -> list[int]:
         """Offers open on ``open_on`` (record pks) with no ranking, a ranking of an earlier version,
         or one more than ``fresh_within`` envelopes behind the newest; unranked first, then the
-        oldest rankings."""
+        oldest rankings; at most ``limit`` (None: all)."""
         o, r, s = t.offers.c, t.records.c, t.match_ranking_state.c
         newest = self.newest_envelope()
         query = (
