@@ -146,7 +146,7 @@ def test_a_kept_ranking_answers_as_the_full_query(pool, hub, clock):
     assert {pk for _, pk in kept} - {pk for pk, _ in full}
 
 
-def test_a_kept_ranking_stays_exact_as_the_pool_changes(pool, hub, clock, connect):
+def test_a_kept_ranking_stays_exact_as_the_pool_changes(pool, hub, clock):
     sn, ft = pool
     _rank(hub, clock)
     full, _ = _compare(hub, clock)
@@ -321,7 +321,7 @@ def _watermark(hub) -> int:
         return uow.publication_watermark()
 
 
-def test_rank_offers_command(hub, connect, clock, database_url, monkeypatch, capsys):
+def test_rank_offers_command(hub, connect, database_url, monkeypatch, capsys):
     from hub.entrypoints.cli import main
 
     _offer(connect(FT))
