@@ -1153,12 +1153,11 @@ class UnitOfWork:
         not: a publication may take an id, then commit after a later one. Publications hold
         RANKING_LOCK shared from taking their ids to their commit; taking it exclusively here
         waits for those in flight, after which the largest id stored is such a point."""
-        top = select(func.coalesce(func.max(t.envelopes.c.id), 0))
         if self.is_sqlite:
-            return int(self.conn.execute(top).scalar_one())
+            return self.newest_envelope()
         self.conn.exec_driver_sql(f"SELECT pg_advisory_lock({RANKING_LOCK})")
         try:
-            return int(self.conn.execute(top).scalar_one())
+            return self.newest_envelope()
         finally:
             self.conn.exec_driver_sql(f"SELECT pg_advisory_unlock({RANKING_LOCK})")
 
