@@ -59,7 +59,7 @@ class Settings:
     max_batch_records: int = 1000
     """Most envelopes in one PublishRequest."""
     workers: int = 32
-    """gRPC worker threads, hence the most RPCs (streams included) served at once."""
+    """Threads running unary calls and the streams' store calls; idle streams hold none (grpc.aio)."""
     verify_threads: int = os.cpu_count() or 2
     """Threads verifying signatures (cryptography releases the GIL while verifying)."""
     clock_skew_seconds: int = 300

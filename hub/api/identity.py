@@ -9,6 +9,10 @@
    participant, with the scope the method needs (hub.api.scopes). Admin
    calls' tokens are single-use.
 
+Health checking and reflection are not spehub methods: health Check answers
+any certificate step 1 accepted; health Watch and reflection need step 2 but
+no token (hub.api.interceptor).
+
 Step 1 fails at the handshake (the client sees UNAVAILABLE); steps 2 and 3 give
 UNAUTHENTICATED, or PERMISSION_DENIED for a suspended participant or a missing
 scope. Messages say what to fix and carry no secret.
@@ -87,6 +91,13 @@ def _peer_certificate(pem: bytes) -> PeerCertificate:
     return PeerCertificate(uris, hashlib.sha256(der).hexdigest(), thumbprint(der))
 
 
+def _certificate(context: grpc.ServicerContext) -> PeerCertificate:
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        raise AuthenticationError("a client certificate is required (mTLS)")
+    return _peer_certificate(pems[0])
+
+
 def _bearer(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata():
         if key == "authorization":
@@ -114,12 +125,20 @@ class Authenticator:
         self.clock = clock
         self.consume_token_id = consume_token_id
 
+    def certificate_key(self, context: grpc.ServicerContext) -> str:
+        """The key a call without a participant (the open health check) is rate-limited by:
+        its client certificate's fingerprint."""
+        return "certificate:" + _certificate(context).sha256_hex
+
+    def identify_caller(self, context: grpc.ServicerContext) -> Caller:
+        """A registered, active participant with a certificate that is not revoked, without a token
+        (health Watch, reflection). Raises AuthenticationError or PermissionDeniedError."""
+        participant, cert = self.identify(context)
+        return Caller(participant, frozenset(), cert)
+
     def identify(self, context: grpc.ServicerContext) -> tuple[Participant, PeerCertificate]:
         """The participant behind the connection's client certificate."""
-        pems = context.auth_context().get("x509_pem_cert")
-        if not pems:
-            raise AuthenticationError("a client certificate is required (mTLS)")
-        cert = _peer_certificate(pems[0])
+        cert = _certificate(context)
         directory = self.directories.current()
         ours = [u for u in cert.uris if u.startswith(directory.uri_prefix)]
         if len(ours) != 1:

@@ -1,19 +1,36 @@
-"""The one server interceptor: authentication, metrics and error translation around every handler.
+"""The one server interceptor: authentication, limits, metrics and error translation around every handler.
 
-A grpc server interceptor cannot see the TLS auth context, but the handler it
-returns can: so this interceptor wraps each method handler, and the wrapper
-identifies the caller from ``context.auth_context()`` before the servicer
-runs. Methods of the spehub.v1 services require a registered participant;
-health checking and reflection need only a certificate the TLS layer accepted.
+The hub runs on the ``grpc.aio`` server. Unary methods are plain functions that
+grpc runs on the server's thread pool; streaming methods (Publish, Subscribe,
+health Watch, reflection) are coroutines on the event loop, so an idle stream
+costs no thread. This interceptor wraps each method handler in a wrapper of the
+same kind; the wrapper identifies the caller from ``context.auth_context()``
+(a grpc interceptor cannot see the TLS auth context, the handler can) before
+the servicer runs.
+
+Every method is counted against the caller's certificate:
+
+- spehub methods need a registered, active participant and a token with the
+  method's scope (hub.api.identity);
+- health Watch and reflection need a registered, active participant and a
+  certificate that is not revoked, but no token;
+- health Check alone answers any certificate the TLS layer accepted (a load
+  balancer's probe, a revoked participant asking whether the hub is up),
+  rate-limited by the certificate's fingerprint.
+
+Every call takes one request of its caller's rate, and every streaming call
+holds one of its caller's stream slots for as long as it is open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -28,21 +45,28 @@ from hub.services.limits import ParticipantLimits
 log = logging.getLogger("spehub.rpc")
 
 PROTECTED_PREFIX = "/spehub."
+# Answered for any certificate the TLS layer accepted: nothing but "is the hub up".
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
+
+Labels = tuple[str, str, str]
 
 
-class HubInterceptor(grpc.ServerInterceptor):
+class HubInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, metrics: HubMetrics, limits: ParticipantLimits) -> None:
         self.authenticator = authenticator
         self.metrics = metrics
         self.limits = limits
 
-    def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
         if handler is None:
             return None
         method: str = details.method
         service, _, name = method.lstrip("/").rpartition("/")
-        protected = method.startswith(PROTECTED_PREFIX)  # every spehub method: authorised, rate-limited
         if handler.request_streaming and handler.response_streaming:
             grpc_type, behavior, factory = (
                 "bidi_stream",
@@ -63,175 +87,207 @@ class HubInterceptor(grpc.ServerInterceptor):
             )
         else:
             grpc_type, behavior, factory = "unary", handler.unary_unary, grpc.unary_unary_rpc_method_handler
-        labels = (grpc_type, service, name)
-        wrap = self._wrap_streaming if handler.response_streaming else self._wrap_unary
-        wrapped = wrap(behavior, labels, method if protected else None, handler.request_streaming)
+        call = _Call(self, (grpc_type, service, name), method, handler.request_streaming)
+        if inspect.isasyncgenfunction(behavior):
+            wrapped: Callable[..., Any] = call.wrap_async_stream(behavior)
+        elif inspect.iscoroutinefunction(behavior):
+            wrapped = call.wrap_async_unary(behavior)
+        elif handler.request_streaming or handler.response_streaming:
+            # A blocking streaming handler would hold a thread for as long as its stream is open.
+            raise TypeError(
+                f"{method}: streaming handlers must be async (an idle stream must not hold a thread)"
+            )
+        else:
+            wrapped = call.wrap_sync_unary(behavior)
         return factory(
             wrapped,
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
-    def _begin(
-        self, context: grpc.ServicerContext, labels: tuple[str, str, str], method: str | None
-    ) -> Caller | None:
-        """Count the start; for spehub methods, authorise the caller and take one request of its rate."""
-        self.metrics.started.labels(*labels).inc()
+
+class _Call:
+    """What every wrapper of one method shares: admission, bookkeeping and error translation."""
+
+    def __init__(self, owner: HubInterceptor, labels: Labels, method: str, request_streaming: bool) -> None:
+        self.owner = owner
+        self.labels = labels
+        self.method = method
+        self.protected = method.startswith(PROTECTED_PREFIX)
+        self.request_streaming = request_streaming
+
+    # -- admission -------------------------------------------------------------------------------
+
+    def begin(self, context: Any) -> Caller | None:
+        """Count the start, identify the caller and take one request of its rate.
+
+        Returns the caller (None for the open health check). Raises HubError."""
+        owner = self.owner
+        owner.metrics.started.labels(*self.labels).inc()
         offered = dict(context.invocation_metadata() or ()).get("x-request-id", "")
-        rid = logs.new_request_id(str(offered))
-        logs.request_id.set(rid)
+        logs.request_id.set(logs.new_request_id(str(offered)))
         logs.participant.set("")
-        if method is None:
+        if self.method in OPEN_METHODS:
+            owner.limits.admit(owner.authenticator.certificate_key(context))
             return None
-        caller = self.authenticator.authorize(context, method)
+        if self.protected:
+            caller = owner.authenticator.authorize(context, self.method)
+        else:
+            caller = owner.authenticator.identify_caller(context)
         logs.participant.set(caller.participant.id)
-        self.limits.admit(caller.participant.id)
+        owner.limits.admit(caller.participant.id)
         return caller
 
-    def _requests(
-        self, request: Any, labels: tuple[str, str, str], streaming: bool, caller: Caller | None
-    ) -> Any:
-        """Count streamed request messages; each one after the first also takes one request of the rate.
+    def stream_slot(self, caller: Caller | None) -> contextlib.AbstractContextManager[None]:
+        if caller is None or self.labels[0] == "unary":
+            return contextlib.nullcontext()
+        return self.owner.limits.stream(caller.participant.id)
 
-        A request that did not parse is refused here, after authorisation (INVALID_ARGUMENT)."""
-        if not streaming:
-            _refuse_malformed(request, labels[2])
-            return request
-        counter = self.metrics.msg_received.labels(*labels)
-
-        def counted() -> Iterator[Any]:
-            for i, item in enumerate(request):
-                counter.inc()
-                if caller is not None and i:
-                    self.limits.admit(caller.participant.id)
-                _refuse_malformed(item, labels[2])
-                yield item
-
-        return counted()
-
-    def _finish(
-        self,
-        labels: tuple[str, str, str],
-        started: float,
-        code: grpc.StatusCode,
-        caller: Caller | None,
-        method: str | None,
-    ) -> None:
-        self.metrics.handling.labels(*labels).observe(time.perf_counter() - started)
-        self.metrics.handled.labels(*labels, code.name).inc()
-        if method is not None:  # spehub methods: by participant (an id, never a person)
+    def finish(self, started: float, code: grpc.StatusCode, caller: Caller | None) -> None:
+        metrics = self.owner.metrics
+        metrics.handling.labels(*self.labels).observe(time.perf_counter() - started)
+        metrics.handled.labels(*self.labels, code.name).inc()
+        if self.protected:  # spehub methods: by participant (an id, never a person)
             who = caller.participant.id if caller is not None else "unauthenticated"
-            self.metrics.by_participant.labels(who, labels[2], code.name).inc()
+            metrics.by_participant.labels(who, self.labels[2], code.name).inc()
 
-    def _fail(self, context: grpc.ServicerContext, labels: tuple[str, str, str], exc: BaseException) -> None:
-        """Translate an exception into the call's status (context.abort raises)."""
+    def translate(self, context: Any, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+        """The status and message for an exception, logged as the operator needs it."""
         if isinstance(exc, HubError):
             code = status_for(exc)
             if isinstance(exc, RateLimitedError):
                 context.set_trailing_metadata((("retry-after-ms", str(int(exc.retry_after * 1000) + 1)),))
-            extra = {"rpc_method": labels[2], "code": code.name, "error": type(exc).__name__}
+            extra = {"rpc_method": self.labels[2], "code": code.name, "error": type(exc).__name__}
             if isinstance(exc, StoreUnavailableError):  # the operator's concern, not the caller's
                 log.warning("store unavailable: %s", exc, extra=extra)
             else:
                 log.info("rpc refused", extra=extra)
-            context.abort(code, str(exc))
-        if context.code() is not None:  # the servicer aborted on purpose
-            raise exc
+            return code, str(exc)
         incident = uuid.uuid4().hex[:12]
-        log.error("internal error %s in %s", incident, labels[2], exc_info=exc)
-        context.abort(
-            grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); the operator can look it up"
-        )
+        log.error("internal error %s in %s", incident, self.labels[2], exc_info=exc)
+        return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); the operator can look it up"
 
-    @staticmethod
-    def _code(context: grpc.ServicerContext, failed: bool) -> grpc.StatusCode:
-        code = context.code()
-        if isinstance(code, grpc.StatusCode):
-            return code
-        return grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+    # -- request messages --------------------------------------------------------------------------
 
-    def _wrap_unary(
-        self,
-        behavior: Callable[..., Any],
-        labels: tuple[str, str, str],
-        method: str | None,
-        req_streaming: bool,
-    ) -> Callable[..., Any]:
-        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+    def _count(self, caller: Caller | None, index: int, item: Any) -> Any:
+        self.owner.metrics.msg_received.labels(*self.labels).inc()
+        if caller is not None and index:
+            self.owner.limits.admit(caller.participant.id)
+        _refuse_malformed(item, self.labels[2])
+        return item
+
+    def sync_requests(self, request: Any, caller: Caller | None) -> Any:
+        if not self.request_streaming:
+            _refuse_malformed(request, self.labels[2])
+            return request
+        return (self._count(caller, i, item) for i, item in enumerate(request))
+
+    def async_requests(self, request: Any, caller: Caller | None) -> Any:
+        """Streamed request messages are counted; each after the first takes one request of the rate.
+
+        A request that did not parse is refused here, after authorisation (INVALID_ARGUMENT)."""
+        if not self.request_streaming:
+            _refuse_malformed(request, self.labels[2])
+            return request
+
+        async def counted() -> AsyncIterator[Any]:
+            i = 0
+            async for item in request:
+                yield self._count(caller, i, item)
+                i += 1
+
+        return counted()
+
+    # -- the three kinds of wrapper ------------------------------------------------------------------
+
+    def wrap_sync_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        """A unary method, run by grpc on the server's thread pool."""
+
+        def wrapper(request: Any, context: Any) -> Any:
             started = time.perf_counter()
-            failed = False
+            code = grpc.StatusCode.OK
             caller: Caller | None = None
             try:
-                caller = self._begin(context, labels, method)
-                requests = self._requests(request, labels, req_streaming, caller)
+                caller = self.begin(context)
+                request = self.sync_requests(request, caller)
                 _announce(context)
-                if caller is not None and req_streaming:
-                    with self.limits.stream(caller.participant.id):
-                        return _as_caller(caller, behavior, requests, context)
-                return _as_caller(caller, behavior, requests, context)
-            except BaseException as exc:
-                failed = True
-                self._fail(context, labels, exc)
-                raise
+                with _acting_as(caller):
+                    return behavior(request, context)
+            except Exception as exc:
+                code, message = self.translate(context, exc)
+                context.abort(code, message)  # raises
+                raise  # not reached: abort raises
             finally:
-                self._finish(labels, started, self._code(context, failed), caller, method)
+                self.finish(started, code, caller)
 
         return wrapper
 
-    def _wrap_streaming(
-        self,
-        behavior: Callable[..., Any],
-        labels: tuple[str, str, str],
-        method: str | None,
-        req_streaming: bool,
-    ) -> Callable[..., Any]:
-        def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def wrap_async_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        """A coroutine method (health Check, client streams), on the event loop."""
+
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            code: grpc.StatusCode | None = None
-            failed = False
+            code = grpc.StatusCode.OK
             caller: Caller | None = None
-            sent = self.metrics.msg_sent.labels(*labels)
             try:
-                caller = self._begin(context, labels, method)
-                slot = (
-                    self.limits.stream(caller.participant.id)
-                    if caller is not None
-                    else contextlib.nullcontext()
-                )
-                with slot:
-                    # Sent once the call holds its stream slot: the client then knows it is open.
-                    _announce(context)
-                    responses = _as_caller(
-                        caller,
-                        lambda r, c: iter(behavior(r, c)),
-                        self._requests(request, labels, req_streaming, caller),
-                        context,
-                    )
-                    while True:
-                        # The servicer's generator body runs inside next(), maybe on
-                        # another thread each time: set the caller around every step.
-                        try:
-                            item = _as_caller(caller, lambda it, _c: next(it), responses, context)
-                        except StopIteration:
-                            break
-                        sent.inc()
-                        yield item
-            except GeneratorExit:
+                caller = self.begin(context)
+                with self.stream_slot(caller):
+                    await _announce_async(context)
+                    with _acting_as(caller):
+                        return await behavior(self.async_requests(request, caller), context)
+            except _CANCELLED:
                 code = grpc.StatusCode.CANCELLED
                 raise
-            except BaseException as exc:
-                failed = True
-                self._fail(context, labels, exc)
-                raise
+            except Exception as exc:
+                code, message = self.translate(context, exc)
+                await context.abort(code, message)
             finally:
-                self._finish(labels, started, code or self._code(context, failed), caller, method)
+                self.finish(started, code, caller)
+
+        return wrapper
+
+    def wrap_async_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        """A streaming-response method (Publish, Subscribe, health Watch, reflection), on the event loop.
+
+        The stream holds one of its caller's stream slots until it ends, and no thread meanwhile."""
+
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            caller: Caller | None = None
+            sent = self.owner.metrics.msg_sent.labels(*self.labels)
+            try:
+                caller = self.begin(context)
+                with self.stream_slot(caller):
+                    # Sent once the call holds its stream slot: the client then knows it is open.
+                    await _announce_async(context)
+                    with _acting_as(caller):
+                        async for item in behavior(self.async_requests(request, caller), context):
+                            sent.inc()
+                            yield item
+            except _CANCELLED:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:
+                code, message = self.translate(context, exc)
+                await context.abort(code, message)
+            finally:
+                self.finish(started, code, caller)
 
         return wrapper
 
 
-def _announce(context: grpc.ServicerContext) -> None:
+# The client went away or the server is stopping: the task is cancelled (or the generator closed).
+_CANCELLED = (GeneratorExit, asyncio.CancelledError)
+
+
+def _announce(context: Any) -> None:
     """Send the initial metadata now, with the call's request id."""
     context.send_initial_metadata((("x-request-id", logs.request_id.get()),))
+
+
+async def _announce_async(context: grpc.aio.ServicerContext) -> None:
+    await context.send_initial_metadata((("x-request-id", logs.request_id.get()),))
 
 
 class _Malformed:
@@ -260,10 +316,12 @@ def _refuse_malformed(request: Any, method: str) -> None:
         raise InvalidRequestError(f"the {method} request is not a valid protobuf message of its type")
 
 
-def _as_caller(caller: Caller | None, fn: Callable[[Any, Any], Any], arg: Any, context: Any) -> Any:
+@contextlib.contextmanager
+def _acting_as(caller: Caller | None) -> Iterator[None]:
+    """The servicer sees ``caller`` as current_caller() inside the block."""
     token = set_caller(caller) if caller is not None else None
     try:
-        return fn(arg, context)
+        yield
     finally:
         if token is not None:
             reset_caller(token)

@@ -1,12 +1,15 @@
-"""The gRPC server: real mTLS, health checking, reflection, message limits."""
+"""The gRPC server (grpc.aio): real mTLS, health checking, reflection, message limits."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_async
 from grpc_reflection.v1alpha import reflection
 from spehub.v1 import (
     audit_pb2,
@@ -55,16 +58,43 @@ class TlsMaterial:
     client_ca: bytes
 
 
-@dataclass
 class RunningServer:
-    server: grpc.Server
-    port: int
-    health: health.HealthServicer
+    """The aio server, served by an event loop on a thread of its own.
+
+    Unary methods run on ``executor`` (the loop's default executor too, so that a coroutine's
+    blocking store calls share it); streams wait on the loop and hold no thread while idle.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        thread: threading.Thread,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: health_async.HealthServicer,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.loop = loop
+        self.thread = thread
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+        self.executor = executor
 
     def stop(self, grace: float) -> None:
         """Mark NOT_SERVING, refuse new RPCs and let in-flight ones finish for ``grace`` seconds."""
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        if self.loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(grace)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+        self.executor.shutdown(wait=True)
 
 
 def start_server(
@@ -84,41 +114,67 @@ def start_server(
 ) -> RunningServer:
     """Start serving on ``address`` (port 0 picks a free port). Returns the bound port.
 
-    Raises RuntimeError if the address cannot be bound.
+    ``workers`` threads run the unary methods and the streams' store calls; there is no
+    server-wide cap on concurrent calls (grpc's ``maximum_concurrent_rpcs`` would let one
+    caller's idle streams refuse everybody else): each participant's rate and stream slots
+    are its own (hub.services.limits). Raises RuntimeError if the address cannot be bound.
     """
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        interceptors=[HubInterceptor(authenticator, metrics, limits)],
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
-            # Long-lived connections (a TLS handshake costs ~2.3 ms): keep them alive.
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.keepalive_timeout_ms", 20_000),
-            ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
-        ],
-        maximum_concurrent_rpcs=workers,
-    )
-    directory_pb2_grpc.add_DirectoryServiceServicer_to_server(directory, server)
-    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(exchange, server)
-    pool_pb2_grpc.add_PoolServiceServicer_to_server(pool, server)
-    delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(delivery, server)
-    audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
-    mobility_pb2_grpc.add_MobilityServiceServicer_to_server(mobility, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
-    credentials = grpc.ssl_server_credentials(
-        [(tls.server_key, tls.server_chain)], root_certificates=tls.client_ca, require_client_auth=True
-    )
-    port = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise RuntimeError(f"cannot listen on {address}")
-    server.start()
-    return RunningServer(server, port, health_servicer)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(executor)
+    thread = threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[grpc.aio.Server, int, health_async.HealthServicer]:
+        server = grpc.aio.server(
+            migration_thread_pool=executor,
+            interceptors=[HubInterceptor(authenticator, metrics, limits)],
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.so_reuseport", 0),
+                # Long-lived connections (a TLS handshake costs ~2.3 ms): keep them alive.
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+            ],
+        )
+        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(directory, server)
+        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(exchange, server)
+        pool_pb2_grpc.add_PoolServiceServicer_to_server(pool, server)
+        delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(delivery, server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
+        mobility_pb2_grpc.add_MobilityServiceServicer_to_server(mobility, server)
+        health_servicer = health_async.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        credentials = grpc.ssl_server_credentials(
+            [(tls.server_key, tls.server_chain)], root_certificates=tls.client_ca, require_client_auth=True
+        )
+        try:
+            port = server.add_secure_port(address, credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise RuntimeError(f"cannot listen on {address}")
+        await server.start()
+        return server, port, health_servicer
+
+    try:
+        server, port, health_servicer = asyncio.run_coroutine_threadsafe(start(), loop).result()
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        executor.shutdown(wait=False)
+        raise
+    return RunningServer(loop, thread, server, port, health_servicer, executor)

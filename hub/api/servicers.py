@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import grpc
@@ -62,35 +61,37 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         at = self.records.withdraw(current_caller(), request.payload_type, request.record_id)
         return exchange_pb2.WithdrawRecordResponse(withdrawn_at=timestamp(at))
 
-    def Publish(
-        self, request_iterator: Iterator[exchange_pb2.PublishRequest], context: grpc.ServicerContext
-    ) -> Iterator[exchange_pb2.PublishResponse]:
-        # While a batch is stored (the GIL held, SQLite's writer lock taken), the next one is
+    async def Publish(
+        self, request_iterator: AsyncIterator[exchange_pb2.PublishRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[exchange_pb2.PublishResponse]:
+        # While a batch is stored (on a worker thread, SQLite's writer lock taken), the next one is
         # verified on the verify threads (which release the GIL) and parsed: one stream keeps both
-        # the database and the cores busy. Responses keep the order of the requests.
+        # the database and the cores busy. Responses keep the order of the requests. Between
+        # messages the stream waits on the event loop and holds no thread.
         caller = current_caller()
-        pending: tuple[str, Future[PreparedBatch]] | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="prepare") as ahead:
-            try:
-                for request in request_iterator:
-                    envelopes = [convert.envelope_from_proto(e) for e in request.envelopes]
-                    # In a copy of this call's context: its log lines keep the request id and caller.
-                    context_copy = contextvars.copy_context()
-                    following = (
-                        request.request_id,
-                        ahead.submit(context_copy.run, self.exchange.prepare, caller, envelopes),
-                    )
-                    if pending is not None:
-                        yield self._stored(*pending)
-                    pending = following
+        pending: tuple[str, asyncio.Future[PreparedBatch]] | None = None
+        try:
+            async for request in request_iterator:
+                envelopes = [convert.envelope_from_proto(e) for e in request.envelopes]
+                # to_thread runs in a copy of this call's context: log lines keep the request id and caller.
+                following = (
+                    request.request_id,
+                    asyncio.ensure_future(asyncio.to_thread(self.exchange.prepare, caller, envelopes)),
+                )
                 if pending is not None:
-                    yield self._stored(*pending)
-            finally:
-                if pending is not None:
-                    pending[1].cancel()
+                    yield await self._stored(*pending)
+                pending = following
+            if pending is not None:
+                yield await self._stored(*pending)
+                pending = None
+        finally:
+            if pending is not None:
+                pending[1].cancel()
 
-    def _stored(self, request_id: str, prepared: Future[PreparedBatch]) -> exchange_pb2.PublishResponse:
-        results = self.exchange.store_prepared(prepared.result())
+    async def _stored(
+        self, request_id: str, prepared: asyncio.Future[PreparedBatch]
+    ) -> exchange_pb2.PublishResponse:
+        results = await asyncio.to_thread(self.exchange.store_prepared, await prepared)
         return exchange_pb2.PublishResponse(
             request_id=request_id, results=[convert.result_to_proto(r) for r in results]
         )
@@ -187,15 +188,14 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
     def __init__(self, delivery: DeliveryService) -> None:
         self.delivery = delivery
 
-    def Subscribe(
-        self, request: delivery_pb2.SubscribeRequest, context: grpc.ServicerContext
-    ) -> Iterator[delivery_pb2.SubscribeResponse]:
+    async def Subscribe(
+        self, request: delivery_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[delivery_pb2.SubscribeResponse]:
         after = request.after_sequence if request.HasField("after_sequence") else None
         # The client learns at once that the subscription is established, even with nothing pending:
         # the interceptor sends the initial metadata (the request id) before any servicer runs.
-        for row in self.delivery.stream(
-            current_caller(), after, request.stop_when_drained, context.is_active
-        ):
+        # Waiting for deliveries holds no thread (DeliveryService.stream).
+        async for row in self.delivery.stream(current_caller(), after, request.stop_when_drained):
             delivery = delivery_pb2.Delivery(
                 sequence=row.seq,
                 kind=row.kind,  # type: ignore[arg-type]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator
 
 from hub.clock import Clock, to_us
 from hub.domain.audit import AuditDraft
@@ -18,34 +20,55 @@ FETCH_LIMIT = 100
 class DeliveryNotifier:
     """Wakes the Subscribe streams of this process when a publication routed something.
 
-    Streams also poll the store every ``poll_seconds``, so that deliveries
-    made by another hub process on the same database arrive too.
+    Publications notify from worker threads; streams wait on the server's event loop, each
+    holding a future rather than a thread. Streams also poll the store every ``poll_seconds``,
+    so that deliveries made by another hub process on the same database arrive too.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._generation = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self.closed = False
 
     def notify(self) -> None:
-        with self._cond:
+        with self._lock:
             self._generation += 1
-            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, set()
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_wake, future)
 
     def generation(self) -> int:
-        with self._cond:
+        with self._lock:
             return self._generation
 
-    def wait(self, seen: int, timeout: float) -> None:
+    async def wait(self, seen: int, timeout: float) -> None:
         """Wait until something was routed after generation ``seen``, the timeout, or close."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._generation != seen or self.closed, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = (loop, future)
+        with self._lock:
+            if self._generation != seen or self.closed:
+                return
+            self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
 
     def close(self) -> None:
         """Release every waiting stream (server shutdown)."""
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
+        self.closed = True
+        self.notify()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class DeliveryService:
@@ -57,26 +80,21 @@ class DeliveryService:
         self.notifier = notifier
         self.poll_seconds = poll_seconds
 
-    def stream(
-        self,
-        caller: Participant,
-        after_sequence: int | None,
-        stop_when_drained: bool,
-        is_active: Callable[[], bool],
-    ) -> Iterator[DeliveryRow]:
+    async def stream(
+        self, caller: Participant, after_sequence: int | None, stop_when_drained: bool
+    ) -> AsyncIterator[DeliveryRow]:
         """Yield the caller's deliveries after ``after_sequence`` (default: its durable cursor).
 
-        Ends when drained if ``stop_when_drained``, else when the client goes
-        away or the server shuts down. Raises StoreUnavailableError.
+        Ends when drained if ``stop_when_drained``, else when the server shuts down; the client
+        going away cancels it. Store reads run on the loop's executor; waiting holds no thread.
+        Raises StoreUnavailableError.
         """
         if after_sequence is None:
-            with self.store.unit_of_work() as uow:
-                after_sequence = uow.cursor(caller.id)
+            after_sequence = await asyncio.to_thread(self._cursor, caller.id)
         position = after_sequence
-        while is_active() and not self.notifier.closed:
+        while not self.notifier.closed:
             seen = self.notifier.generation()
-            with self.store.unit_of_work() as uow:
-                rows = uow.deliveries_after(caller.id, position, FETCH_LIMIT)
+            rows = await asyncio.to_thread(self._after, caller.id, position)
             for row in rows:
                 yield row
                 position = row.seq
@@ -84,7 +102,15 @@ class DeliveryService:
                 continue
             if stop_when_drained:
                 return
-            self.notifier.wait(seen, self.poll_seconds)
+            await self.notifier.wait(seen, self.poll_seconds)
+
+    def _cursor(self, participant_id: str) -> int:
+        with self.store.unit_of_work() as uow:
+            return uow.cursor(participant_id)
+
+    def _after(self, participant_id: str, position: int) -> list[DeliveryRow]:
+        with self.store.unit_of_work() as uow:
+            return list(uow.deliveries_after(participant_id, position, FETCH_LIMIT))
 
     def acknowledge(self, caller: Participant, sequence: int) -> int:
         """Move the caller's cursor forward to ``sequence``. Returns the cursor.
