@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from spehub.v1 import common_pb2, consent_pb2, exchange_pb2, offer_pb2, pool_pb2, profile_pb2
 
 from hub.domain.records import PayloadKind
@@ -251,3 +253,86 @@ def test_partial_skills_and_experience_score_alike_in_sql_and_in_the_rules(hub, 
     partial = response.candidates[1].match
     assert partial.score == 500 + 300 * 2 // 3 + 200 * 5 // 12 == 783
     assert list(partial.skills_missing) == ["lire un plan"] and partial.experience_months == 5
+
+
+def test_one_month_of_twelve_and_one_skill_of_seven_is_answered(hub, connect):
+    """The attack: Python rounded (17 and 43 points) where SQL floor-divides (16 and 42); the
+    disagreement made MatchCandidates INTERNAL for everybody matching the offer."""
+    sn, ft = connect(SN), connect(FT)
+    offer = demo_offer(FT, "o-seven", 1, ft.clock(), targets=("SN",))
+    offer.occupation.isco08_code = "7112"
+    for i in range(7):
+        offer.required_skills.add(label=f"savoir {i}")
+    offer.required_experience_months = 12
+    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    _candidate(sn, "one-of-seven", skills=("savoir 3",), months=1)
+    response = _matches(ft, "o-seven")
+    assert _ids(response) == ["p-one-of-seven"]
+    assert response.candidates[0].match.score == 500 + 300 * 1 // 7 + 200 * 1 // 12 == 558
+
+
+def test_a_disagreement_between_sql_and_the_rules_is_logged_and_answered(hub, connect, monkeypatch, caplog):
+    """Should the two computations ever differ again, the rules decide and the call still answers."""
+    from hub.domain import matching
+
+    sn, ft = connect(SN), connect(FT)
+    _offer(ft)
+    _candidate(sn, "shifted")
+    real = matching.experience_points
+    monkeypatch.setattr(matching, "experience_points", lambda months, required: real(months, required) - 1)
+    with caplog.at_level("ERROR", logger="spehub"):
+        response = _matches(ft)
+    assert _ids(response) == ["p-shifted"]
+    assert response.candidates[0].match.score == 500 + 300 + 200 - 1
+    assert "match disagreement" in caplog.text
+
+
+SKILL_POOL = tuple(f"savoir-faire {i}" for i in range(7))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    required_skills=st.lists(st.sampled_from(SKILL_POOL), unique=True, max_size=7),
+    required_months=st.integers(min_value=0, max_value=36),
+    candidates=st.lists(
+        st.tuples(st.lists(st.sampled_from(SKILL_POOL), unique=True, max_size=7), st.integers(0, 60)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_sql_and_the_rules_give_the_same_score(
+    hub, connect, caplog, required_skills, required_months, candidates
+):
+    """Over random offers and profiles, the score read back from the SQL ranking is the one the
+    rules compute (the service logs any disagreement: none may happen)."""
+    from hub.domain import matching
+
+    global _EXAMPLE
+    _EXAMPLE += 1
+    sn, ft = connect(SN), connect(FT)
+    offer_id = f"o-random-{_EXAMPLE}"
+    offer = demo_offer(FT, offer_id, 1, ft.clock(), targets=("SN",))
+    # A sub-major group of its own: earlier examples' candidates do not match this offer.
+    offer.occupation.isco08_code = f"{10 + _EXAMPLE % 89:02d}11"
+    for label in required_skills:
+        offer.required_skills.add(label=label)
+    offer.required_experience_months = required_months
+    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    expected = {}
+    for i, (skills, months) in enumerate(candidates):
+        name = f"r{_EXAMPLE}-{i}"
+        _candidate(sn, name, isco=offer.occupation.isco08_code, skills=tuple(skills), months=months)
+        held = len(set(skills) & set(required_skills))
+        expected[f"p-{name}"] = (
+            500
+            + matching.skill_points(held, len(required_skills))
+            + matching.experience_points(months, required_months)
+        )
+    with caplog.at_level("ERROR", logger="spehub"):
+        response = _matches(ft, offer_id, page_size=10)
+    got = {rid: c.match.score for rid, c in zip(_ids(response), response.candidates, strict=True)}
+    assert got == expected
+    assert "match disagreement" not in caplog.text
+
+
+_EXAMPLE = 0

@@ -12,9 +12,11 @@ The score (0–1000) ranks the rest: occupation up to 500 (unit group 500,
 minor group 350, sub-major group 200), skills up to 300 (the share of the
 offer's required skills the candidate holds; full when none is required),
 experience up to 200 (months held over months required, capped; full when
-none is required), in whole points rounded down. Equal scores are ordered by
-record, so pages are stable. The store computes the same score in SQL to rank
-a whole pool and read back only one page.
+none is required). Each part is a whole number computed in integers only,
+rounded down (``skill_points``, ``experience_points``): SQL's integer division
+gives exactly the same, so the store computes the same score in SQL to rank a
+whole pool and read back only one page. Equal scores are ordered by record,
+so pages are stable.
 """
 
 from __future__ import annotations
@@ -111,6 +113,18 @@ def occupation_fit(candidate_codes: tuple[str, ...], offer_code: str) -> int:
     return best
 
 
+def skill_points(held: int, required: int) -> int:
+    """⌊300 × held ÷ required⌋, in integers; 300 when the offer requires no skill."""
+    return SKILL_POINTS * held // required if required else SKILL_POINTS
+
+
+def experience_points(months: int, required: int) -> int:
+    """⌊200 × months ÷ required⌋ capped at 200, in integers; 200 when none is required."""
+    if not required or months >= required:
+        return EXPERIENCE_POINTS
+    return EXPERIENCE_POINTS * max(months, 0) // required
+
+
 def match(c: Candidate, o: Offer) -> Match | None:
     """The match of a candidate and an offer, or None if a hard constraint fails."""
     fit = occupation_fit(c.isco08_codes, o.isco08_code)
@@ -126,13 +140,11 @@ def match(c: Candidate, o: Offer) -> Match | None:
         return None
     common = tuple(label for key, label in o.skills.items() if key in c.skills)
     missing = tuple(label for key, label in o.skills.items() if key not in c.skills)
-    skill_share = len(common) / len(o.skills) if o.skills else 1.0
     required = o.required_experience_months
-    experience_share = min(1.0, c.experience_months / required) if required else 1.0
     score = (
         OCCUPATION_POINTS[fit]
-        + round(SKILL_POINTS * skill_share)
-        + round(EXPERIENCE_POINTS * experience_share)
+        + skill_points(len(common), len(o.skills))
+        + experience_points(c.experience_months, required)
     )
     return Match(
         score=score,

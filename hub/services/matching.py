@@ -199,12 +199,18 @@ class MatchService:
             page = []
             for facts, origin_id, residence, consent_id, points in rows[:size]:
                 m = matching.match(facts, offer)
-                if (
-                    m is None or m.score != points
-                ):  # the SQL ranking and the rules disagree: a bug, fail loudly
-                    raise AssertionError(
-                        f"match of record {facts.pk}: SQL score {points}, rules {m and m.score}"
+                if m is None or m.score != points:
+                    # The SQL ranking and the rules disagree: a bug to fix, not the caller's problem.
+                    # The rules decide (a candidate they refuse is left out) and the call answers.
+                    log.error(
+                        "match disagreement: offer record %s, profile record %s, SQL score %s, rules %s",
+                        pk,
+                        facts.pk,
+                        points,
+                        m.score if m is not None else "refused",
                     )
+                    if m is None:
+                        continue
                 page.append((m, facts, origin_id, residence, consent_id))
             envelopes = uow.envelopes_of([facts.pk for _, facts, *_ in page])
             opened = self.sealer.open([envelopes[facts.pk] for _, facts, *_ in page])

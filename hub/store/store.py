@@ -1306,6 +1306,8 @@ class UnitOfWork:
             .group_by(po.record_pk)
             .subquery()
         )
+        # The parts of the score in integers, as matching.skill_points and experience_points compute
+        # them: integer division of non-negative integers rounds down in SQLite and PostgreSQL alike.
         months = func.coalesce(pe.months, 0)
         required = offer.required_experience_months
         experience_points: Any = (
@@ -1313,6 +1315,7 @@ class UnitOfWork:
             if not required
             else case(
                 (months >= required, matching.EXPERIENCE_POINTS),
+                (months <= 0, 0),
                 else_=(months * matching.EXPERIENCE_POINTS) // required,
             )
         )
