@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 import urllib.request
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
 from spehub.v1 import audit_pb2, audit_pb2_grpc, consent_pb2, delivery_pb2, exchange_pb2, pool_pb2
 
 from hub.domain import consent_policy, sealing
+from hub.domain.audit import Disclosure
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
 from hub.store import schema as t
-from tests.records import demo_consent, demo_personal, demo_profile
+from tests.records import demo_consent, demo_offer, demo_personal, demo_profile
 
 SN, MA, FT, SE = "sn-anpej", "ma-anapec", "fr-francetravail", "se-arbetsformedlingen"
 PERSONAL = "pd-1"
@@ -288,3 +291,72 @@ def test_each_recipient_sees_its_own_stable_pseudonym(hub, connect):
     assert len(first) == 1 and first == again  # stable for one recipient
     assert other and other != first  # another recipient gets another one
     assert "p-1" not in first[0]
+
+
+def _disclose_by_search(sn, ft):
+    assert _found(ft) == 1
+
+
+def _disclose_by_get(sn, ft):
+    ft.exchange.GetRecord(
+        exchange_pb2.GetRecordRequest(origin_participant_id=SN, payload_type=1, record_id="p-1"), timeout=10
+    )
+
+
+def _disclose_by_match(sn, ft):
+    offer = demo_offer(FT, "o-disclose", 1, ft.clock(), targets=("SN",))
+    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    response = ft.pool.MatchCandidates(
+        pool_pb2.MatchCandidatesRequest(offer_record_id="o-disclose"), timeout=10
+    )
+    assert len(response.candidates) == 1
+
+
+def _disclose_personal(sn, ft):
+    _personal(ft)
+
+
+DISCLOSE = {
+    Disclosure.SEARCH: _disclose_by_search,
+    Disclosure.GET: _disclose_by_get,
+    Disclosure.MATCH: _disclose_by_match,
+    Disclosure.PERSONAL: _disclose_personal,
+}
+
+
+def test_every_disclosure_action_is_exercised_here():
+    """A new kind of disclosure must come with its way of disclosing in DISCLOSE below."""
+    assert set(DISCLOSE) == set(Disclosure)
+
+
+def test_no_disclosure_action_is_written_outside_the_one_list():
+    """Services write disclosures with the Disclosure members, never a string of their own."""
+    root = Path(__file__).resolve().parent.parent / "hub"
+    pattern = re.compile(r"""["'](?:disclose|release)\.[a-z_]+["']""")
+    found = [
+        f"{path.relative_to(root)}: {m.group(0)}"
+        for path in root.rglob("*.py")
+        if path.name != "audit.py" or path.parent.name != "domain"
+        for m in pattern.finditer(path.read_text())
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize("action", list(Disclosure), ids=lambda a: a.value)
+def test_each_kind_of_disclosure_leads_to_a_deletion_notice(hub, connect, action):
+    sn, ft, se = connect(SN), connect(FT), connect(SE)
+    _candidate(sn, _consent(SN, sn.clock()), contact_release_for=FT)
+    DISCLOSE[action](sn, ft)
+    erase = _consent(
+        SN, sn.clock(), version=2, status=consent_pb2.CONSENT_STATUS_WITHDRAWN, erasure_requested=True
+    )
+    _ok(sn.publish_one_batch([sn.seal(erase, PayloadKind.CONSENT)]))
+    notices = {
+        p.id: [
+            r.delivery.erased.record_id
+            for r in p.delivery.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=True), timeout=10)
+            if r.delivery.kind == delivery_pb2.DELIVERY_KIND_DELETION
+        ]
+        for p in (ft, se)
+    }
+    assert notices == {FT: ["c-1"], SE: []}  # SE saw nothing: it is told nothing

@@ -16,8 +16,25 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 GENESIS = b"\x00" * 32
+
+
+class Disclosure(StrEnum):
+    """Every audit action by which a candidate's data reaches another participant.
+
+    The one list: the services write these actions when they disclose, and an erasure sends a
+    deletion notice to every participant with an entry of any of them (store ``disclosed_to``).
+    A new way of disclosing is a new member here, or its recipients are never told to delete.
+    """
+
+    SEARCH = "disclose.search"  # a profile on a page of PoolService.SearchProfiles
+    GET = "disclose.get"  # a profile by ExchangeService.GetRecord
+    MATCH = "disclose.match"  # a profile on a page of PoolService.MatchCandidates
+    PERSONAL = "release.personal"  # the personal view, under a contact release
+
+
 CHECKPOINT_TYPE = "spehub.v1.AuditCheckpoint"
 
 

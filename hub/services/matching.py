@@ -24,7 +24,7 @@ from spehub.v1 import consent_pb2, offer_pb2
 
 from hub.clock import Clock, to_us
 from hub.domain import matching, records
-from hub.domain.audit import AuditDraft
+from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.directory import Participant, ParticipantKind
 from hub.domain.records import PayloadKind
 from hub.errors import HubError, NotFoundError, PermissionDeniedError, StoreConflictError
@@ -226,7 +226,7 @@ class MatchService:
                     [
                         AuditDraft(
                             caller.id,
-                            "disclose.match",
+                            Disclosure.MATCH,
                             env.origin_id,
                             env.payload_type,
                             env.record_id,

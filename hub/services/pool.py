@@ -8,7 +8,7 @@ from spehub.v1 import consent_pb2
 
 from hub.clock import Clock, to_us
 from hub.domain import records
-from hub.domain.audit import AuditDraft
+from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.directory import Participant
 from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
@@ -62,7 +62,7 @@ class PoolService:
                 [
                     AuditDraft(
                         caller.id,
-                        "disclose.search",
+                        Disclosure.SEARCH,
                         e.origin_id,
                         e.payload_type,
                         e.record_id,

@@ -8,7 +8,7 @@ from spehub.v1 import consent_pb2
 
 from hub.clock import Clock, to_us
 from hub.domain import records, sealing
-from hub.domain.audit import AuditDraft
+from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Participant
 from hub.domain.records import PayloadKind
@@ -62,11 +62,11 @@ class RecordService:
             if kind is PayloadKind.CANDIDATE_PROFILE:
                 audience = self._audience(caller, consent_pb2.PURPOSE_POOL_SEARCH, now_us)
                 visible = bool(uow.search_profiles(ProfileFilter(record_pk=pk), audience, pk - 1, 1))
-                action, purpose = "disclose.get", "pool_search"
+                action, purpose = Disclosure.GET, "pool_search"
             elif kind is PayloadKind.PERSONAL_DETAILS and consent_id:
                 audience = self._audience(caller, consent_pb2.PURPOSE_CONTACT_RELEASE, now_us)
                 visible = uow.consent_allows(origin_id, consent_id, audience, named_only=True)
-                action, purpose = "release.personal", "contact_release"
+                action, purpose = Disclosure.PERSONAL, "contact_release"
             if visible:
                 uow.append_audit(
                     [

@@ -829,7 +829,7 @@ class UnitOfWork:
             .where(
                 a.origin_id == origin_id,
                 a.consent_record_id == consent_record_id,
-                a.action.in_(("disclose.search", "disclose.get", "release.personal")),
+                a.action.in_([d.value for d in audit.Disclosure]),
                 a.actor != origin_id,
             )
         )
