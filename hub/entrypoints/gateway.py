@@ -21,7 +21,6 @@ systems deleted the data too.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -50,6 +49,7 @@ from hub.domain.directory import Directory
 from hub.domain.envelopes import open_envelope
 from hub.domain.records import PayloadKind, RecordRejection, message_of
 from hub.domain.signing import load_private_key
+from hub.entrypoints import csvout
 
 KIND_BY_MESSAGE = {
     "JobOffer": PayloadKind.JOB_OFFER,
@@ -221,7 +221,7 @@ class Inbox:
         mapping = getattr(self.adapter, "mapping", None)
         if mapping is not None:  # a tabular SPE: one import row, with its header, in its delimiter
             out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=list(national), delimiter=mapping.delimiter or ";")
+            writer = csvout.DictWriter(out, fieldnames=list(national), delimiter=mapping.delimiter or ";")
             writer.writeheader()
             writer.writerow(national)
             data, suffix = out.getvalue().encode("utf-8-sig"), ".csv"
@@ -263,7 +263,7 @@ class Inbox:
         path = self.folder / "notices.csv"
         new = not path.exists()
         with path.open("a", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
+            writer = csvout.Writer(handle)
             if new:
                 writer.writerow(NOTICE_COLUMNS)
             writer.writerow(

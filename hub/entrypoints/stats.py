@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 
 from hub.clock import system_clock
 from hub.config import Settings
+from hub.entrypoints import csvout
 from hub.services.statistics import KINDS, THRESHOLD, cells, corridor_counts
 from hub.store.store import Store
 
@@ -26,7 +26,7 @@ def run_stats(args: argparse.Namespace) -> int:
     ]
     store.close()
     if args.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = csvout.Writer(sys.stdout, lineterminator="\n")
         writer.writerow(COLUMNS)
         for c in rows:
             k = c.corridor
