@@ -44,7 +44,7 @@ from adapters.people import (
 V3 = "http://europass.cedefop.europa.eu/Europass"
 V4 = "http://www.europass.eu/1.0"
 ESCO_OCCUPATION = "http://data.europa.eu/esco/occupation/"
-LICENCE = re.compile(r"^[A-Z][A-Z0-9]{0,3}$")
+LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
 FREE_TEXT_SKILLS = ("Communication", "Organisational", "JobRelated", "Computer", "Other")
 
 
@@ -395,7 +395,7 @@ class EuropassXml:
             profile.languages.add(language_code=_language(code), level=min(levels))  # type: ignore[type-var]
 
     def _licence(self, profile: profile_pb2.CandidateProfile, category: str, problems: Problems) -> None:
-        if LICENCE.match(category):
+        if LICENCE.fullmatch(category):
             profile.driving_licence_categories.append(category)
         else:
             problems.error("Driving/Licence", "not a driving licence category such as 'B' or 'CE'")

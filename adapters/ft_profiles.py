@@ -42,7 +42,7 @@ MOBILITY_BY_CONTRACT = {
     "CIR": common_pb2.MOBILITY_TYPE_CIRCULAR,
 }
 CONTRACT_BY_MOBILITY = {v: k for k, v in MOBILITY_BY_CONTRACT.items()}
-LICENCE = re.compile(r"^[A-Z][A-Z0-9]{0,3}$")
+LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
 
 
 class FranceTravailProfiles(JsonAdapter):
@@ -142,7 +142,7 @@ class FranceTravailProfiles(JsonAdapter):
                     else:
                         target.CopyFrom(value)
         for j, licence in enumerate(o.get("permis") or []):
-            if LICENCE.match(str(licence)):
+            if LICENCE.fullmatch(str(licence)):
                 profile.driving_licence_categories.append(str(licence))
             else:
                 error(f"permis[{j}]", "not a driving licence category such as 'B' or 'C1E'")

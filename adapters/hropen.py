@@ -36,9 +36,9 @@ from adapters.people import (
 ESCO_OCCUPATION = "http://data.europa.eu/esco/occupation/"
 ESCO_SKILL = "http://data.europa.eu/esco/skill/"
 ISCO_LIST = "ISCO2008"
-DOCUMENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
-LICENCE = re.compile(r"^[A-Z][A-Z0-9]{0,3}$")
-NACE = re.compile(r"^[A-U](\d{2}(\.\d{1,2})?)?$")
+DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
+NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")
 OFFERING = {
     "DirectHire": (offer_pb2.CONTRACT_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_PERMANENT),
     "Temporary": (offer_pb2.CONTRACT_TYPE_FIXED_TERM, common_pb2.MOBILITY_TYPE_TEMPORARY),
@@ -124,7 +124,7 @@ class EuresHrOpen(JsonAdapter):
         error, warn = problems.error, problems.warn
         offer = offer_pb2.JobOffer()
         doc_id = _id(o.get("documentId"))
-        if not DOCUMENT_ID.match(doc_id):
+        if not DOCUMENT_ID.fullmatch(doc_id):
             error("documentId.value", "missing or not 1-100 characters from [A-Za-z0-9._:-]")
         offer.header.record_id, offer.header.origin_participant_id = f"EU-{doc_id}", self.origin
         if str(o.get("statusCode") or "") in CLOSED:
@@ -153,7 +153,7 @@ class EuresHrOpen(JsonAdapter):
         if not offer.employer.name:
             error("positionProfiles[0].positionOrganizations[0].name", "the hub needs the employer's name")
         industry = str(organisation.get("industryCode") or "")
-        if NACE.match(industry):
+        if NACE.fullmatch(industry):
             offer.employer.nace_code = industry
         location = _first(p.get("positionLocation"))
         offer.place.country_code = country(str(location.get("countryCode") or ""))
@@ -304,7 +304,7 @@ class EuresHrOpen(JsonAdapter):
             category = _id((licence.get("type") or {}).get("id")) or str(
                 (licence.get("type") or {}).get("name") or ""
             )
-            if LICENCE.match(category):
+            if LICENCE.fullmatch(category):
                 profile.driving_licence_categories.append(category)
             else:
                 error(f"profiles[0].licenses[{j}].type", "not a driving licence category such as 'B' or 'CE'")

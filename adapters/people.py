@@ -25,7 +25,7 @@ CEFR_NAMES = {v: k for k, v in CEFR.items()}
 MOBILITY = {"PERMANENT": 1, "TEMPORARY": 2, "SEASONAL": 3, "CIRCULAR": 4}
 MOBILITY_NAMES = {v: k for k, v in MOBILITY.items()}
 MIN_SUBJECT_KEY = 32
-PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 # Country codes some European formats write their own way.
 COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
 
@@ -119,7 +119,7 @@ def cefr(text: str) -> int | None:
 def period_date(text: str, end: bool = False) -> common_pb2.Date | None:
     """A period bound written YYYY, YYYY-MM or YYYY-MM-DD as a whole date (the hub takes no partial
     dates): a start falls on the first day of its month or year, an end on the last. None if not a date."""
-    found = PARTIAL_DATE.match(text.strip()[:10])
+    found = PARTIAL_DATE.fullmatch(text.strip()[:10])
     if not found:
         return None
     year, month, day = (int(g) if g else 0 for g in found.groups())
@@ -136,7 +136,7 @@ def period_date(text: str, end: bool = False) -> common_pb2.Date | None:
 
 def full_date(text: str) -> common_pb2.Date | None:
     """A date written YYYY-MM-DD (a date-time is cut to its date); None for anything else."""
-    found = PARTIAL_DATE.match(text.strip()[:10])
+    found = PARTIAL_DATE.fullmatch(text.strip()[:10])
     if not found or not found.group(3):
         return None
     return period_date(text)

@@ -18,14 +18,14 @@ from datetime import UTC, datetime
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 participant: contextvars.ContextVar[str] = contextvars.ContextVar("participant", default="")
-SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Fields a call site may add with ``extra=`` (anything else stays out of the line).
 EXTRA_FIELDS = ("rpc_method", "code", "error", "incident")
 
 
 def new_request_id(offered: str = "") -> str:
     """The caller's id if it is sane (so its own logs line up), else a fresh one."""
-    return offered if SANE_ID.match(offered) else uuid.uuid4().hex[:16]
+    return offered if SANE_ID.fullmatch(offered) else uuid.uuid4().hex[:16]
 
 
 class ContextFilter(logging.Filter):

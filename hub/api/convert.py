@@ -70,7 +70,7 @@ def timestamp_from_us(us: int) -> Timestamp:
 
 def _isco(values: list[str], field: str) -> tuple[str, ...]:
     for i, v in enumerate(values):
-        if not codes.ISCO08_PREFIX.match(v):
+        if not codes.ISCO08_PREFIX.fullmatch(v):
             raise InvalidRequestError(
                 f"{field}[{i}] must be an ISCO-08 code or prefix of 1 to 4 digits", f"{field}[{i}]"
             )

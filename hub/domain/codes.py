@@ -13,8 +13,8 @@ from functools import cache
 
 import pycountry
 
-ISCO08_UNIT = re.compile(r"^\d{4}$")
-ISCO08_PREFIX = re.compile(r"^\d{1,4}$")
+ISCO08_UNIT = re.compile(r"\d{4}")
+ISCO08_PREFIX = re.compile(r"\d{1,4}")
 ESCO_PREFIX = "http://data.europa.eu/esco/"
 
 

@@ -165,7 +165,7 @@ class Directory:
             where = f"{origin}: participants[{i}]"
             try:
                 pid = entry["id"]
-                if not isinstance(pid, str) or not PARTICIPANT_ID.match(pid):
+                if not isinstance(pid, str) or not PARTICIPANT_ID.fullmatch(pid):
                     raise ConfigError(f"{where}.id must match {PARTICIPANT_ID.pattern}")
                 if pid in participants:
                     raise ConfigError(f"{where}.id {pid!r} is registered twice")
@@ -189,7 +189,7 @@ class Directory:
                     if k.get("algorithm") != signing.ALGORITHM:
                         raise ConfigError(f"{kwhere}.algorithm must be {signing.ALGORITHM!r}")
                     kid = k["key_id"]
-                    if not isinstance(kid, str) or not KEY_ID.match(kid):
+                    if not isinstance(kid, str) or not KEY_ID.fullmatch(kid):
                         raise ConfigError(f"{kwhere}.key_id must match {KEY_ID.pattern}")
                     if (pid, kid) in keys:
                         raise ConfigError(f"{kwhere}.key_id {kid!r} is registered twice")
@@ -207,7 +207,7 @@ class Directory:
             except SignatureError as exc:
                 raise ConfigError(f"{where}: {exc}") from exc
         revoked = data.get("revoked_certificates", [])
-        if not isinstance(revoked, list) or not all(isinstance(h, str) and HEX64.match(h) for h in revoked):
+        if not isinstance(revoked, list) or not all(isinstance(h, str) and HEX64.fullmatch(h) for h in revoked):
             raise ConfigError(f"{origin}: revoked_certificates must be SHA-256 hashes in lower-case hex")
         return cls(
             trust_domain=str(data.get("trust_domain", "")),

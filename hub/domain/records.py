@@ -22,11 +22,11 @@ from spehub.v1 import common_pb2, consent_pb2, envelope_pb2, mobility_pb2, offer
 
 from hub.domain import codes
 
-RECORD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Directory participant ids (hub.domain.directory uses this pattern too).
-PARTICIPANT_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{1,62}$")
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+PARTICIPANT_ID = re.compile(r"[a-z0-9][a-z0-9.-]{1,62}")
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_TEXT = 20_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TS_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -254,7 +254,7 @@ def _find_unknown_field(msg: Message, path: str) -> tuple[str, int] | None:
 
 
 def _header(header: common_pb2.RecordHeader) -> tuple[str, str, int]:
-    if not RECORD_ID.match(header.record_id):
+    if not RECORD_ID.fullmatch(header.record_id):
         raise RecordRejection(
             Reason.INVALID_FIELD,
             "record_id must be 1 to 128 characters from [A-Za-z0-9._:-]",
@@ -329,7 +329,7 @@ class _Checker:
         return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
     def occupation(self, occ: common_pb2.Occupation, field: str) -> str:
-        if not codes.ISCO08_UNIT.match(occ.isco08_code):
+        if not codes.ISCO08_UNIT.fullmatch(occ.isco08_code):
             self.fail(f"{field}.isco08_code", "must be an ISCO-08 unit group of four digits")
         if occ.esco_uri and not occ.esco_uri.startswith(codes.ESCO_PREFIX + "occupation/"):
             self.fail(f"{field}.esco_uri", f"must start with {codes.ESCO_PREFIX}occupation/")
@@ -360,7 +360,7 @@ class _Checker:
 
 def _profile(c: _Checker, p: profile_pb2.CandidateProfile) -> ProfileIndex:
     c.required(p.consent_record_id, "consent_record_id")
-    if not RECORD_ID.match(p.consent_record_id):
+    if not RECORD_ID.fullmatch(p.consent_record_id):
         c.fail("consent_record_id", "must be a record id")
     c.country(p.residence_country_code, "residence_country_code")
     if not p.occupations:
@@ -379,7 +379,7 @@ def _profile(c: _Checker, p: profile_pb2.CandidateProfile) -> ProfileIndex:
             c.fail(f"work_experiences[{i}].period", "ends before it starts")
         c.text(w.description, f"work_experiences[{i}].description")
     for i, cat in enumerate(p.driving_licence_categories):
-        if not re.match(r"^[A-Z][A-Z0-9]{0,3}$", cat):
+        if not re.fullmatch(r"[A-Z][A-Z0-9]{0,3}", cat):
             c.fail(f"driving_licence_categories[{i}]", "must be a licence category such as 'B' or 'CE'")
     c.countries(p.desired_country_codes, "desired_country_codes")
     mask = 0
@@ -403,7 +403,7 @@ def _profile(c: _Checker, p: profile_pb2.CandidateProfile) -> ProfileIndex:
 
 def _personal(c: _Checker, p: profile_pb2.PersonalDetails) -> PersonalIndex:
     for name in ("profile_record_id", "consent_record_id"):
-        if not RECORD_ID.match(getattr(p, name)):
+        if not RECORD_ID.fullmatch(getattr(p, name)):
             c.fail(name, "must be a record id")
     c.text(p.given_names, "given_names", limit=500)
     c.text(p.family_name, "family_name", required=True, limit=500)
@@ -411,7 +411,7 @@ def _personal(c: _Checker, p: profile_pb2.PersonalDetails) -> PersonalIndex:
     c.countries(p.nationality_country_codes, "nationality_country_codes")
     for i, contact in enumerate(p.contacts):
         c.enum(contact.type, profile_pb2.ContactType, f"contacts[{i}].type")
-        if contact.type == profile_pb2.CONTACT_TYPE_PHONE and not E164.match(contact.value):
+        if contact.type == profile_pb2.CONTACT_TYPE_PHONE and not E164.fullmatch(contact.value):
             c.fail(f"contacts[{i}].value", "a phone number must be in E.164 form (+ and 7 to 15 digits)")
         if contact.type == profile_pb2.CONTACT_TYPE_EMAIL and not re.match(
             r"^[^@\s]+@[^@\s]+\.[^@\s]+$", contact.value
@@ -460,7 +460,7 @@ def _offer(c: _Checker, o: offer_pb2.JobOffer) -> OfferIndex:
 
 
 def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
-    if not HEX64.match(k.subject_ref):
+    if not HEX64.fullmatch(k.subject_ref):
         c.fail(
             "subject_ref", "must be a keyed SHA-256 hash in lower-case hex (64 characters), never the number"
         )
@@ -479,7 +479,7 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
     for i, r in enumerate(k.recipients):
         target = r.WhichOneof("target")
         if target == "participant_id":
-            if not PARTICIPANT_ID.match(r.participant_id):
+            if not PARTICIPANT_ID.fullmatch(r.participant_id):
                 c.fail(f"recipients[{i}].participant_id", "must be a directory participant id")
             participants.append(r.participant_id)
         elif target == "country_code":
@@ -506,7 +506,7 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
     c.enum(k.evidence.channel, consent_pb2.CollectionChannel, "evidence.channel")
     c.timestamp(k.evidence, "collected_at", "evidence.collected_at")
     c.text(k.evidence.collected_by, "evidence.collected_by", required=True, limit=200)
-    if not HEX64.match(k.evidence.notice_sha256):
+    if not HEX64.fullmatch(k.evidence.notice_sha256):
         c.fail("evidence.notice_sha256", "must be a SHA-256 in lower-case hex")
     return ConsentIndex(
         status=k.status,
@@ -522,20 +522,20 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
 
 def _event(c: _Checker, e: mobility_pb2.MobilityEvent) -> MobilityEventIndex:
     for name in ("application_origin_participant_id",):
-        if not PARTICIPANT_ID.match(getattr(e, name)):
+        if not PARTICIPANT_ID.fullmatch(getattr(e, name)):
             c.fail(name, "must be a directory participant id")
-    if not RECORD_ID.match(e.application_id):
+    if not RECORD_ID.fullmatch(e.application_id):
         c.fail("application_id", "must be 1 to 128 characters from [A-Za-z0-9._:-]")
     c.enum(e.type, mobility_pb2.MobilityEventType, "type")
     occurred = c.date(e.occurred_on, "occurred_on", required=True)
     assert occurred is not None
     is_application = e.type == mobility_pb2.MOBILITY_EVENT_TYPE_APPLICATION
     if is_application:
-        if not RECORD_ID.match(e.profile_record_id):
+        if not RECORD_ID.fullmatch(e.profile_record_id):
             c.fail("profile_record_id", "an application names the candidate's profile")
-        if not PARTICIPANT_ID.match(e.offer_origin_participant_id):
+        if not PARTICIPANT_ID.fullmatch(e.offer_origin_participant_id):
             c.fail("offer_origin_participant_id", "an application names the offer's origin")
-        if not RECORD_ID.match(e.offer_record_id):
+        if not RECORD_ID.fullmatch(e.offer_record_id):
             c.fail("offer_record_id", "an application names the offer")
     elif e.profile_record_id or e.offer_origin_participant_id or e.offer_record_id:
         c.fail("profile_record_id", "only an application names the profile and the offer")

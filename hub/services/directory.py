@@ -143,7 +143,7 @@ class DirectoryAdmin:
         public_key_pem: str,
     ) -> Participant:
         """Register a new participant with its first signing key. Raises InvalidRequestError."""
-        if not PARTICIPANT_ID.match(participant_id):
+        if not PARTICIPANT_ID.fullmatch(participant_id):
             raise InvalidRequestError(f"participant id must match {PARTICIPANT_ID.pattern}", "participant_id")
         if not (codes.is_country(country_code) or country_code == "EU"):
             raise InvalidRequestError("country must be an ISO 3166-1 alpha-2 code (or EU)", "country_code")
@@ -238,7 +238,7 @@ class DirectoryAdmin:
 
     def revoke_certificate(self, sha256_hex: str, actor: str = "cli") -> datetime:
         """Revoke a client certificate (SHA-256 of its DER, hex) from now on. Returns when."""
-        if not HEX64.match(sha256_hex):
+        if not HEX64.fullmatch(sha256_hex):
             raise InvalidRequestError(
                 "certificate_sha256 must be 64 lower-case hex digits", "certificate_sha256"
             )
@@ -258,7 +258,7 @@ class DirectoryAdmin:
 
     @staticmethod
     def _check_key(key_id: str, public_key_pem: str) -> None:
-        if not KEY_ID.match(key_id):
+        if not KEY_ID.fullmatch(key_id):
             raise InvalidRequestError(f"key id must match {KEY_ID.pattern}", "key_id")
         try:
             signing.load_public_key(public_key_pem, key_id)

@@ -42,7 +42,7 @@ class RecordService:
         country), and that release is recorded. Consents stay with their origin.
         """
         kind = PayloadKind.from_payload_type(payload_type)
-        if kind is None or not records.RECORD_ID.match(record_id):
+        if kind is None or not records.RECORD_ID.fullmatch(record_id):
             raise _not_found(origin_id, kind, record_id)
         now_us = to_us(self.clock())
         with self.store.unit_of_work(write=True) as uow:
@@ -110,7 +110,7 @@ class RecordService:
         with self.store.unit_of_work(write=True) as uow:
             found = (
                 uow.current_record(caller.id, payload_type, record_id)
-                if records.RECORD_ID.match(record_id)
+                if records.RECORD_ID.fullmatch(record_id)
                 else None
             )
             if found is None:
