@@ -38,6 +38,7 @@ import grpc
 from hub import logs
 from hub.api.errors import status_for
 from hub.api.identity import Authenticator, Caller, reset_caller, set_caller
+from hub.domain import caps
 from hub.errors import HubError, InvalidRequestError, RateLimitedError, StoreUnavailableError
 from hub.metrics import HubMetrics
 from hub.services.limits import ParticipantLimits
@@ -312,8 +313,12 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 
 def _refuse_malformed(request: Any, method: str) -> None:
+    """Refuse a request that did not parse, or one with a list past its cap (hub.domain.caps)."""
     if request is MALFORMED:
         raise InvalidRequestError(f"the {method} request is not a valid protobuf message of its type")
+    too_long = caps.oversized(request)
+    if too_long is not None:
+        raise InvalidRequestError(caps.describe(too_long), too_long[0])
 
 
 @contextlib.contextmanager

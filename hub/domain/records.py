@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 from spehub.v1 import common_pb2, consent_pb2, envelope_pb2, mobility_pb2, offer_pb2, profile_pb2
 
-from hub.domain import codes
+from hub.domain import caps, codes
 
 RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Directory participant ids (hub.domain.directory uses this pattern too).
@@ -209,12 +209,16 @@ def parse(kind: PayloadKind, payload: bytes) -> ParsedRecord:
             Reason.MALFORMED_PAYLOAD, f"payload does not parse as {kind.value}; check the payload type"
         ) from None
     # Canonical and schema-known, checked in C: once unknown fields are dropped,
-    # re-encoding must give back exactly as many bytes as were signed. Anything
-    # else (an unknown field, a repeated singular field, a default written out,
-    # an unpacked list) is refused, so that every parser reads the same record.
+    # the deterministic re-encoding must give back exactly the bytes that were
+    # signed. Anything else (an unknown field, fields out of order, a repeated
+    # singular field, a default written out, an unpacked list) is refused, so
+    # that every parser reads the same record.
     msg.DiscardUnknownFields()
-    if msg.ByteSize() != len(payload):
+    if msg.SerializeToString(deterministic=True) != payload:
         _reject_non_canonical(message_class.FromString(payload))
+    too_long = caps.oversized(msg)
+    if too_long is not None:
+        raise RecordRejection(Reason.INVALID_FIELD, caps.describe(too_long), too_long[0])
     header = msg.header
     record_id, origin, version = _header(header)
     index = validator(_Checker(), msg)
@@ -232,8 +236,8 @@ def _reject_non_canonical(msg: Message) -> None:
         )
     raise RecordRejection(
         Reason.MALFORMED_PAYLOAD,
-        "payload is not canonically encoded (a field repeated, set to its default, or unpacked); "
-        "serialise it with a standard protobuf library",
+        "payload is not canonically encoded (fields out of field-number order, a field repeated, set to "
+        "its default, or unpacked); serialise it with a standard protobuf library",
     )
 
 

@@ -9,6 +9,7 @@ from hub.errors import InvalidRequestError
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+MAX_KEY = 2**63 - 1  # the largest 64-bit integer: SQLite and PostgreSQL bigint
 
 
 def page_size_of(value: int) -> int:
@@ -36,7 +37,10 @@ def decode_token(token: str, kind: str, count: int) -> tuple[int, ...] | None:
         prefix, *values = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
         if prefix != kind or len(values) != count:
             raise ValueError
-        return tuple(int(v) for v in values)
+        keys = tuple(int(v) for v in values)
+        if not all(0 <= k <= MAX_KEY for k in keys):  # a key the database cannot hold was never ours
+            raise ValueError
+        return keys
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequestError(
             "page_token is not one this listing returned; start again with an empty token", "page_token"
