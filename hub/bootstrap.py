@@ -206,7 +206,7 @@ def build_hub(
             },
         ),
     )
-    rankings = Rankings(store, clock)
+    rankings = Rankings(store, clock, metrics=metrics)
     ranking_worker = (
         RankingWorker(rankings, settings.match_ranking_seconds) if settings.match_ranking_seconds else None
     )

@@ -65,6 +65,12 @@ class HubMetrics:
             ["participant", "reason"],
             registry=registry,
         )
+        self.ranking_failures = Counter(
+            "spehub_match_ranking_failures_total",
+            "Rankings of an open offer's candidates that failed; the offer is tried again with backoff "
+            "and the others go on (the log names the offer's record).",
+            registry=registry,
+        )
         self.deliveries_routed = Counter(
             "spehub_deliveries_routed_total",
             "Deliveries queued for a recipient.",

@@ -332,3 +332,49 @@ def test_rank_offers_command(hub, connect, database_url, monkeypatch, capsys):
         assert uow.ranking_state(uow.current_record(FT, OFFER, "o-mason")[0]) is not None
     assert main(["db", "rank-offers"]) == 0
     assert "ranked the candidates of 0 open offer(s)" in capsys.readouterr().out
+
+
+def test_a_failing_offer_does_not_stop_the_ranking_of_the_others(hub, connect, clock, monkeypatch, caplog):
+    """An offer whose ranking fails (here the database's "Expression tree is too large") is left
+    aside with a growing backoff and counted; the offers after it are ranked."""
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy.exc import OperationalError
+
+    from hub.metrics import HubMetrics
+
+    ft = connect(FT)
+    _offer(ft, "o-broken")
+    _offer(ft, "o-fine")
+    with hub.store.unit_of_work() as uow:
+        broken, fine = (uow.current_record(FT, OFFER, rid)[0] for rid in ("o-broken", "o-fine"))
+    real = UnitOfWork.rank_offer
+
+    def rank_offer(self, offer, revision, keep):
+        if offer.pk == broken:
+            raise OperationalError(
+                "SELECT …", {}, Exception("Expression tree is too large (maximum depth 1000)")
+            )
+        return real(self, offer, revision, keep)
+
+    monkeypatch.setattr(UnitOfWork, "rank_offer", rank_offer)
+    now = [1000.0]
+    metrics = HubMetrics(CollectorRegistry())
+    rankings = Rankings(hub.store, clock, metrics=metrics, monotonic=lambda: now[0])
+
+    def failures() -> float:
+        return metrics.registry.get_sample_value("spehub_match_ranking_failures_total")
+
+    with caplog.at_level("ERROR", logger="spehub"):
+        assert rankings.rank_pending() == 1  # o-fine, although o-broken came first
+    assert f"offer record {broken} failed" in caplog.text
+    with hub.store.unit_of_work() as uow:
+        assert uow.ranking_state(fine) is not None and uow.ranking_state(broken) is None
+    assert rankings.backing_off() == [broken] and failures() == 1
+    assert rankings.rank_pending() == 0 and failures() == 1  # left aside: not tried again yet
+    now[0] += 31
+    assert rankings.rank_pending() == 0 and failures() == 2  # tried, failed: now 60 s
+    now[0] += 31
+    assert rankings.backing_off() == [broken]
+    monkeypatch.setattr(UnitOfWork, "rank_offer", real)  # the cause is fixed
+    now[0] += 30
+    assert rankings.rank_pending() == 1 and rankings.backing_off() == []

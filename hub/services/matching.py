@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from spehub.v1 import consent_pb2, offer_pb2
@@ -28,6 +29,7 @@ from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.directory import Participant, ParticipantKind
 from hub.domain.records import PayloadKind
 from hub.errors import HubError, NotFoundError, PermissionDeniedError, StoreConflictError
+from hub.metrics import HubMetrics
 from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
 from hub.store.store import Audience, RankingState, Store, StoredEnvelope
@@ -40,16 +42,32 @@ FRESH_WITHIN = 10_000
 published since are scored on every read, and this bounds their number."""
 
 log = logging.getLogger("spehub")
+# A failed ranking is tried again after 30 s, then twice as long each time, at most every hour.
+RETRY_FIRST, RETRY_MAX = 30.0, 3600.0
 
 
 class Rankings:
     """Keeps the best candidates of open offers (hub.store.schema.match_rankings)."""
 
-    def __init__(self, store: Store, clock: Clock, keep: int = KEEP, fresh_within: int = FRESH_WITHIN):
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        keep: int = KEEP,
+        fresh_within: int = FRESH_WITHIN,
+        metrics: HubMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.store = store
         self.clock = clock
         self.keep = keep
         self.fresh_within = fresh_within
+        self.metrics = metrics
+        self.monotonic = monotonic
+        # Offers whose ranking failed (record pk -> failures in a row, when to try again): each is
+        # left aside until then, so that one offer never stops the rankings of the others.
+        self._failing: dict[int, tuple[int, float]] = {}
+        self._lock = threading.Lock()
 
     def usable(self, state: RankingState | None, offer_revision: int, newest: int) -> bool:
         """Whether a kept ranking may answer for the offer's current version."""
@@ -82,10 +100,42 @@ class Rankings:
 
     def rank_pending(self, limit: int | None = 20) -> int:
         """Rank up to ``limit`` (None: all) open offers whose ranking is missing or stale, each once,
-        as listed when called. Returns how many were ranked."""
+        as listed when called, leaving aside offers whose ranking failed until their backoff ends.
+        Returns how many were ranked. A failure is counted, logged with the offer's record pk and
+        isolated to that offer."""
         with self.store.unit_of_work() as uow:
-            pending = uow.offers_to_rank(self.clock().date(), self.fresh_within, limit)
-        return sum(self.rank(pk) for pk in pending)
+            pending = uow.offers_to_rank(self.clock().date(), self.fresh_within, limit, self.backing_off())
+        ranked = 0
+        for pk in pending:
+            try:
+                ranked += self.rank(pk)
+            except Exception as exc:  # whatever it is, it is this offer's alone
+                self._failed(pk, exc)
+            else:
+                with self._lock:
+                    self._failing.pop(pk, None)
+        return ranked
+
+    def backing_off(self) -> list[int]:
+        """The offers (record pks) whose ranking failed and whose backoff has not ended."""
+        now = self.monotonic()
+        with self._lock:
+            return sorted(pk for pk, (_n, retry_at) in self._failing.items() if retry_at > now)
+
+    def _failed(self, pk: int, exc: Exception) -> None:
+        with self._lock:
+            failures = self._failing.get(pk, (0, 0.0))[0] + 1
+            backoff = min(RETRY_FIRST * 2 ** (failures - 1), RETRY_MAX)
+            self._failing[pk] = (failures, self.monotonic() + backoff)
+        if self.metrics is not None:
+            self.metrics.ranking_failures.inc()
+        log.error(
+            "ranking the candidates of offer record %s failed (%d in a row; next try in %.0f s): %s",
+            pk,
+            failures,
+            backoff,
+            type(exc).__name__,
+        )
 
 
 class RankingWorker:

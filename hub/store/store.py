@@ -1200,10 +1200,12 @@ class UnitOfWork:
         )
         return True
 
-    def offers_to_rank(self, open_on: date, fresh_within: int, limit: int | None) -> list[int]:
+    def offers_to_rank(
+        self, open_on: date, fresh_within: int, limit: int | None, leave_aside: Sequence[int] = ()
+    ) -> list[int]:
         """Offers open on ``open_on`` (record pks) with no ranking, a ranking of an earlier version,
         or one more than ``fresh_within`` envelopes behind the newest; unranked first, then the
-        oldest rankings; at most ``limit`` (None: all)."""
+        oldest rankings; at most ``limit`` (None: all); none of ``leave_aside``."""
         o, r, s = t.offers.c, t.records.c, t.match_ranking_state.c
         newest = self.newest_envelope()
         query = (
@@ -1218,6 +1220,7 @@ class UnitOfWork:
                     s.offer_revision != r.envelope_id,
                     s.watermark < newest - fresh_within,
                 ),
+                *([o.record_pk.not_in(list(leave_aside))] if leave_aside else []),
             )
             .order_by(s.watermark.is_not(None), s.watermark, o.record_pk)
             .limit(limit)
