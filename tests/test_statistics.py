@@ -136,3 +136,24 @@ def test_stats_command_table_and_csv(hub, connect, test_pki, database_url, monke
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {(r["destination"], r["count"]) for r in rows} == {("FR", "5"), ("ES", "<5")}
     assert all(r["kind"] == "profiles" and len(r["month"]) == 7 for r in rows)
+
+
+def _pool_gauge(hub) -> dict[str, float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line.startswith("spehub_pool_profiles{"):
+            out[line.split('origin_country="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_the_pool_size_metric_follows_consent_and_the_small_cell_rule(hub, connect):
+    """spehub_pool_profiles counted every live profile and showed cells under 5: it now counts
+    what the corridor statistics count, under the same rules."""
+    sn = connect(SN)
+    _candidates(sn, "quiet", 6, "FR", purposes=STATS[:2])  # no statistics purpose: never counted
+    assert _pool_gauge(hub) == {}
+    _candidates(sn, "few", 4, "FR")  # counted, but under the threshold: left out
+    assert _pool_gauge(hub) == {}
+    _candidates(sn, "one-more", 1, "ES")  # five with statistics consent: shown
+    assert _pool_gauge(hub) == {"SN": 5.0}

@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from spehub.v1 import consent_pb2
+
 from hub.clock import Clock, to_us
+from hub.domain import records
 from hub.services.directory import DirectoryProvider
+from hub.services.statistics import THRESHOLD
 from hub.store.store import Store
 
 Families = dict[str, tuple[str, list[str], list[tuple[list[str], float]]]]
@@ -26,7 +30,10 @@ def operational_gauges(
         now_us = to_us(clock())
         with store.unit_of_work() as uow:
             backlog = uow.delivery_backlogs()
-            pool = uow.pool_sizes()
+            # The same rules as the corridor statistics: consent to statistics, small cells left out.
+            pool = uow.pool_sizes(
+                records.purpose_bit(consent_pb2.PURPOSE_STATISTICS), consent_pb2.CONSENT_STATUS_ACTIVE, now_us
+            )
             checkpoint = uow.last_checkpoint_us() or uow.first_audit_us()
         keys = [
             ([k.participant_id, k.key_id], k.not_after.timestamp())
@@ -40,9 +47,10 @@ def operational_gauges(
                 [([r], float(n)) for r, n in sorted(backlog.items())],
             ),
             "spehub_pool_profiles": (
-                "Live candidate profiles in the pool, by residence country.",
+                "Live candidate profiles in the pool whose consent allows statistics, by residence "
+                f"country; countries with fewer than {THRESHOLD} are left out.",
                 ["origin_country"],
-                [([c], float(n)) for c, n in sorted(pool.items())],
+                [([c], float(n)) for c, n in sorted(pool.items()) if n >= THRESHOLD],
             ),
             "spehub_audit_checkpoint_age_seconds": (
                 "Seconds since the hub last signed the head of the audit log (0 with an empty log).",

@@ -1598,12 +1598,18 @@ class UnitOfWork:
         )
         return {recipient: int(n) for recipient, n in self.conn.execute(query)}
 
-    def pool_sizes(self) -> dict[str, int]:
-        """Live profiles in the pool, by residence country."""
-        p = t.profiles.c
-        return dict(
-            self.conn.execute(select(p.residence_country, func.count()).group_by(p.residence_country)).all()
+    def pool_sizes(self, purpose_bit: int, active: int, now_us: int) -> dict[str, int]:
+        """Live profiles in the pool, by residence country, counting only those under a consent
+        that is active now and grants ``purpose_bit`` (statistics), as ``statistics_rows`` does."""
+        p, c = t.profiles.c, t.consents.c
+        query = (
+            select(p.residence_country, func.count())
+            .select_from(t.profiles)
+            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
+            .where(*_in_force(active, now_us, purpose_bit))
+            .group_by(p.residence_country)
         )
+        return {country: int(n) for country, n in self.conn.execute(query).all()}
 
     def last_checkpoint_us(self) -> int | None:
         c = t.audit_checkpoints.c
