@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -125,8 +126,16 @@ def load_tls(settings: Settings) -> TlsMaterial:
     )
 
 
-def check_material(settings: Settings, tls: TlsMaterial, directory: Directory, keys: HubKeyRing) -> None:
-    """Refuse inconsistent material, and development material in production. Raises ConfigError."""
+def check_material(
+    settings: Settings,
+    tls: TlsMaterial,
+    directory: Directory,
+    keys: HubKeyRing,
+    development: Iterable[Path] | None = None,
+) -> None:
+    """Refuse inconsistent material, and development material in production: marked as such, or the
+    same key or certificate as a file of the development PKI (``development``: its folders, by
+    default certs/dev). Raises ConfigError."""
     if directory.trust_domain != settings.trust_domain:
         raise ConfigError(
             f"the registry's trust_domain {directory.trust_domain!r} is not SPEHUB_TRUST_DOMAIN "
@@ -147,6 +156,31 @@ def check_material(settings: Settings, tls: TlsMaterial, directory: Directory, k
         raise ConfigError(
             f"SPEHUB_TOKEN_KEYS holds development keys {dev_keys}; they are refused in production"
         )
+    known = pki.development_material(pki.development_folders() if development is None else development)
+    if not known:
+        return
+    candidates: list[tuple[str, bytes]] = [
+        ("SPEHUB_TLS_CERT", tls.server_chain),
+        ("SPEHUB_TLS_KEY", tls.server_key),
+        ("SPEHUB_CLIENT_CA", tls.client_ca),
+        *(
+            (f"SPEHUB_TOKEN_KEYS ({p.name})", p.read_bytes())
+            for p in sorted(settings.token_keys_dir.glob("*.pem"))
+        ),
+        *(
+            (f"the registry's signing key {k.key_id!r}", k.public_key_pem.encode())
+            for k in directory.keys.values()
+        ),
+    ]
+    if settings.master_key_file.is_file():
+        candidates.append(("SPEHUB_MASTER_KEY_FILE", settings.master_key_file.read_bytes()))
+    for what, data in candidates:
+        same = sorted(pki.material_fingerprints(data) & known.keys())
+        if same:
+            raise ConfigError(
+                f"{what} is development material (the same key or certificate as {known[same[0]]}); "
+                "it is refused in production"
+            )
 
 
 def build_hub(

@@ -2,15 +2,21 @@
 
 Development material is marked as such: the CA's organisation is
 DEV_ORGANISATION, the trust domain is ``dev.spehub.invalid`` and the registry
-says ``"development": true``. The hub refuses all three in production.
+says ``"development": true``. The hub refuses all three in production, and
+also any key or certificate that is the same as one of the development PKI's
+files, however renamed, re-encoded or stripped of its comments
+(``material_fingerprints``).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from hub.config import DEV_TRUST_DOMAIN
+from hub.config import DEV_PKI_DIR, DEV_TRUST_DOMAIN
 from hub.domain import signing
 from hub.domain.directory import REGISTRY_FORMAT
 
@@ -244,3 +250,68 @@ def is_dev_certificate(pem: bytes) -> bool:
                 if attr.value == DEV_ORGANISATION:
                     return True
     return False
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _public_fingerprint(key: object) -> str:
+    der = key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "key:" + _sha(der)
+
+
+def material_fingerprints(data: bytes) -> set[str]:
+    """What identifies the keys and certificates in ``data``, however the file is named, encoded
+    or commented: each certificate's DER and public key, each private or public key's public
+    half, and for a file with no PEM block (the master key) its base64-decoded bytes."""
+    out: set[str] = set()
+    blocks = list(_PEM_BLOCK.finditer(data))
+    for block in blocks:
+        pem, label = block.group(0), block.group(1)
+        try:
+            if label == b"CERTIFICATE":
+                cert = x509.load_pem_x509_certificate(pem)
+                out |= {
+                    "cert:" + _sha(cert.public_bytes(serialization.Encoding.DER)),
+                    _public_fingerprint(cert.public_key()),
+                }
+            elif label.endswith(b"PRIVATE KEY"):
+                out.add(_public_fingerprint(serialization.load_pem_private_key(pem, None).public_key()))
+            elif label.endswith(b"PUBLIC KEY"):
+                out.add(_public_fingerprint(serialization.load_pem_public_key(pem)))
+        except (ValueError, TypeError):
+            continue  # not a block this check can read: the hub's own loading reports it
+    if not blocks:
+        lines = [line.strip() for line in data.splitlines() if line.strip() and not line.startswith(b"#")]
+        try:
+            secret = base64.b64decode(b"".join(lines), validate=True)
+        except ValueError:
+            return out
+        if secret:
+            out.add("secret:" + _sha(secret))
+    return out
+
+
+def development_material(folders: Iterable[Path]) -> dict[str, str]:
+    """Every key and certificate under the development PKI folders: fingerprint -> file."""
+    known: dict[str, str] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix in (".pem", ".key") and path.stat().st_size < 1_000_000:
+                for fingerprint in material_fingerprints(path.read_bytes()):
+                    known.setdefault(fingerprint, str(path))
+    return known
+
+
+def development_folders() -> list[Path]:
+    """Where the development PKI may be: certs/dev from the working directory and in the source tree."""
+    here = Path(__file__).resolve().parent.parent / DEV_PKI_DIR
+    return list(dict.fromkeys([(Path.cwd() / DEV_PKI_DIR).resolve(), here]))

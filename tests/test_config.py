@@ -95,3 +95,81 @@ def test_missing_files_are_named(test_pki, database_url, tmp_path):
             hub_settings(test_pki, database_url, tls_key_file=tmp_path / "nope.pem"),
             metrics_registry=CollectorRegistry(),
         )
+
+
+def _strip_comments(data: bytes) -> bytes:
+    return b"".join(line + b"\n" for line in data.splitlines() if not line.startswith(b"#"))
+
+
+def _reencode_key(data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(data, None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _dev_token_key(dev: Path, prod: Path) -> None:
+    (source,) = (dev / "hub" / "token-keys").glob("*.pem")
+    (prod / "hub" / "token-keys" / "zz-hub-token-2.pem").write_bytes(source.read_bytes())  # renamed
+
+
+def _dev_master_key(dev: Path, prod: Path) -> None:
+    (prod / "hub" / "master.key").write_bytes(_strip_comments((dev / "hub" / "master.key").read_bytes()))
+
+
+def _dev_tls_key(dev: Path, prod: Path) -> None:
+    (prod / "hub" / "server-key.pem").write_bytes(
+        _reencode_key((dev / "hub" / "server-key.pem").read_bytes())
+    )
+
+
+def _dev_signing_key(dev: Path, prod: Path) -> None:
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_pem_private_key(
+        (dev / "participants" / "sn-anpej" / "signing-key.pem").read_bytes(), None
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    registry = json.loads((prod / "registry.json").read_text())
+    registry["participants"][0]["signing_keys"][0]["public_key_pem"] = public.decode()
+    (prod / "registry.json").write_text(json.dumps(registry))
+
+
+@pytest.mark.parametrize(
+    ("plant", "named"),
+    [
+        (_dev_token_key, "SPEHUB_TOKEN_KEYS (zz-hub-token-2.pem)"),
+        (_dev_master_key, "SPEHUB_MASTER_KEY_FILE"),
+        (_dev_tls_key, "SPEHUB_TLS_KEY"),
+        (_dev_signing_key, "the registry's signing key"),
+    ],
+    ids=["token-key-renamed", "master-key-comment-stripped", "tls-key-re-encoded", "registry-signing-key"],
+)
+def test_production_refuses_development_keys_without_their_marks(tmp_path, monkeypatch, plant, named):
+    """A development key renamed, re-encoded or stripped of its comment is still development material."""
+    monkeypatch.chdir(tmp_path)
+    dev = tmp_path / "certs" / "dev"
+    pki.generate_dev_pki(dev)
+    prod = tmp_path / "prod"
+    pki.generate_dev_pki(prod, trust_domain="spehub.example.org", organisation="Partnership PKI")
+    plant(dev, prod)
+    with pytest.raises(ConfigError) as err:
+        build_hub(Settings.from_env(_production_env(prod)), metrics_registry=CollectorRegistry())
+    assert named in str(err.value) and "development material" in str(err.value)
+    assert "BEGIN" not in str(err.value)  # names the file, never prints key material
+
+
+def test_production_material_beside_a_development_pki_starts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pki.generate_dev_pki(tmp_path / "certs" / "dev")
+    prod = tmp_path / "prod"
+    pki.generate_dev_pki(prod, trust_domain="spehub.example.org", organisation="Partnership PKI")
+    build_hub(Settings.from_env(_production_env(prod)), metrics_registry=CollectorRegistry()).stop(0)
