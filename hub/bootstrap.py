@@ -277,9 +277,9 @@ def build_hub(
             clock,
             MatchService(store, clock, sealer, rankings, ranking_worker),
         ),
-        DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds, clock)),
+        DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds, clock, sealer)),
         AuditServicer(audit),
-        MobilityServicer(MobilityReader(store)),
+        MobilityServicer(MobilityReader(store, sealer)),
         settings.workers,
         settings.max_message_bytes,
     )

@@ -11,6 +11,7 @@ from spehub.v1 import (
     audit_pb2,
     audit_pb2_grpc,
     common_pb2,
+    consent_pb2,
     delivery_pb2,
     exchange_pb2,
     mobility_pb2,
@@ -292,3 +293,113 @@ def test_event_fields_are_checked(parties):
         assert (reason, r.field) == ("REJECTION_REASON_INVALID_FIELD", field)
     _, reason, r = _event(ma, "app-f", PREPARE, step=E.PREPARATION_STEP_UNSPECIFIED)
     assert (reason, r.field) == ("REJECTION_REASON_INVALID_FIELD", "preparation_step")
+
+
+NOTE = "Entretien le 12 mars avec Mme Diop, visa en cours"
+
+
+def test_erasure_reaches_the_mobility_cycle(parties, hub):
+    """Events are sealed with the candidate's data key: after the erasure they are unreadable in
+    the database (a copy taken before included), gone from GetCycle and ListCycles, the cycle keeps
+    only its counts, and the other party is told to delete every event of it."""
+    from hub.domain import sealing
+    from hub.store import schema as t
+
+    ma, ft = parties[MA], parties[FT]
+    _accepted(ma, "app-1", APPLY, note=NOTE)
+    _accepted(ft, "app-1", SHORT)
+    _accepted(ft, "app-1", SELECT, note=NOTE)
+    _accepted(ma, "app-1", PREPARE, note=NOTE)
+    with hub.store.unit_of_work() as uow:  # a backup taken before the erasure
+        events = [
+            row.payload
+            for row in uow.conn.execute(t.envelopes.select().where(t.envelopes.c.payload_type == 5))
+        ]
+    assert len(events) == 4 and all(sealing.is_sealed(p) for p in events)
+    assert not any(NOTE.encode() in p for p in events)  # sealed at rest from the start (WAL included)
+    ft_cycles = mobility_pb2_grpc.MobilityServiceStub(ft.channel)
+    cycle = ft_cycles.GetCycle(
+        E.GetCycleRequest(application_origin_participant_id=MA, application_id="app-1"), timeout=10
+    ).cycle
+    assert len(cycle.events) == 4
+    assert NOTE in E.MobilityEvent.FromString(cycle.events[0].payload).note  # readable while consented
+    drain = ft.delivery.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=True), timeout=10)
+    seen = [r.delivery.sequence for r in drain]
+
+    erase = demo_consent(MA, "c-1", 2, ma.clock(), recipient_countries=("FR",))
+    erase.status, erase.erasure_requested = consent_pb2.CONSENT_STATUS_WITHDRAWN, True
+    assert ma.publish_one_batch([ma.seal(erase, PayloadKind.CONSENT)])[0].outcome == 1
+
+    assert [p is None for p in hub.sealer.open([_stored(MA, p) for p in events])] == [True] * 4
+    for stub, who in ((ft_cycles, FT), (mobility_pb2_grpc.MobilityServiceStub(ma.channel), MA)):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetCycle(
+                E.GetCycleRequest(application_origin_participant_id=MA, application_id="app-1"), timeout=10
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, who
+        assert list(stub.ListCycles(E.ListCyclesRequest(), timeout=10).cycles) == [], who
+    with hub.store.unit_of_work() as uow:
+        (row,) = uow.conn.execute(t.mobility_cycles.select()).all()
+        assert (row.profile_record_id, row.consent_record_id) == ("", "")
+        assert row.application_id.startswith("erased-") and row.state == PREPARE  # the counts remain
+    notices = [
+        r.delivery
+        for r in ft.delivery.Subscribe(
+            delivery_pb2.SubscribeRequest(stop_when_drained=True, after_sequence=max(seen)), timeout=10
+        )
+        if r.delivery.kind == delivery_pb2.DELIVERY_KIND_DELETION
+    ]
+    erased = sorted((d.erased.origin_participant_id, d.erased.payload_type) for d in notices)
+    assert erased == sorted([(MA, 5), (FT, 5), (FT, 5), (MA, 5)])  # every event of the cycle
+    # The cycle takes no more steps, and says no more than for a cycle that never was.
+    outcome, reason, r = _event(ma, "app-1", DEPART)
+    assert (outcome, reason, r.field) == (
+        "RECORD_OUTCOME_REJECTED",
+        "REJECTION_REASON_UNKNOWN_REFERENCE",
+        "application_id",
+    )
+
+
+def test_an_event_delivered_after_its_candidate_was_erased_is_not_sent(parties, hub):
+    ma, ft = parties[MA], parties[FT]
+    _accepted(ma, "app-2", APPLY, note=NOTE)  # routed to France Travail, not read yet
+    erase = demo_consent(MA, "c-1", 2, ma.clock(), recipient_countries=("FR",))
+    erase.status, erase.erasure_requested = consent_pb2.CONSENT_STATUS_WITHDRAWN, True
+    ma.publish_one_batch([ma.seal(erase, PayloadKind.CONSENT)])
+    kinds = [
+        r.delivery.kind
+        for r in ft.delivery.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=True), timeout=10)
+    ]
+    # The event, sealed with the destroyed key, is skipped; its deletion notice comes.
+    assert kinds == [delivery_pb2.DELIVERY_KIND_DELETION]
+
+
+def _stored(origin, payload):
+    from hub.store.store import StoredEnvelope
+
+    return StoredEnvelope(0, 5, origin, "x", 1, payload, origin, "k", b"", 0, 0)
+
+
+def test_an_event_stored_in_clear_before_sealing_is_emptied_at_erasure(parties, hub):
+    """Events published before they were sealed (an older hub) hold the note in clear: the erasure
+    empties their payload rather than leave it readable."""
+    from hub.store import schema as t
+
+    ma = parties[MA]
+    _accepted(ma, "app-3", APPLY, note=NOTE)
+    clear = demo_consent(MA, "c-1", 1, ma.clock())  # any protobuf payload, as the older hub stored it
+    with hub.store.unit_of_work(write=True) as uow:
+        uow.conn.execute(
+            t.envelopes.update()
+            .where(t.envelopes.c.payload_type == 5)
+            .values(payload=clear.SerializeToString())
+        )
+        uow.commit()
+    erase = demo_consent(MA, "c-1", 2, ma.clock(), recipient_countries=("FR",))
+    erase.status, erase.erasure_requested = consent_pb2.CONSENT_STATUS_WITHDRAWN, True
+    ma.publish_one_batch([ma.seal(erase, PayloadKind.CONSENT)])
+    with hub.store.unit_of_work() as uow:
+        payloads = [
+            r.payload for r in uow.conn.execute(t.envelopes.select().where(t.envelopes.c.payload_type == 5))
+        ]
+    assert payloads == [b""]

@@ -8,9 +8,13 @@ including database backups taken earlier, provided key-store backups are
 kept for a shorter time than erasure deadlines allow (docs/consent.md).
 
 A sealed payload is PREFIX, then the consent record id (length-prefixed, so
-the key can be found), then the 12-byte nonce and the ciphertext. A
-protobuf message never starts with a 0x00 byte, so sealed and clear payloads
-cannot be confused.
+the key can be found), then the 12-byte nonce and the ciphertext; the key is
+the one of (the envelope's origin, that consent). A record another
+participant publishes about the candidate (a mobility event recorded by the
+offer's origin) is sealed with the candidate's key too: PREFIX_OF, then the
+candidate's SPE and the consent record id (each length-prefixed), then the
+nonce and the ciphertext. A protobuf message never starts with a 0x00 byte,
+so sealed and clear payloads cannot be confused.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hub.errors import HubError
 
 PREFIX = b"\x00SPEHUB-AEAD1\x00"
+PREFIX_OF = b"\x00SPEHUB-AEAD2\x00"
 
 
 class SealingError(HubError):
@@ -54,29 +59,55 @@ def unwrap(master_key: bytes, wrapped: bytes, aad: bytes) -> bytes:
         ) from None
 
 
-def seal(data_key: bytes, origin_id: str, consent_record_id: str, plaintext: bytes) -> bytes:
+def seal(
+    data_key: bytes, origin_id: str, consent_record_id: str, plaintext: bytes, key_origin: str = ""
+) -> bytes:
+    """Seal a record of ``origin_id`` with the data key of (``key_origin`` or the record's origin,
+    ``consent_record_id``)."""
     nonce = os.urandom(12)
     ref = consent_record_id.encode()
-    aad = key_aad(origin_id, consent_record_id)
-    return PREFIX + bytes([len(ref)]) + ref + nonce + AESGCM(data_key).encrypt(nonce, plaintext, aad)
+    owner = key_origin or origin_id
+    aad = key_aad(owner, consent_record_id)
+    head = PREFIX if owner == origin_id else PREFIX_OF + _length_prefixed(owner.encode())
+    return head + _length_prefixed(ref) + nonce + AESGCM(data_key).encrypt(nonce, plaintext, aad)
+
+
+def _length_prefixed(value: bytes) -> bytes:
+    return bytes([len(value)]) + value
 
 
 def is_sealed(payload: bytes) -> bool:
-    return payload.startswith(PREFIX)
+    return payload.startswith((PREFIX, PREFIX_OF))
+
+
+def _fields(payload: bytes, envelope_origin: str) -> tuple[str, str, int]:
+    """(key origin, consent record id, where the nonce starts) of a sealed payload."""
+    at = len(PREFIX)
+    owner = envelope_origin
+    if payload.startswith(PREFIX_OF):
+        n = payload[at]
+        owner = payload[at + 1 : at + 1 + n].decode()
+        at += 1 + n
+    n = payload[at]
+    return owner, payload[at + 1 : at + 1 + n].decode(), at + 1 + n
+
+
+def sealed_key(payload: bytes, envelope_origin: str) -> tuple[str, str]:
+    """The data key a sealed payload of ``envelope_origin``'s envelope needs: (its SPE, consent id)."""
+    owner, consent_id, _ = _fields(payload, envelope_origin)
+    return owner, consent_id
 
 
 def sealed_consent_id(payload: bytes) -> str:
     """The consent record id a sealed payload names (to find its data key)."""
-    n = payload[len(PREFIX)]
-    return payload[len(PREFIX) + 1 : len(PREFIX) + 1 + n].decode()
+    return _fields(payload, "")[1]
 
 
 def open_sealed(data_key: bytes, origin_id: str, payload: bytes) -> bytes:
-    consent_id = sealed_consent_id(payload)
-    start = len(PREFIX) + 1 + len(consent_id.encode())
+    owner, consent_id, start = _fields(payload, origin_id)
     nonce, ciphertext = payload[start : start + 12], payload[start + 12 :]
     try:
-        return AESGCM(data_key).decrypt(nonce, ciphertext, key_aad(origin_id, consent_id))
+        return AESGCM(data_key).decrypt(nonce, ciphertext, key_aad(owner, consent_id))
     except InvalidTag:
         raise SealingError("a sealed record does not open with its data key (altered?)") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ from hub.domain.audit import AuditDraft
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Participant
 from hub.errors import InvalidRequestError
+from hub.services.privacy import Sealer
 from hub.store.store import DeliveryRow, Store
 
 FETCH_LIMIT = 100
@@ -74,11 +76,14 @@ def _wake(future: asyncio.Future[None]) -> None:
 class DeliveryService:
     """Streams deliveries and moves cursors."""
 
-    def __init__(self, store: Store, notifier: DeliveryNotifier, poll_seconds: float, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, notifier: DeliveryNotifier, poll_seconds: float, clock: Clock, sealer: Sealer
+    ) -> None:
         self.clock = clock
         self.store = store
         self.notifier = notifier
         self.poll_seconds = poll_seconds
+        self.sealer = sealer
 
     async def stream(
         self, caller: Participant, after_sequence: int | None, stop_when_drained: bool
@@ -94,11 +99,11 @@ class DeliveryService:
         position = after_sequence
         while not self.notifier.closed:
             seen = self.notifier.generation()
-            rows = await asyncio.to_thread(self._after, caller.id, position)
+            rows, read_up_to, full = await asyncio.to_thread(self._after, caller.id, position)
             for row in rows:
                 yield row
-                position = row.seq
-            if len(rows) == FETCH_LIMIT:
+            position = read_up_to
+            if full:
                 continue
             if stop_when_drained:
                 return
@@ -108,9 +113,21 @@ class DeliveryService:
         with self.store.unit_of_work() as uow:
             return uow.cursor(participant_id)
 
-    def _after(self, participant_id: str, position: int) -> list[DeliveryRow]:
+    def _after(self, participant_id: str, position: int) -> tuple[list[DeliveryRow], int, bool]:
+        """The next deliveries with sealed records opened, the last sequence read, and whether
+        the page was full. A record sealed with a destroyed key (its candidate was erased before
+        the recipient read it) is skipped: its deletion notice follows."""
         with self.store.unit_of_work() as uow:
-            return list(uow.deliveries_after(participant_id, position, FETCH_LIMIT))
+            rows = uow.deliveries_after(participant_id, position, FETCH_LIMIT)
+        records = [i for i, row in enumerate(rows) if row.kind == DeliveryKind.RECORD]
+        opened = self.sealer.open([rows[i].envelope for i in records])
+        clear = dict(zip(records, opened, strict=True))
+        out = [
+            row if i not in clear else dataclasses.replace(row, envelope=clear[i])
+            for i, row in enumerate(rows)
+            if i not in clear or clear[i] is not None
+        ]
+        return out, rows[-1].seq if rows else position, len(rows) == FETCH_LIMIT
 
     def acknowledge(self, caller: Participant, sequence: int) -> int:
         """Move the caller's cursor forward to ``sequence``. Returns the cursor.

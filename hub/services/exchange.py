@@ -258,6 +258,14 @@ class ExchangeService:
             consent_before = uow.consent_states(caller.id, consent_ids) if consent_ids else {}
             for (i, _env, rec), item in zip(parsed, items, strict=True):
                 ptype = rec.kind.payload_type
+                if isinstance(rec.index, records.MobilityEventIndex):
+                    # An event is about a candidate, whoever records it: sealed with their data key
+                    # before anything is compared or stored, so that erasing them erases it.
+                    try:
+                        item = self._seal_event(uow, caller, rec.index, item)
+                    except RecordRejection as exc:
+                        results[i] = _rejected(i, rec.kind, exc, rec)
+                        continue
                 existing_sha = stored.get((ptype, rec.record_id, rec.version))
                 if existing_sha is not None:
                     if existing_sha == item.sha256:
@@ -357,6 +365,7 @@ class ExchangeService:
                     for recipient in uow.disclosed_to(caller.id, rec.record_id):
                         deliveries.append((recipient, DeliveryKind.DELETION, envelope_ids[pos]))
                     uow.withdraw_all(uow.records_under_consent(caller.id, rec.record_id), now_us)
+                    deliveries += self._erase_cycles(uow, caller.id, rec.record_id, now_us)
                     drafts.append(
                         AuditDraft(
                             caller.id,
@@ -375,6 +384,52 @@ class ExchangeService:
             self.metrics.deliveries_routed.labels(recipient).inc()
         if deliveries:
             self.notifier.notify()
+
+    def _seal_event(
+        self, uow: UnitOfWork, caller: Participant, idx: records.MobilityEventIndex, item: NewRecord
+    ) -> NewRecord:
+        """The event sealed with the data key of the candidate it is about. Raises RecordRejection
+        UNKNOWN_REFERENCE when there is no such candidate for this caller (no cycle it is a party
+        to, no current profile for an application, or a candidate since erased)."""
+        cycle = uow.cycle(idx.application_origin, idx.application_id)
+        if cycle is not None and caller.id in (cycle.origin_id, cycle.offer_origin_id):
+            subject = (cycle.origin_id, cycle.consent_record_id)
+        elif cycle is None and idx.type == mobility.APPLICATION:
+            profile = uow.current_record(
+                caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, idx.profile_record_id
+            )
+            if profile is None or profile[2] is not None:
+                raise RecordRejection(
+                    Reason.UNKNOWN_REFERENCE,
+                    f"no current profile {idx.profile_record_id!r} of this participant",
+                    "profile_record_id",
+                )
+            subject = (caller.id, uow.profile_row(profile[0]).consent_record_id)
+        else:
+            subject = ("", "")
+        sealed = self.sealer.seal_for(item, *subject) if subject[1] else None
+        if sealed is None:  # no cycle for this caller, or its candidate was erased: the same answer
+            raise RecordRejection(
+                Reason.UNKNOWN_REFERENCE,
+                f"no cycle {idx.application_id!r} of {idx.application_origin!r} that this participant is a party to",
+                "application_id",
+            )
+        return sealed
+
+    def _erase_cycles(
+        self, uow: UnitOfWork, origin_id: str, consent_record_id: str, now_us: int
+    ) -> list[tuple[str, int, int]]:
+        """Erase the candidate from their mobility cycles: the events (sealed with the key just
+        destroyed) are withdrawn, the cycles keep only their counts, and the other party of each
+        cycle is told to delete every event of it. Returns those deletion notices."""
+        cycles = uow.cycles_under_consent(origin_id, consent_record_id)
+        if not cycles:
+            return []
+        events = uow.cycle_event_records([c.id for c in cycles])
+        other = {c.id: c.offer_origin_id for c in cycles if c.offer_origin_id != origin_id}
+        uow.withdraw_all([pk for _, pk, _, _ in events], now_us)
+        uow.unlink_cycles([c.id for c in cycles], [env for _, _, env, _ in events])
+        return [(other[cid], DeliveryKind.DELETION, env) for cid, _, env, _ in events if cid in other]
 
     def _mobility_step(
         self,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from hub.domain.directory import Participant
 from hub.errors import NotFoundError
 from hub.services.paging import decode_token, encode_token, page_size_of
+from hub.services.privacy import Sealer
 from hub.store.store import CycleRow, Store, StoredEnvelope
 
 
@@ -23,16 +24,23 @@ class Cycle:
 class MobilityReader:
     """Cycles, as their parties see them."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, sealer: Sealer) -> None:
         self.store = store
+        self.sealer = sealer
+
+    def _opened(self, events: list[StoredEnvelope]) -> list[StoredEnvelope]:
+        """Events are sealed with the candidate's data key: opened here, and gone once erased."""
+        return [e for e in self.sealer.open(events) if e is not None]
 
     def get(self, caller: Participant, origin_id: str, application_id: str) -> Cycle:
-        """One cycle with its events. Raises NotFoundError, the same for "absent" and "not a party"."""
+        """One cycle with its events. Raises NotFoundError, the same for "absent", "not a party"
+        and "its candidate was erased"."""
         with self.store.unit_of_work() as uow:
             rows = uow.cycles_of(caller.id, cycle=(origin_id, application_id), limit=1)
             if not rows:
                 raise NotFoundError(f"no cycle {application_id!r} of {origin_id!r} for this participant")
-            return Cycle(rows[0], uow.cycle_events([rows[0].id])[rows[0].id])
+            events = uow.cycle_events([rows[0].id])[rows[0].id]
+        return Cycle(rows[0], self._opened(events))
 
     def list(
         self, caller: Participant, profile_record_id: str, state: int, page_size: int, page_token: str
@@ -45,4 +53,4 @@ class MobilityReader:
             page = rows[:size]
             events = uow.cycle_events([r.id for r in page])
         token = encode_token("c", page[-1].id) if len(rows) > size else ""
-        return [Cycle(r, events[r.id]) for r in page], token
+        return [Cycle(r, self._opened(events[r.id])) for r in page], token

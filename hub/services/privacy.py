@@ -58,24 +58,35 @@ class Sealer:
 
     def open(self, envelopes: Sequence[StoredEnvelope]) -> list[StoredEnvelope | None]:
         """Clear envelopes, in order; None for a sealed one whose data key was destroyed (erased)."""
-        refs = {
-            (e.origin_id, sealing.sealed_consent_id(e.payload))
-            for e in envelopes
-            if sealing.is_sealed(e.payload)
-        }
+        refs = {sealing.sealed_key(e.payload, e.origin_id) for e in envelopes if sealing.is_sealed(e.payload)}
         keys = self._data_keys(self.keys.wrapped_keys(refs)) if refs else {}
         out: list[StoredEnvelope | None] = []
         for e in envelopes:
             if not sealing.is_sealed(e.payload):
                 out.append(e)
                 continue
-            key = keys.get((e.origin_id, sealing.sealed_consent_id(e.payload)))
+            key = keys.get(sealing.sealed_key(e.payload, e.origin_id))
             out.append(
                 None
                 if key is None
                 else dataclasses.replace(e, payload=sealing.open_sealed(key, e.origin_id, e.payload))
             )
         return out
+
+    def seal_for(self, item: NewRecord, candidate_origin: str, consent_record_id: str) -> NewRecord | None:
+        """A record about a candidate (a mobility event, whoever publishes it) sealed with that
+        candidate's existing data key; None when the key is gone (the candidate was erased)."""
+        ref = (candidate_origin, consent_record_id)
+        wrapped = self.keys.wrapped_keys({ref})
+        if ref not in wrapped:
+            return None
+        key = self._data_keys(wrapped)[ref]
+        payload = item.envelope.payload
+        return dataclasses.replace(
+            item,
+            stored_payload=sealing.seal(key, item.parsed.origin_id, consent_record_id, payload, candidate_origin),
+            digest=sealing.keyed_digest(key, payload),
+        )
 
     def pseudonym(self, recipient_id: str, origin_id: str, record_id: str) -> str:
         return sealing.pseudonym(self.master_key, recipient_id, origin_id, record_id)

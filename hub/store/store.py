@@ -1556,7 +1556,10 @@ class UnitOfWork:
     ) -> list[CycleRow]:
         """Cycles the participant is a party to (opened them, or published the offer), newest first."""
         mc = t.mobility_cycles.c
-        conditions: list[Any] = [or_(mc.origin_id == party_id, mc.offer_origin_id == party_id)]
+        conditions: list[Any] = [
+            or_(mc.origin_id == party_id, mc.offer_origin_id == party_id),
+            mc.consent_record_id != "",  # a cycle whose candidate was erased is no one's any more
+        ]
         if cycle is not None:
             conditions += [mc.origin_id == cycle[0], mc.application_id == cycle[1]]
         if profile_record_id:
@@ -1567,6 +1570,46 @@ class UnitOfWork:
             conditions.append(mc.id < before_id)
         query = select(t.mobility_cycles).where(*conditions).order_by(mc.id.desc()).limit(limit)
         return [CycleRow(*row) for row in self.conn.execute(query)]
+
+    def cycles_under_consent(self, origin_id: str, consent_record_id: str) -> list[CycleRow]:
+        """The cycles an origin SPE opened for the candidate of this consent."""
+        mc = t.mobility_cycles.c
+        query = select(t.mobility_cycles).where(
+            mc.origin_id == origin_id, mc.consent_record_id == consent_record_id
+        )
+        return [CycleRow(*row) for row in self.conn.execute(query)]
+
+    def cycle_event_records(self, cycle_ids: Sequence[int]) -> list[tuple[int, int, int, str]]:
+        """(cycle id, record pk, envelope id, origin) of every event of the cycles."""
+        me, r = t.mobility_events.c, t.records.c
+        out: list[tuple[int, int, int, str]] = []
+        for chunk in _chunks(list(cycle_ids), 500):
+            query = (
+                select(me.cycle_id, r.id, r.envelope_id, r.origin_id)
+                .join(t.records, r.id == me.record_pk)
+                .where(me.cycle_id.in_(chunk))
+                .order_by(me.cycle_id, r.id)
+            )
+            out += [(int(c), int(pk), int(e), str(o)) for c, pk, e, o in self.conn.execute(query)]
+        return out
+
+    def unlink_cycles(self, cycle_ids: Sequence[int], event_envelope_ids: Sequence[int]) -> None:
+        """Cut the erased candidate out of their cycles: the application and profile ids and the
+        consent go (the corridor, state and event types stay, as counts), and any event payload
+        still stored in clear (published before events were sealed) is emptied."""
+        mc, e = t.mobility_cycles.c, t.envelopes.c
+        for cycle_id in cycle_ids:
+            self.conn.execute(
+                update(t.mobility_cycles)
+                .where(mc.id == cycle_id)
+                .values(application_id=f"erased-{cycle_id}", profile_record_id="", consent_record_id="")
+            )
+        for chunk in _chunks(list(event_envelope_ids), 500):
+            self.conn.execute(
+                update(t.envelopes)
+                .where(e.id.in_(chunk), func.substr(e.payload, 1, 1) != b"\x00")
+                .values(payload=b"")
+            )
 
     def cycle_events(self, cycle_ids: Sequence[int]) -> dict[int, list[StoredEnvelope]]:
         """The signed events of each cycle, oldest first."""
