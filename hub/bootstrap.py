@@ -200,7 +200,6 @@ def build_hub(
     store.create_schema()
     keystore = KeyStore(settings.keystore_url)
     sealer = Sealer(keystore, load_master_key(settings.master_key_file, settings.production))
-    audit = AuditService(store, keys, clock)
     directory = DirectoryProvider(store, settings.trust_domain, registry.development)
     admin = DirectoryAdmin(store, directory, clock)
     admin.import_registry(registry)
@@ -208,6 +207,7 @@ def build_hub(
         keys, issuer=f"spiffe://{settings.trust_domain}/hub", ttl_seconds=settings.token_ttl_seconds
     )
     notifier = DeliveryNotifier()
+    audit = AuditService(store, keys, clock, notifier)
     verifier = SignatureVerifier(settings.verify_threads)
     exchange = ExchangeService(
         store,

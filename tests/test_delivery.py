@@ -20,7 +20,12 @@ def _drain(p, **kw) -> list[delivery_pb2.Delivery]:
 
 
 def _offer_ids(deliveries) -> list[str]:
-    return [offer_pb2.JobOffer.FromString(d.envelope.payload).header.record_id for d in deliveries]
+    """The offers delivered (a hub's shutdown also delivers its last audit checkpoint)."""
+    return [
+        offer_pb2.JobOffer.FromString(d.envelope.payload).header.record_id
+        for d in deliveries
+        if d.kind == delivery_pb2.DELIVERY_KIND_RECORD
+    ]
 
 
 def _publish_offer(ft, record_id, targets=("SN", "ML"), version=1):

@@ -55,13 +55,15 @@ def test_operational_gauges_and_traffic_by_participant(hub, connect, clock):
     ]
     assert published and published[0].labels["grpc_code"] == "OK"
 
-    # Acknowledged: the backlog empties. Checkpointed: the age is that of the checkpoint.
+    # Checkpointed: the age is that of the checkpoint (delivered to every participant too).
+    # Acknowledged: the backlog empties.
+    hub.audit.checkpoint()
     delivered = [
         r.delivery
         for r in sn.delivery.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=True), timeout=10)
     ]
+    assert delivered[-1].kind == delivery_pb2.DELIVERY_KIND_AUDIT_CHECKPOINT
     sn.delivery.Acknowledge(delivery_pb2.AcknowledgeRequest(sequence=delivered[-1].sequence), timeout=10)
-    hub.audit.checkpoint()
     clock.advance(seconds=90)
     metrics, body = _scrape(hub)
     gauge = {s.name + str(sorted(s.labels.items())): s.value for samples in metrics.values() for s in samples}

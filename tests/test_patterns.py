@@ -38,8 +38,9 @@ VALID = {
     "NACE": "A01.13",
     "PARTIAL_DATE": "1998-04-12",
 }
-# Patterns that read the start of free text on purpose (the rest of the text may follow).
-PREFIX_READERS = {"HOURS", "EXPERIENCE"}
+# Patterns that find a part of larger text on purpose: the start of a free-text field, the PEM
+# blocks of a key file.
+PREFIX_READERS = {"HOURS", "EXPERIENCE", "_PEM_BLOCK"}
 
 
 def _patterns() -> list[tuple[str, re.Pattern[str]]]:

@@ -26,7 +26,7 @@ from spehub.v1 import (
 from hub.api import convert
 from hub.api.identity import current_call, current_caller
 from hub.clock import Clock, timestamp
-from hub.domain import signing
+from hub.domain import audit, signing
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.tokens import HubKeyRing, TokenService
@@ -103,6 +103,17 @@ def _record_ref(envelope: StoredEnvelope) -> delivery_pb2.RecordRef:
         payload_type=envelope.payload_type,  # type: ignore[arg-type]
         record_id=envelope.record_id,
         version=envelope.version,
+    )
+
+
+def _checkpoint(envelope: StoredEnvelope) -> delivery_pb2.AuditCheckpoint:
+    seq, entry_hash = audit.parse_checkpoint_payload(envelope.payload)
+    return delivery_pb2.AuditCheckpoint(
+        sequence=seq,
+        entry_hash=entry_hash,
+        signed_at=Timestamp(seconds=envelope.signed_at_seconds, nanos=envelope.signed_at_nanos),
+        key_id=envelope.key_id,
+        signature=envelope.signature,
     )
 
 
@@ -201,7 +212,9 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
                 kind=row.kind,  # type: ignore[arg-type]
                 routed_at=convert.timestamp_from_us(row.routed_at_us),
             )
-            if row.kind == DeliveryKind.DELETION:
+            if row.kind == DeliveryKind.AUDIT_CHECKPOINT:
+                delivery.checkpoint.CopyFrom(_checkpoint(row.envelope))
+            elif row.kind == DeliveryKind.DELETION:
                 delivery.erased.CopyFrom(_record_ref(row.envelope))
             elif row.kind == DeliveryKind.WITHDRAWAL:
                 delivery.withdrawn.CopyFrom(_record_ref(row.envelope))

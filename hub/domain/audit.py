@@ -8,6 +8,11 @@ hub pin (sequence, hash) pairs: truncating the log below the last checkpoint,
 or rewriting the whole chain after an edit, is detected against them.
 Truncation after the last checkpoint cannot be told apart from a log that
 simply ended there: checkpoints are taken every SPEHUB_AUDIT_CHECKPOINT_SECONDS.
+Whoever controls the database can also delete the checkpoints after an edit
+and have the hub sign the rewritten head: every checkpoint is therefore
+delivered to the participants, whose gateways keep it (a witness, as
+Certificate Transparency logs are witnessed), and a rewrite before a
+witnessed checkpoint is found against their copies.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ class Disclosure(StrEnum):
 
 
 CHECKPOINT_TYPE = "spehub.v1.AuditCheckpoint"
+# Checkpoints are kept as envelopes to be delivered: a payload type outside spehub.v1.PayloadType,
+# so that no participant's record can ever be one.
+CHECKPOINT_PAYLOAD_TYPE = 100
 
 
 @dataclass(frozen=True)
@@ -96,15 +104,37 @@ class Checkpoint:
     signature: bytes
 
 
+def parse_checkpoint_payload(payload: bytes) -> tuple[int, bytes]:
+    """(sequence, entry hash) of a checkpoint payload. Raises ValueError."""
+    seq, _, digest = payload.decode("ascii").partition(":")
+    entry_hash = bytes.fromhex(digest)
+    if not seq.isdigit() or len(entry_hash) != 32:
+        raise ValueError("not a checkpoint payload")
+    return int(seq), entry_hash
+
+
+@dataclass(frozen=True)
+class Witnessed:
+    """A checkpoint a participant kept (its gateway's witness file), and which file said so."""
+
+    checkpoint: Checkpoint
+    source: str
+
+
 def verify_log(
     entries: Iterable[AuditEntry],
     checkpoints: Iterable[Checkpoint],
     check_signature: Callable[[Checkpoint], bool],
+    witnessed: Iterable[Witnessed] = (),
 ) -> tuple[int, list[str]]:
-    """Walk the chain and the checkpoints. Returns (entries checked, problems found).
+    """Walk the chain, the hub's checkpoints and the checkpoints participants kept.
+    Returns (entries checked, problems found).
 
-    Problems name sequence numbers only. An empty list means the log is intact
-    up to its last entry and consistent with every checkpoint.
+    The hub's checkpoints must verify, follow one another (increasing sequence and time) and
+    match the log. A witnessed checkpoint must verify, match the log (else the log was
+    rewritten at or before its sequence: the first such sequence is named) and still be among
+    the hub's checkpoints. Problems name sequence numbers only. An empty list means the log is
+    intact up to its last entry and consistent with every checkpoint, the witnessed included.
     """
     problems: list[str] = []
     by_seq: dict[int, bytes] = {}
@@ -125,13 +155,39 @@ def verify_log(
         by_seq[e.seq] = e.hash
         prev, expected_seq = e.hash, e.seq + 1
     last_seq = expected_seq - 1
+    kept: dict[tuple[int, bytes], Checkpoint] = {}
+    previous: Checkpoint | None = None
     for cp in checkpoints:
+        kept[(cp.seq, cp.hash)] = cp
         if not check_signature(cp):
             problems.append(f"checkpoint at {cp.seq}: signature does not verify")
+        if previous is not None and not (cp.seq > previous.seq and cp.at_us >= previous.at_us):
+            problems.append(
+                f"checkpoint at {cp.seq}: does not follow the checkpoint at {previous.seq} "
+                "(heads must increase, times must not go back)"
+            )
+        previous = cp
         if cp.seq > last_seq:
             problems.append(f"checkpoint at {cp.seq}: the log ends at {last_seq} (truncated)")
         elif by_seq.get(cp.seq) != cp.hash:
             problems.append(
                 f"checkpoint at {cp.seq}: the entry there has another hash (the log was rewritten)"
             )
+    agreed = 0  # the last witnessed head the log still matches
+    for w in sorted(witnessed, key=lambda w: w.checkpoint.seq):
+        cp, where = w.checkpoint, f"checkpoint at {w.checkpoint.seq} witnessed in {w.source}"
+        if not check_signature(cp):
+            problems.append(f"{where}: signature does not verify with the hub's keys (not the hub's)")
+            continue
+        if cp.seq > last_seq:
+            problems.append(f"{where}: the log ends at {last_seq} (truncated)")
+        elif by_seq.get(cp.seq) != cp.hash:
+            problems.append(
+                f"{where}: entry {cp.seq} has another hash: the log was rewritten at or before entry "
+                f"{cp.seq} (after entry {agreed}, the last witnessed head it still matches)"
+            )
+        else:
+            agreed = max(agreed, cp.seq)
+        if (cp.seq, cp.hash) not in kept:
+            problems.append(f"{where}: the hub no longer holds this checkpoint (deleted)")
     return count, problems

@@ -9,3 +9,4 @@ class DeliveryKind(IntEnum):
     RECORD = 1
     WITHDRAWAL = 2
     DELETION = 3
+    AUDIT_CHECKPOINT = 4

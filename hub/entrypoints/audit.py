@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from hub.bootstrap import overdue_deletions
 from hub.clock import system_clock
 from hub.config import Settings
 from hub.domain.tokens import HubKeyRing
-from hub.services.audit import AuditService
+from hub.services.audit import AuditService, read_witness
 from hub.store.store import Store
 
 
@@ -24,10 +26,18 @@ def _service() -> tuple[Settings, Store, AuditService]:
 def run_audit(args: argparse.Namespace) -> int:
     _, _, audit = _service()
     if args.action == "verify":
-        count, problems = audit.verify()
+        try:
+            witnessed = [w for path in args.witness for w in read_witness(path)]
+        except (OSError, ValueError) as exc:
+            print(f"spe-hub audit: cannot read a witness file: {exc}", file=sys.stderr)
+            return 2
+        count, problems = audit.verify(witnessed)
         for p in problems:
             print(f"TAMPERED: {p}")
-        print(f"{count} entries checked: {'intact' if not problems else f'{len(problems)} problem(s)'}")
+        against = f" and {len(witnessed)} witnessed checkpoint(s)" if args.witness else ""
+        print(
+            f"{count} entries checked{against}: {'intact' if not problems else f'{len(problems)} problem(s)'}"
+        )
         return 1 if problems else 0
     if args.action == "checkpoint":
         cp = audit.checkpoint()
@@ -62,7 +72,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "audit", help="verify the audit log, sign a checkpoint, or report on one candidate"
     )
     actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("verify", help="check the hash chain and the signed checkpoints (exit 1 if tampered)")
+    p = actions.add_parser(
+        "verify",
+        help="check the hash chain, the signed checkpoints and the checkpoints participants kept "
+        "(exit 1 if tampered, 2 if a witness file cannot be read)",
+    )
+    p.add_argument(
+        "--witness",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="witness.jsonl files of participants' gateways: the log must agree with every checkpoint in them",
+    )
     actions.add_parser("checkpoint", help="sign the head of the log now")
     p = actions.add_parser("subject", help="who received or saw a candidate's records (ids only)")
     p.add_argument("origin")

@@ -21,6 +21,7 @@ systems deleted the data too.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -190,6 +191,8 @@ class ReceiveReport:
     refused: int = 0
     acknowledged: int = 0
     held_deletion: int = 0
+    checkpoints: int = 0
+    checkpoint_went_back: int = 0
     link_error: str = ""
 
 
@@ -209,6 +212,11 @@ class Inbox:
         self.index.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, origin TEXT NOT NULL,"
             " record_id TEXT NOT NULL, consent_id TEXT NOT NULL DEFAULT '')"
+        )
+        # The hub's audit checkpoints this SPE witnessed (also appended to witness.jsonl).
+        self.index.execute(
+            "CREATE TABLE IF NOT EXISTS witness (sequence INTEGER NOT NULL, entry_hash TEXT NOT NULL,"
+            " PRIMARY KEY (sequence, entry_hash))"
         )
         self.index.commit()
 
@@ -253,6 +261,30 @@ class Inbox:
         with self.index:
             self.index.executemany("DELETE FROM files WHERE path = ?", rows)
         return removed
+
+    def keep_checkpoint(self, cp: delivery_pb2.AuditCheckpoint) -> bool:
+        """Append a checkpoint of the hub's audit log to witness.jsonl, durably, once (a delivery
+        may come twice). Returns False when its head is below one kept before: the hub's log went
+        back, which is exactly what the witness is for (kept all the same, as evidence)."""
+        digest = cp.entry_hash.hex()
+        (highest,) = self.index.execute("SELECT COALESCE(MAX(sequence), 0) FROM witness").fetchone()
+        with self.index:
+            added = self.index.execute(
+                "INSERT OR IGNORE INTO witness VALUES (?, ?)", (cp.sequence, digest)
+            ).rowcount
+        if added:
+            line = {
+                "sequence": cp.sequence,
+                "entry_hash": digest,
+                "signed_at_us": cp.signed_at.seconds * 1_000_000 + cp.signed_at.nanos // 1000,
+                "key_id": cp.key_id,
+                "signature": base64.b64encode(cp.signature).decode(),
+            }
+            with (self.folder / "witness.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(line, sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        return not added or cp.sequence > highest
 
     def close(self) -> None:
         self.index.close()
@@ -337,6 +369,10 @@ def receive(
             d = response.delivery
             if d.kind == delivery_pb2.DELIVERY_KIND_RECORD:
                 _receive_record(d, inbox, directory, report)
+            elif d.kind == delivery_pb2.DELIVERY_KIND_AUDIT_CHECKPOINT:
+                report.checkpoints += 1
+                if not inbox.keep_checkpoint(d.checkpoint):
+                    report.checkpoint_went_back = d.checkpoint.sequence
             elif d.kind == delivery_pb2.DELIVERY_KIND_WITHDRAWAL:
                 inbox.erase(d.withdrawn.origin_participant_id, d.withdrawn.record_id)
                 inbox.notice(d, d.withdrawn, "withdrawal", "the origin withdrew the record: files removed")
@@ -402,8 +438,6 @@ def converted_records(results: Iterable[object], report: list[str]) -> Iterator[
 
 def run(args: object) -> int:
     """``spe-hub gateway send``: convert, sign and queue the files, then send the queue."""
-    import base64
-
     from adapters.base import AdapterError
     from hub.entrypoints.adapters import build_adapter, load_codelists
 
@@ -461,8 +495,6 @@ def _channel(a: object) -> grpc.Channel:
 
 def run_receive(args: object) -> int:
     """``spe-hub gateway receive``: write the SPE's deliveries in its national format."""
-    import base64
-
     from adapters.base import AdapterError
     from hub.entrypoints.adapters import build_adapter, load_codelists
 
@@ -492,8 +524,14 @@ def run_receive(args: object) -> int:
     print(
         f"{report.written} record(s) written to {inbox.folder / 'records'}, {report.withdrawn} withdrawal(s), "
         f"{report.erased} erasure(s), {report.refused} refused (bad signature: see notices.csv); "
+        f"{report.checkpoints} audit checkpoint(s) kept in {inbox.folder / 'witness.jsonl'}; "
         f"acknowledged through {report.acknowledged}"
     )
+    if report.checkpoint_went_back:
+        print(
+            f"WARNING: the hub's audit checkpoint went back to entry {report.checkpoint_went_back}, below one "
+            "kept before: keep witness.jsonl and tell the partnership (docs/trust.md, witnessed checkpoints)"
+        )
     if report.held_deletion:
         print(
             f"held at deletion notice {report.held_deletion}: delete the record in your systems (notices.csv), "

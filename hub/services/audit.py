@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
 from hub.clock import Clock, to_us
 from hub.domain import audit, signing
 from hub.domain.audit import AuditEntry, Checkpoint
-from hub.domain.directory import Participant
-from hub.domain.tokens import HubKeyRing
+from hub.domain.delivery import DeliveryKind
+from hub.domain.directory import Participant, ParticipantKind
+from hub.domain.tokens import SCOPES_BY_KIND, HubKeyRing
 from hub.errors import InvalidRequestError
-from hub.store.store import Store
+from hub.services.delivery import DeliveryNotifier
+from hub.store.store import Store, UnitOfWork
 
 CHECKPOINT_SIGNER = "hub"
 
@@ -26,13 +33,17 @@ def checkpoint_message(cp: Checkpoint) -> bytes:
 
 
 class AuditService:
-    def __init__(self, store: Store, keys: HubKeyRing, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, keys: HubKeyRing, clock: Clock, notifier: DeliveryNotifier | None = None
+    ) -> None:
         self.store = store
         self.keys = keys
         self.clock = clock
+        self.notifier = notifier
 
     def checkpoint(self) -> Checkpoint | None:
-        """Sign the head of the log if it moved since the last checkpoint. Returns the new checkpoint."""
+        """Sign the head of the log if it moved since the last checkpoint, and deliver it to every
+        active participant that subscribes (its witnesses). Returns the new checkpoint."""
         now_us = to_us(self.clock())
         key = self.keys.signing
         with self.store.unit_of_work(write=True) as uow:
@@ -49,18 +60,27 @@ class AuditService:
                 signing.sign(key.private_key, checkpoint_message(unsigned)),
             )
             uow.add_checkpoint(cp)
+            envelope_id = uow.add_checkpoint_envelope(
+                cp, CHECKPOINT_SIGNER, audit.checkpoint_payload(cp.seq, cp.hash)
+            )
+            uow.add_deliveries(
+                [(pid, DeliveryKind.AUDIT_CHECKPOINT, envelope_id) for pid in _witnesses(uow)], now_us
+            )
             uow.commit()
+        if self.notifier is not None:
+            self.notifier.notify()
         return cp
 
-    def verify(self) -> tuple[int, list[str]]:
-        """Check the whole chain and every checkpoint. Returns (entries, problems)."""
+    def verify(self, witnessed: Sequence[audit.Witnessed] = ()) -> tuple[int, list[str]]:
+        """Check the whole chain, every checkpoint, and the checkpoints participants kept.
+        Returns (entries, problems)."""
 
         def signed(cp: Checkpoint) -> bool:
             key = self.keys.keys.get(cp.key_id)
             return key is not None and signing.verify(key.public_key, cp.signature, checkpoint_message(cp))
 
         with self.store.unit_of_work() as uow:
-            return audit.verify_log(uow.audit_entries(), uow.checkpoints(), signed)
+            return audit.verify_log(uow.audit_entries(), uow.checkpoints(), signed, witnessed)
 
     def subject_report(self, caller: Participant, consent_record_id: str) -> list[AuditEntry]:
         """Every entry about one of the caller's candidates, oldest first."""
@@ -68,3 +88,37 @@ class AuditService:
             raise InvalidRequestError("consent_record_id is required", "consent_record_id")
         with self.store.unit_of_work() as uow:
             return list(uow.audit_entries(caller.id, consent_record_id))
+
+
+def _witnesses(uow: UnitOfWork) -> list[str]:
+    """Who keeps the checkpoints: every active participant that may subscribe to deliveries."""
+    participants, _keys, _revoked = uow.directory_rows()
+    return sorted(
+        r.id
+        for r in participants
+        if r.status == "active" and "subscribe" in SCOPES_BY_KIND[ParticipantKind(r.kind)]
+    )
+
+
+def read_witness(path: Path) -> list[audit.Witnessed]:
+    """The checkpoints a gateway kept (witness.jsonl, one JSON object a line). Raises ValueError
+    naming the line that cannot be read."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            cp = Checkpoint(
+                int(item["sequence"]),
+                bytes.fromhex(item["entry_hash"]),
+                int(item["signed_at_us"]),
+                str(item["key_id"]),
+                base64.b64decode(item["signature"], validate=True),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{path}:{n}: not a checkpoint the gateway wrote ({type(exc).__name__})"
+            ) from None
+        out.append(audit.Witnessed(cp, f"{path.name}:{n}"))
+    return out

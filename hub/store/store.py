@@ -820,6 +820,29 @@ class UnitOfWork:
             )
         )
 
+    def add_checkpoint_envelope(self, cp: audit.Checkpoint, signer_id: str, payload: bytes) -> int:
+        """Keep a signed checkpoint as an envelope (not a record: no participant published it), so
+        that it is delivered like one. Returns the envelope id."""
+        seconds, micros = divmod(cp.at_us, 1_000_000)
+        return int(
+            self.conn.execute(
+                insert(t.envelopes).values(
+                    origin_id="",
+                    payload_type=audit.CHECKPOINT_PAYLOAD_TYPE,
+                    record_id=f"checkpoint-{cp.seq}",
+                    version=1,
+                    payload=payload,
+                    payload_sha256=hashlib.sha256(payload).digest(),
+                    signer_id=signer_id,
+                    key_id=cp.key_id,
+                    signature=cp.signature,
+                    signed_at_seconds=seconds,
+                    signed_at_nanos=micros * 1000,
+                    received_at_us=cp.at_us,
+                )
+            ).inserted_primary_key[0]
+        )
+
     def disclosed_to(self, origin_id: str, consent_record_id: str) -> list[str]:
         """Participants other than the origin that were disclosed records of this candidate."""
         a = t.audit_log.c

@@ -26,27 +26,29 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from spehub.v1 import envelope_pb2 as spehub_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spehub/v1/delivery.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18spehub/v1/envelope.proto\"]\n\x10SubscribeRequest\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x19\n\x11stop_when_drained\x18\x02 \x01(\x08\x42\x11\n\x0f_after_sequence\":\n\x11SubscribeResponse\x12%\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x13.spehub.v1.Delivery\"\xee\x01\n\x08\x44\x65livery\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.spehub.v1.DeliveryKind\x12+\n\x08\x65nvelope\x18\x03 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12-\n\trouted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\twithdrawn\x18\x05 \x01(\x0b\x32\x14.spehub.v1.RecordRef\x12$\n\x06\x65rased\x18\x06 \x01(\x0b\x32\x14.spehub.v1.RecordRef\"|\n\tRecordRef\x12\x1d\n\x15origin_participant_id\x18\x01 \x01(\t\x12,\n\x0cpayload_type\x18\x02 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\"&\n\x12\x41\x63knowledgeRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"%\n\x13\x41\x63knowledgeResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04*\x81\x01\n\x0c\x44\x65liveryKind\x12\x1d\n\x19\x44\x45LIVERY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_KIND_RECORD\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_KIND_WITHDRAWAL\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_KIND_DELETION\x10\x03\x32\xa9\x01\n\x0f\x44\x65liveryService\x12H\n\tSubscribe\x12\x1b.spehub.v1.SubscribeRequest\x1a\x1c.spehub.v1.SubscribeResponse0\x01\x12L\n\x0b\x41\x63knowledge\x12\x1d.spehub.v1.AcknowledgeRequest\x1a\x1e.spehub.v1.AcknowledgeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spehub/v1/delivery.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18spehub/v1/envelope.proto\"]\n\x10SubscribeRequest\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x19\n\x11stop_when_drained\x18\x02 \x01(\x08\x42\x11\n\x0f_after_sequence\":\n\x11SubscribeResponse\x12%\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x13.spehub.v1.Delivery\"\x9e\x02\n\x08\x44\x65livery\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.spehub.v1.DeliveryKind\x12+\n\x08\x65nvelope\x18\x03 \x01(\x0b\x32\x19.spehub.v1.SignedEnvelope\x12-\n\trouted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\twithdrawn\x18\x05 \x01(\x0b\x32\x14.spehub.v1.RecordRef\x12$\n\x06\x65rased\x18\x06 \x01(\x0b\x32\x14.spehub.v1.RecordRef\x12.\n\ncheckpoint\x18\x07 \x01(\x0b\x32\x1a.spehub.v1.AuditCheckpoint\"\x89\x01\n\x0f\x41uditCheckpoint\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\x12-\n\tsigned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"|\n\tRecordRef\x12\x1d\n\x15origin_participant_id\x18\x01 \x01(\t\x12,\n\x0cpayload_type\x18\x02 \x01(\x0e\x32\x16.spehub.v1.PayloadType\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\"&\n\x12\x41\x63knowledgeRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"%\n\x13\x41\x63knowledgeResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04*\xa5\x01\n\x0c\x44\x65liveryKind\x12\x1d\n\x19\x44\x45LIVERY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_KIND_RECORD\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_KIND_WITHDRAWAL\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_KIND_DELETION\x10\x03\x12\"\n\x1e\x44\x45LIVERY_KIND_AUDIT_CHECKPOINT\x10\x04\x32\xa9\x01\n\x0f\x44\x65liveryService\x12H\n\tSubscribe\x12\x1b.spehub.v1.SubscribeRequest\x1a\x1c.spehub.v1.SubscribeResponse0\x01\x12L\n\x0b\x41\x63knowledge\x12\x1d.spehub.v1.AcknowledgeRequest\x1a\x1e.spehub.v1.AcknowledgeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.delivery_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYKIND']._serialized_start=700
-  _globals['_DELIVERYKIND']._serialized_end=829
+  _globals['_DELIVERYKIND']._serialized_start=888
+  _globals['_DELIVERYKIND']._serialized_end=1053
   _globals['_SUBSCRIBEREQUEST']._serialized_start=98
   _globals['_SUBSCRIBEREQUEST']._serialized_end=191
   _globals['_SUBSCRIBERESPONSE']._serialized_start=193
   _globals['_SUBSCRIBERESPONSE']._serialized_end=251
   _globals['_DELIVERY']._serialized_start=254
-  _globals['_DELIVERY']._serialized_end=492
-  _globals['_RECORDREF']._serialized_start=494
-  _globals['_RECORDREF']._serialized_end=618
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=620
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=658
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=660
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=697
-  _globals['_DELIVERYSERVICE']._serialized_start=832
-  _globals['_DELIVERYSERVICE']._serialized_end=1001
+  _globals['_DELIVERY']._serialized_end=540
+  _globals['_AUDITCHECKPOINT']._serialized_start=543
+  _globals['_AUDITCHECKPOINT']._serialized_end=680
+  _globals['_RECORDREF']._serialized_start=682
+  _globals['_RECORDREF']._serialized_end=806
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=808
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=846
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=848
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=885
+  _globals['_DELIVERYSERVICE']._serialized_start=1056
+  _globals['_DELIVERYSERVICE']._serialized_end=1225
 # @@protoc_insertion_point(module_scope)

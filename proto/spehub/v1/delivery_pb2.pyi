@@ -36,6 +36,12 @@ class _DeliveryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delivery
     """The candidate's data was erased: delete every copy of the records of
     the consent named in erased, then acknowledge this delivery.
     """
+    DELIVERY_KIND_AUDIT_CHECKPOINT: _DeliveryKind.ValueType  # 4
+    """The hub signed the head of its audit log: checkpoint holds it. Keep it
+    (the gateway appends it to witness.jsonl): with the checkpoints its
+    participants kept, `spe-hub audit verify --witness` shows the hub never
+    rewrote its log before them.
+    """
 
 class DeliveryKind(_DeliveryKind, metaclass=_DeliveryKindEnumTypeWrapper):
     """Why something was delivered."""
@@ -50,6 +56,12 @@ withdrawn names it; stop using it.
 DELIVERY_KIND_DELETION: DeliveryKind.ValueType  # 3
 """The candidate's data was erased: delete every copy of the records of
 the consent named in erased, then acknowledge this delivery.
+"""
+DELIVERY_KIND_AUDIT_CHECKPOINT: DeliveryKind.ValueType  # 4
+"""The hub signed the head of its audit log: checkpoint holds it. Keep it
+(the gateway appends it to witness.jsonl): with the checkpoints its
+participants kept, `spe-hub audit verify --witness` shows the hub never
+rewrote its log before them.
 """
 Global___DeliveryKind: _TypeAlias = DeliveryKind  # noqa: Y015
 
@@ -115,6 +127,7 @@ class Delivery(_message.Message):
     ROUTED_AT_FIELD_NUMBER: _builtins.int
     WITHDRAWN_FIELD_NUMBER: _builtins.int
     ERASED_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Strictly increasing per recipient; acknowledge it to move the cursor."""
     kind: Global___DeliveryKind.ValueType
@@ -132,6 +145,10 @@ class Delivery(_message.Message):
     def erased(self) -> Global___RecordRef:
         """For DELIVERY_KIND_DELETION: the consent whose records must be deleted."""
 
+    @_builtins.property
+    def checkpoint(self) -> Global___AuditCheckpoint:
+        """For DELIVERY_KIND_AUDIT_CHECKPOINT: the signed head of the audit log."""
+
     def __init__(
         self,
         *,
@@ -141,14 +158,57 @@ class Delivery(_message.Message):
         routed_at: _timestamp_pb2.Timestamp | None = ...,
         withdrawn: Global___RecordRef | None = ...,
         erased: Global___RecordRef | None = ...,
+        checkpoint: Global___AuditCheckpoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "erased", b"erased", "routed_at", b"routed_at", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "envelope", b"envelope", "erased", b"erased", "routed_at", b"routed_at", "withdrawn", b"withdrawn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "erased", b"erased", "kind", b"kind", "routed_at", b"routed_at", "sequence", b"sequence", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "envelope", b"envelope", "erased", b"erased", "kind", b"kind", "routed_at", b"routed_at", "sequence", b"sequence", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class AuditCheckpoint(_message.Message):
+    """A head of the hub's audit log, signed by the hub (docs/trust.md, "Witnessed
+    audit checkpoints"): the signature covers the signing input of
+    docs/signing.md with payload type "spehub.v1.AuditCheckpoint", signer "hub",
+    and as payload the ASCII text "<sequence>:<entry_hash in lower-case hex>".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    SIGNED_AT_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """The last entry the checkpoint covers."""
+    entry_hash: _builtins.bytes
+    """That entry's chain hash (SHA-256, 32 bytes)."""
+    key_id: _builtins.str
+    """The hub key that signed it (the key of the directory export)."""
+    signature: _builtins.bytes
+    """ECDSA P-256 (DER) over the signing input."""
+    @_builtins.property
+    def signed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        entry_hash: _builtins.bytes = ...,
+        signed_at: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed_at", b"signed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_hash", b"entry_hash", "key_id", b"key_id", "sequence", b"sequence", "signature", b"signature", "signed_at", b"signed_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditCheckpoint: _TypeAlias = AuditCheckpoint  # noqa: Y015
 
 @_typing.final
 class RecordRef(_message.Message):
