@@ -170,3 +170,25 @@ def test_a_thousand_idle_streams_leave_every_participant_served(tmp_path: Path):
         )
     finally:
         assert hub.stop() == 0, hub.log.read_text()[-2000:]
+
+
+def test_a_servicers_own_abort_keeps_its_status(hub, test_pki):
+    """health Check of an unknown service aborts NOT_FOUND in grpcio's servicer: the interceptor
+    passes that status on (and counts it) rather than calling it an internal error."""
+    with raw_channel(hub.port, test_pki, SN) as channel, pytest.raises(grpc.RpcError) as err:
+        health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    labels = {"grpc_type": "unary", "grpc_service": "grpc.health.v1.Health", "grpc_method": "Check"}
+
+    def handled(code: str) -> float | None:
+        return hub.metrics.registry.get_sample_value(
+            "grpc_server_handled_total", {**labels, "grpc_code": code}
+        )
+
+    for _ in range(50):  # the server counts the call once its handler returns, just after the client saw it
+        if handled("NOT_FOUND") or handled("INTERNAL"):
+            break
+        time.sleep(0.05)
+    assert (handled("NOT_FOUND"), handled("INTERNAL")) == (1, None)

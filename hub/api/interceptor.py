@@ -204,10 +204,11 @@ class _Call:
     def wrap_sync_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         """A unary method, run by grpc on the server's thread pool."""
 
-        def wrapper(request: Any, context: Any) -> Any:
+        def wrapper(request: Any, raw_context: Any) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: Caller | None = None
+            context = _Aborts(raw_context)
             try:
                 caller = self.begin(context)
                 request = self.sync_requests(request, caller)
@@ -215,6 +216,9 @@ class _Call:
                 with _acting_as(caller):
                     return behavior(request, context)
             except Exception as exc:
+                if context.aborted is not None:  # the servicer set the status itself
+                    code = context.aborted
+                    raise
                 code, message = self.translate(context, exc)
                 context.abort(code, message)  # raises
                 raise  # not reached: abort raises
@@ -226,10 +230,11 @@ class _Call:
     def wrap_async_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         """A coroutine method (health Check, client streams), on the event loop."""
 
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: Caller | None = None
+            context = _Aborts(raw_context)
             try:
                 caller = self.begin(context)
                 with self.stream_slot(caller):
@@ -240,6 +245,9 @@ class _Call:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
+                if context.aborted is not None:  # the servicer set the status itself
+                    code = context.aborted
+                    raise
                 code, message = self.translate(context, exc)
                 await context.abort(code, message)
             finally:
@@ -252,10 +260,11 @@ class _Call:
 
         The stream holds one of its caller's stream slots until it ends, and no thread meanwhile."""
 
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: Caller | None = None
+            context = _Aborts(raw_context)
             sent = self.owner.metrics.msg_sent.labels(*self.labels)
             try:
                 caller = self.begin(context)
@@ -270,6 +279,9 @@ class _Call:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
+                if context.aborted is not None:  # the servicer set the status itself
+                    code = context.aborted
+                    raise
                 code, message = self.translate(context, exc)
                 await context.abort(code, message)
             finally:
@@ -280,6 +292,23 @@ class _Call:
 
 # The client went away or the server is stopping: the task is cancelled (or the generator closed).
 _CANCELLED = (GeneratorExit, asyncio.CancelledError)
+
+
+class _Aborts:
+    """The call's context as the servicer sees it, remembering the status a servicer aborts with
+    (grpc.aio contexts do not say), so that it is passed on and counted, not taken for an error."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self.aborted: grpc.StatusCode | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> Any:
+        # Sync contexts raise here; aio contexts return the coroutine that raises when awaited.
+        self.aborted = code
+        return self._context.abort(code, details, trailing_metadata)
 
 
 def _announce(context: Any) -> None:
