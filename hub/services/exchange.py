@@ -395,16 +395,8 @@ class ExchangeService:
         if cycle is not None and caller.id in (cycle.origin_id, cycle.offer_origin_id):
             subject = (cycle.origin_id, cycle.consent_record_id)
         elif cycle is None and idx.type == mobility.APPLICATION:
-            profile = uow.current_record(
-                caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, idx.profile_record_id
-            )
-            if profile is None or profile[2] is not None:
-                raise RecordRejection(
-                    Reason.UNKNOWN_REFERENCE,
-                    f"no current profile {idx.profile_record_id!r} of this participant",
-                    "profile_record_id",
-                )
-            subject = (caller.id, uow.profile_row(profile[0]).consent_record_id)
+            profile_pk = _current_profile(uow, caller, idx.profile_record_id)
+            subject = (caller.id, uow.profile_row(profile_pk).consent_record_id)
         else:
             subject = ("", "")
         sealed = self.sealer.seal_for(item, *subject) if subject[1] else None
@@ -487,15 +479,7 @@ class ExchangeService:
                 f"application {idx.application_id!r} is already open; give a new application id",
                 "application_id",
             )
-        profile = uow.current_record(
-            caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, idx.profile_record_id
-        )
-        if profile is None or profile[2] is not None:
-            raise RecordRejection(
-                Reason.UNKNOWN_REFERENCE,
-                f"no current profile {idx.profile_record_id!r} of this participant",
-                "profile_record_id",
-            )
+        profile_pk = _current_profile(uow, caller, idx.profile_record_id)
         offer = uow.current_record(idx.offer_origin, PayloadKind.JOB_OFFER.payload_type, idx.offer_record_id)
         if offer is None or offer[2] is not None:
             raise RecordRejection(
@@ -510,7 +494,7 @@ class ExchangeService:
                 f"offer {idx.offer_record_id!r} closed for applications on {offer_row.deadline.isoformat()}",
                 "offer_record_id",
             )
-        profile_row = uow.profile_row(profile[0])
+        profile_row = uow.profile_row(profile_pk)
         consent_id = profile_row.consent_record_id
         destination = directory.participants.get(idx.offer_origin)
         audience = Audience(
@@ -552,6 +536,18 @@ class ExchangeService:
             self.metrics.records.labels(caller.id, kind, r.outcome.value).inc()
             if r.reason is not None:
                 self.metrics.rejections.labels(caller.id, r.reason.value.lower()).inc()
+
+
+def _current_profile(uow: UnitOfWork, caller: Participant, profile_record_id: str) -> int:
+    """The record pk of the caller's current profile. Raises RecordRejection UNKNOWN_REFERENCE."""
+    profile = uow.current_record(caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, profile_record_id)
+    if profile is None or profile[2] is not None:
+        raise RecordRejection(
+            Reason.UNKNOWN_REFERENCE,
+            f"no current profile {profile_record_id!r} of this participant",
+            "profile_record_id",
+        )
+    return int(profile[0])
 
 
 def _rejected(i: int, kind: PayloadKind | None, exc: RecordRejection, rec: Any = None) -> RecordResult:
