@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import functools
+import gzip
 import hashlib
+import io
 import json
 import unicodedata
 from dataclasses import dataclass, field
@@ -25,6 +27,23 @@ SOURCES = {
     "rome_appellations": "rome_appellation_to_esco_to_isco08.csv",
     "rome_fiches": "rome_fiche_to_isco08_derived.csv",
     "jobtech": "jobtech_occupation_name_to_esco_to_isco08.csv",
+    # The official ESCO v1.0 occupations downloads: every preferred and alternative label.
+    "esco_fr": "esco_v1.0_occupations_fr.csv",
+    "esco_en": "esco_v1.0_occupations_en.csv",
+}
+# What each source is, who publishes it and on what terms (written beside the shipped lists).
+PROVENANCE = {
+    "isco_units": "ISCO-08 unit groups with English and French (CITP-08) titles and parents, from ESCO v1.0 "
+    "(© European Union; reuse under Commission Decision 2011/833/EU, with attribution)",
+    "isco_groups": "ISCO-08 groups of every level with ESCO URIs, from ESCO v1.0 (© European Union; Decision 2011/833/EU)",
+    "esco": "ESCO v1.0 occupations to ISCO-08 unit groups, English and French labels (© European Union; Decision 2011/833/EU)",
+    "rome_appellations": "Pôle emploi / France Travail official ESCO–ROME mapping v1.4 (2022) joined with the ROME "
+    "open data (Licence Ouverte / Etalab) and ESCO",
+    "rome_fiches": "ROME fiche to ISCO-08 unit groups with weights, derived from the ESCO–ROME mapping (not an official table)",
+    "jobtech": "Arbetsförmedlingen JobTech Taxonomy occupation names to ESCO, official ESCO–SE mapping v1.1.1 "
+    "(JobTech Taxonomy, CC0) joined with ESCO",
+    "esco_fr": "ESCO v1.0 occupations, French: preferred and alternative labels (© European Union; Decision 2011/833/EU)",
+    "esco_en": "ESCO v1.0 occupations, English: preferred and alternative labels (© European Union; Decision 2011/833/EU)",
 }
 TRUSTED_RELATIONS = ("exactMatch", "closeMatch")
 
@@ -51,8 +70,10 @@ class Resolution:
     how: str
 
 
-# Bumped when the saved form changes (2: ESCO labels, and titles folded keeping every script).
-FORMAT = 2
+# Bumped when the saved form changes (2: ESCO labels, and titles folded keeping every script;
+# 3: every ESCO label by language, and the sources' names and digests).
+FORMAT = 3
+SHIPPED = Path(__file__).resolve().parent / "data" / "codelists.json.gz"
 
 
 @dataclass
@@ -67,6 +88,12 @@ class CodeLists:
     rome_appellations: dict[str, list[list[str]]] = field(default_factory=dict)
     rome_fiches: dict[str, dict[str, object]] = field(default_factory=dict)
     jobtech: dict[str, list[str]] = field(default_factory=dict)
+    # ESCO occupation URI → language → labels, the preferred label(s) first (each gendered form)
+    occupation_labels: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # ESCO occupation URI → language → its preferred label (each gendered form)
+    occupation_preferred: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # source key → file name and SHA-256 of the file it was built from
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # -- building and storing ------------------------------------------------------
 
@@ -75,12 +102,29 @@ class CodeLists:
         """Read the publishers' files from ``folder``. Raises FileNotFoundError naming a missing one."""
         digest = hashlib.sha256()
         rows: dict[str, list[dict[str, str]]] = {}
+        sources = {}
         for key, name in SOURCES.items():
             path = folder / name
             data = path.read_bytes()
             digest.update(name.encode() + b"\0" + data)
-            rows[key] = list(csv.DictReader(data.decode("utf-8-sig").splitlines()))
-        lists = cls(version=digest.hexdigest()[:16])
+            sources[key] = {"file": name, "sha256": hashlib.sha256(data).hexdigest()}
+            # io.StringIO keeps the line breaks inside quoted cells (ESCO's altLabels hold one a line).
+            rows[key] = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+        lists = cls(version=digest.hexdigest()[:16], sources=sources)
+        for lang in ("fr", "en"):
+            for r in rows[f"esco_{lang}"]:
+                uri = r["conceptUri"]
+                labels = lists.occupation_labels.setdefault(uri, {}).setdefault(lang, [])
+                lists.occupation_preferred.setdefault(uri, {})[lang] = [
+                    " ".join(p.split()) for p in r["preferredLabel"].split("/") if p.strip()
+                ]
+                # "maçon/maçonne": both forms are preferred labels.
+                for label in [*r["preferredLabel"].split("/"), *r["altLabels"].splitlines()]:
+                    label = " ".join(label.split())
+                    if label and label not in labels:
+                        labels.append(label)
+                if r["iscoGroup"] and uri not in lists.esco:
+                    lists.esco[uri] = r["iscoGroup"]
         for r in rows["isco_units"]:
             lists.isco_units[r["isco08_code"]] = {
                 "en": r["title_en"],
@@ -103,8 +147,9 @@ class CodeLists:
                 if label.strip() and r["esco_occupation_uri"] not in uris:
                     uris.append(r["esco_occupation_uri"])
         for r in rows["rome_appellations"]:
+            esco_uri = r["esco_uri"].replace("esco:", "http://data.europa.eu/esco/", 1)
             lists.rome_appellations.setdefault(normalise(r["appellation_label_fr"]), []).append(
-                [r["rome_code"], r["isco08_unit_via_esco"], r["mapping_relation"]]
+                [r["rome_code"], r["isco08_unit_via_esco"], r["mapping_relation"], esco_uri]
             )
         for r in rows["rome_fiches"]:
             weights = {}
@@ -121,6 +166,40 @@ class CodeLists:
             ):
                 lists.jobtech[r["jobtech_concept_id"]].append(r["isco08_unit_via_esco"])
         return lists
+
+    @classmethod
+    def shipped(cls) -> CodeLists:
+        """The code lists shipped with the hub (adapters/data, built by ``spe-hub codelists import
+        DIR --ship`` from the publishers' files named in adapters/data/SOURCES.md)."""
+        return _shipped()
+
+    def save_shipped(self, path: Path = SHIPPED) -> Path:
+        """Write the lists as the shipped artefact (gzip, reproducible: no timestamp), and the
+        provenance page beside it. Returns the artefact's path."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(self.__dict__, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+        with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as out:
+            out.write(body)
+        (path.parent / "SOURCES.md").write_text(self.provenance(), encoding="utf-8")
+        return path
+
+    def provenance(self) -> str:
+        """The page naming each source of these lists, its digest, and its licence or attribution."""
+        lines = [
+            "# Sources of the shipped code lists",
+            "",
+            f"`codelists.json.gz` is version `{self.version}` (format {self.format}), built by the hub's own",
+            "importer (`spe-hub codelists import DIR --ship`) from the publishers' files below. ESCO",
+            "classification © European Union, 2010–2026; reuse authorised under Commission Decision",
+            "2011/833/EU, with attribution; the ESCO and ROME data are used unchanged except for selection",
+            "and folding of labels. Written by the importer: do not edit.",
+            "",
+            "| source | file | SHA-256 | what it is, publisher and terms |",
+            "|---|---|---|---|",
+        ]
+        for key, src in sorted(self.sources.items()):
+            lines.append(f"| {key} | `{src['file']}` | `{src['sha256'][:16]}…` | {PROVENANCE.get(key, '')} |")
+        return "\n".join(lines) + "\n"
 
     def save(self, folder: Path) -> Path:
         """Write ``<version>.json`` and point ``current.json`` at it. Returns the versioned file."""
@@ -169,7 +248,7 @@ class CodeLists:
         if not found:
             found = {
                 isco
-                for _, isco, relation in self.rome_appellations.get(key, [])
+                for _, isco, relation, *_ in self.rome_appellations.get(key, [])
                 if relation in TRUSTED_RELATIONS and self.is_unit(isco)
             }
         if len(found) == 1:
@@ -193,7 +272,7 @@ class CodeLists:
         if appellation_label:
             matches = {
                 isco
-                for rome, isco, relation in self.rome_appellations.get(normalise(appellation_label), [])
+                for rome, isco, relation, *_ in self.rome_appellations.get(normalise(appellation_label), [])
                 if rome == rome_code and relation in TRUSTED_RELATIONS and self.is_unit(isco)
             }
             if len(matches) == 1:
@@ -238,7 +317,7 @@ def integrity(lists: CodeLists) -> IntegrityReport:
             {
                 isco
                 for rows in lists.rome_appellations.values()
-                for _, isco, _ in rows
+                for _, isco, *_ in rows
                 if isco and not lists.is_unit(isco)
             }
         ),
@@ -250,9 +329,16 @@ def integrity(lists: CodeLists) -> IntegrityReport:
     unmapped = {
         "esco": sum(1 for i in lists.esco.values() if not i),
         "rome_appellations": sum(
-            1 for rows in lists.rome_appellations.values() for _, isco, _ in rows if not isco
+            1 for rows in lists.rome_appellations.values() for _, isco, *_ in rows if not isco
         ),
         "rome_fiches_ambiguous": sum(1 for f in lists.rome_fiches.values() if len(f["candidates"]) != 1),  # type: ignore[arg-type]
         "jobtech": sum(1 for codes in lists.jobtech.values() if not codes),
     }
     return IntegrityReport(len(lists.isco_units), missing, dangling, unmapped)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> CodeLists:
+    with gzip.open(SHIPPED, "rb") as handle:
+        data = json.loads(handle.read())
+    return CodeLists(**data)

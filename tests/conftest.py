@@ -246,5 +246,6 @@ def connect(hub: Hub, test_pki: TestPki, clock: FakeClock) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def codelists() -> CodeLists:
-    """The code lists imported from the publishers' files in ../shared/samples/crosswalks."""
-    return CodeLists.import_sources(SAMPLES / "crosswalks")
+    """The code lists shipped with the hub (built from the publishers' files; tests/test_adapters.py
+    checks they are what the importer builds from ../shared/samples/crosswalks)."""
+    return CodeLists.shipped()

@@ -242,3 +242,40 @@ def test_titles_fold_case_and_accents_but_keep_every_script():
     assert normalise("Manœuvre") == normalise("manoeuvre")
     # Arabic words stay distinct (they used to fold to nothing and collide).
     assert normalise("ألمانيا") != normalise("إيطاليا") and normalise("ألمانيا")
+
+
+def test_the_shipped_code_lists_are_what_the_importer_builds_from_the_publishers_files(codelists, tmp_path):
+    """adapters/data/codelists.json.gz is the importer's output, not a hand-edited file."""
+    if not (SAMPLES / "crosswalks").is_dir():
+        pytest.skip("the publishers' files are in ../shared/samples/crosswalks, absent from this checkout")
+    fresh = CodeLists.import_sources(SAMPLES / "crosswalks")
+    assert fresh.version == codelists.version
+    assert fresh.__dict__ == codelists.__dict__
+    fresh.save_shipped(tmp_path / "codelists.json.gz")
+    shipped = Path(__file__).resolve().parent.parent / "adapters" / "data"
+    assert (tmp_path / "codelists.json.gz").read_bytes() == (shipped / "codelists.json.gz").read_bytes()
+    assert (tmp_path / "SOURCES.md").read_text() == (shipped / "SOURCES.md").read_text()
+
+
+def test_the_shipped_code_lists_name_their_sources_and_hold_every_esco_label(codelists):
+    text = (Path(__file__).resolve().parent.parent / "adapters" / "data" / "SOURCES.md").read_text()
+    assert codelists.version in text and "2011/833/EU" in text and "ROME" in text and "JobTech" in text
+    assert set(codelists.sources) == {
+        "isco_units",
+        "isco_groups",
+        "esco",
+        "rome_appellations",
+        "rome_fiches",
+        "jobtech",
+        "esco_fr",
+        "esco_en",
+    }
+    assert len(codelists.occupation_labels) == 2942
+    mason = next(u for u, labels in codelists.occupation_labels.items() if "maçonne" in labels.get("fr", []))
+    assert codelists.esco[mason].startswith("71")
+
+
+def test_the_cli_uses_the_shipped_lists_when_none_were_imported(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no var/codelists here
+    assert main(["codelists", "check"]) == 0
+    assert "436 unit groups" in capsys.readouterr().out

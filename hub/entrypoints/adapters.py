@@ -12,6 +12,7 @@ from google.protobuf import json_format
 
 from adapters.base import AdapterError, Converted, load
 from adapters.codelists import CodeLists, integrity
+from adapters.resolver import Answer, Resolver
 from hub.domain import records
 from hub.domain.records import PayloadKind, RecordRejection
 
@@ -24,10 +25,14 @@ KIND_OF = {
 
 
 def load_codelists(folder: str) -> CodeLists | None:
-    """The current code lists of ``folder``, or None after saying on stderr why they cannot be used."""
+    """The current code lists of ``folder`` (lists imported there from newer publisher files), else
+    the lists shipped with the hub when ``folder`` is the default one; None after saying on stderr
+    why they cannot be used."""
     try:
         return CodeLists.load(Path(folder) / "current.json")
     except FileNotFoundError:
+        if Path(folder) == DEFAULT_CODELISTS:
+            return CodeLists.shipped()
         print(f"spe-hub: no code lists in {folder}: run `spe-hub codelists import FOLDER`", file=sys.stderr)
     except (OSError, ValueError) as exc:
         print(f"spe-hub: {exc}", file=sys.stderr)
@@ -58,9 +63,17 @@ def build_adapter(
 
 def run_codelists(args: argparse.Namespace) -> int:
     if args.action == "import":
-        lists = CodeLists.import_sources(Path(args.source))
-        path = lists.save(Path(args.out))
-        print(f"code lists version {lists.version} written to {path} (and current.json)")
+        try:
+            lists = CodeLists.import_sources(Path(args.source))
+        except (OSError, KeyError, ValueError) as exc:
+            print(f"spe-hub codelists: cannot import from {args.source}: {exc}", file=sys.stderr)
+            return 2
+        if args.ship:
+            path = lists.save_shipped()
+            print(f"code lists version {lists.version} written to {path} (and SOURCES.md beside it)")
+        else:
+            path = lists.save(Path(args.out))
+            print(f"code lists version {lists.version} written to {path} (and current.json)")
     else:
         loaded = load_codelists(args.out)
         if loaded is None:
@@ -73,6 +86,61 @@ def run_codelists(args: argparse.Namespace) -> int:
     for name, n in report.unmapped.items():
         print(f"  {name}: {n} without a single ISCO-08 unit group")
     return 0 if report.ok else 1
+
+
+def answer_json(title: str, answer: Answer) -> dict[str, object]:
+    """The documented form of one resolution (docs/occupations.md, "spe-hub codelists resolve")."""
+    best = answer.candidates[0] if answer.candidates else None
+    return {
+        "title": title,
+        "isco08": answer.isco08,
+        "level": answer.level,
+        "decision": answer.decision,
+        "score": answer.score,
+        "esco_uri": answer.esco_uri,
+        "label": best.label if best is not None and answer.decision == "unit_group" else "",
+        "alternatives": [
+            {"esco_uri": c.uri, "isco08": c.isco08, "label": c.label, "score": c.score}
+            for c in answer.candidates[1:4]
+            if answer.decision == "unit_group"
+        ]
+        or [
+            {"esco_uri": c.uri, "isco08": c.isco08, "label": c.label, "score": c.score}
+            for c in answer.candidates[:3]
+            if answer.decision != "unit_group"
+        ],
+    }
+
+
+def run_resolve(args: argparse.Namespace) -> int:
+    lists = load_codelists(args.out)
+    if lists is None:
+        return 2
+    titles = list(args.titles)
+    if args.file:
+        try:
+            titles += [
+                line.strip()
+                for line in Path(args.file).read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+        except OSError as exc:
+            print(f"spe-hub codelists: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+    if not titles:
+        print("spe-hub codelists resolve: give titles, or --file FILE", file=sys.stderr)
+        return 2
+    resolver = Resolver(lists)
+    for title in titles:
+        out = answer_json(title, resolver.resolve(title, args.lang))
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False))
+            continue
+        code = f"{out['isco08'] or '-':4} {out['level'] or '':9}"
+        print(f"{title!r}: {code} {out['decision']:10} score {out['score']:.2f} {out['esco_uri']}")
+        for alt in out["alternatives"]:  # type: ignore[attr-defined]
+            print(f"    {alt['isco08']} {alt['score']:.2f} {alt['label']} <{alt['esco_uri']}>")
+    return 0
 
 
 def check_file(adapter: object, path: Path) -> tuple[int, int, list[str]]:
@@ -142,9 +210,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("source")
     p.add_argument("--out", default=str(DEFAULT_CODELISTS))
+    p.add_argument(
+        "--ship",
+        action="store_true",
+        help="write the lists shipped with the hub (adapters/data/codelists.json.gz and SOURCES.md) instead",
+    )
     p = actions.add_parser("check", help="integrity of the current code list (exit 1 if broken)")
     p.add_argument("--out", default=str(DEFAULT_CODELISTS))
     parser.set_defaults(func=run_codelists)
+    p = actions.add_parser(
+        "resolve", help="ISCO-08 and ESCO for job titles as people write them (docs/occupations.md)"
+    )
+    p.add_argument("titles", nargs="*", metavar="TITLE")
+    p.add_argument(
+        "--lang", default="", choices=["", "fr", "en", "sv", "pt"], help="the titles' language, if known"
+    )
+    p.add_argument("--file", default="", help="a file of titles, one a line")
+    p.add_argument("--json", action="store_true", help="one JSON object a title, a line each")
+    p.add_argument("--out", default=str(DEFAULT_CODELISTS), help="the code lists' folder (default: shipped)")
+    p.set_defaults(func=run_resolve)
     parser = sub.add_parser(
         "adapter", help="the conformance kit: convert, validate and round-trip national files"
     )
