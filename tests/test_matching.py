@@ -336,3 +336,60 @@ def test_sql_and_the_rules_give_the_same_score(
 
 
 _EXAMPLE = 0
+
+
+def test_a_profile_known_only_at_a_coarser_group_is_found_and_matched_for_what_it_says(hub, connect):
+    """A title the resolver could settle only at sub-major group 61: a search for 61 finds it, one
+    for 611 does not, and matching scores it as a sub-major fit and says why."""
+    sn, ft = connect(SN), connect(FT)
+    _offer(ft, isco="6111")
+    now = sn.clock()
+    consent = demo_consent(SN, "c-coarse", 1, now, recipient_countries=("FR",))
+    profile = demo_profile(SN, "p-coarse", "c-coarse", 1, now, isco="61")
+    profile.occupations[0].resolution.CopyFrom(
+        common_pb2.OccupationResolution(
+            method="title", decision=common_pb2.RESOLUTION_DECISION_ANCESTOR, score=0.66
+        )
+    )
+    profile.languages[1].level = common_pb2.CEFR_LEVEL_B2
+    profile.desired_country_codes[:] = ["FR"]
+    profile.mobility_types[:] = [common_pb2.MOBILITY_TYPE_SEASONAL]
+    _ok(
+        sn.publish_one_batch(
+            [sn.seal(consent, PayloadKind.CONSENT), sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)]
+        )
+    )
+
+    def found(prefix):
+        hits = ft.pool.SearchProfiles(
+            pool_pb2.SearchProfilesRequest(isco08_codes=[prefix]), timeout=10
+        ).profiles
+        return [profile_pb2.CandidateProfile.FromString(h.profile.payload).header.record_id for h in hits]
+
+    assert found("61") == ["p-coarse"] and found("6") == ["p-coarse"]
+    assert found("611") == [] and found("6111") == []
+    response = _matches(ft)
+    assert _ids(response) == ["p-coarse"]
+    match = response.candidates[0].match
+    assert match.occupation_fit == pool_pb2.OCCUPATION_FIT_SAME_SUB_MAJOR_GROUP
+    assert (
+        match.explanations[0]
+        == "Occupation: known only at ISCO-08 group 61, the offer's ISCO-08 sub-major group (6111)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("isco", "decision", "field"),
+    [
+        ("61", common_pb2.RESOLUTION_DECISION_UNIT_GROUP, "occupations[0].resolution.decision"),
+        ("6111", common_pb2.RESOLUTION_DECISION_ANCESTOR, "occupations[0].resolution.decision"),
+        ("61111", 0, "occupations[0].isco08_code"),
+        ("", 0, "occupations[0].isco08_code"),
+    ],
+)
+def test_an_occupation_says_its_level_consistently(hub, connect, isco, decision, field):
+    sn = connect(SN)
+    profile = demo_profile(SN, "p-level", "c-level", 1, sn.clock(), isco=isco)
+    profile.occupations[0].resolution.decision = decision
+    (result,) = sn.publish_one_batch([sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)])
+    assert result.outcome == exchange_pb2.RECORD_OUTCOME_REJECTED and result.field == field, result

@@ -9,7 +9,9 @@ available by the start date, when both are known. Consent and the offer being
 open are checked by the store query.
 
 The score (0–1000) ranks the rest: occupation up to 500 (unit group 500,
-minor group 350, sub-major group 200), skills up to 300 (the share of the
+minor group 350, sub-major group 200; a profile known only at a coarser ISCO-08
+group, from a title the resolver could not settle further, fits at the level its
+code shares with the offer's and is explained so), skills up to 300 (the share of the
 offer's required skills the candidate holds; full when none is required),
 experience up to 200 (months held over months required, capped; full when
 none is required). Each part is a whole number computed in integers only,
@@ -100,17 +102,27 @@ def offer_facts(pk: int, o: offer_pb2.JobOffer) -> Offer:
     )
 
 
+def _fit(code: str, offer_code: str) -> int:
+    """The ISCO-08 level two codes share: as many leading digits as both have and agree on
+    (4: UNIT, 3: MINOR, 2: SUB_MAJOR), 0 below the sub-major group. A code known only at a
+    coarser group shares no more than its own digits."""
+    shared = 0
+    for a, b in zip(code, offer_code, strict=False):
+        if a != b:
+            break
+        shared += 1
+    return {4: UNIT, 3: MINOR, 2: SUB_MAJOR}.get(shared, 0)
+
+
+def _closest_code(candidate_codes: tuple[str, ...], offer_code: str) -> str:
+    """The candidate's code that fits the offer best."""
+    return min(candidate_codes, key=lambda code: (_fit(code, offer_code) or 99, -len(code)))
+
+
 def occupation_fit(candidate_codes: tuple[str, ...], offer_code: str) -> int:
-    """The closest ISCO-08 level the codes share (UNIT, MINOR, SUB_MAJOR), or 0 if none."""
-    best = 0
-    for code in candidate_codes:
-        if code == offer_code:
-            return UNIT
-        if code[:3] == offer_code[:3]:
-            best = MINOR
-        elif code[:2] == offer_code[:2] and not best:
-            best = SUB_MAJOR
-    return best
+    """The closest ISCO-08 level the codes share with the offer's (UNIT, MINOR, SUB_MAJOR), or 0."""
+    fits = [f for f in (_fit(code, offer_code) for code in candidate_codes) if f]
+    return min(fits, default=0)
 
 
 def skill_points(held: int, required: int) -> int:
@@ -169,7 +181,14 @@ def _explain(
     missing: tuple[str, ...],
     languages: tuple[tuple[str, int, int], ...],
 ) -> tuple[str, ...]:
-    lines = [f"Occupation: {FIT_WORDS[fit]} as the offer ({o.isco08_code})."]
+    known = _closest_code(c.isco08_codes, o.isco08_code)
+    if len(known) < 4:
+        # A coarser code is scored for what it says, no more (docs/occupations.md).
+        lines = [
+            f"Occupation: known only at ISCO-08 group {known}, the offer's {FIT_WORDS[fit].removeprefix('same ')} ({o.isco08_code})."
+        ]
+    else:
+        lines = [f"Occupation: {FIT_WORDS[fit]} as the offer ({o.isco08_code})."]
     if o.skills:
         line = f"Skills: {len(common)} of the {len(o.skills)} required"
         line += f"; has {', '.join(common)}" if common else ""

@@ -333,8 +333,23 @@ class _Checker:
         return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
     def occupation(self, occ: common_pb2.Occupation, field: str) -> str:
-        if not codes.ISCO08_UNIT.fullmatch(occ.isco08_code):
-            self.fail(f"{field}.isco08_code", "must be an ISCO-08 unit group of four digits")
+        if not codes.ISCO08_PREFIX.fullmatch(occ.isco08_code):
+            self.fail(
+                f"{field}.isco08_code",
+                "must be an ISCO-08 code of 1 to 4 digits (a unit group, or the group the evidence supports)",
+            )
+        resolution = occ.resolution
+        if resolution.decision:
+            self.enum(resolution.decision, common_pb2.ResolutionDecision, f"{field}.resolution.decision")
+            ancestor = resolution.decision == common_pb2.RESOLUTION_DECISION_ANCESTOR
+            if ancestor != (len(occ.isco08_code) < 4):
+                self.fail(
+                    f"{field}.resolution.decision",
+                    "must be ANCESTOR for a code of 1 to 3 digits and UNIT_GROUP for four digits",
+                )
+        if not 0.0 <= resolution.score <= 1.0:
+            self.fail(f"{field}.resolution.score", "must be between 0 and 1")
+        self.text(resolution.method, f"{field}.resolution.method", limit=40)
         if occ.esco_uri and not occ.esco_uri.startswith(codes.ESCO_PREFIX + "occupation/"):
             self.fail(f"{field}.esco_uri", f"must start with {codes.ESCO_PREFIX}occupation/")
         self.text(occ.title, f"{field}.title", limit=500)
@@ -430,6 +445,11 @@ def _offer(c: _Checker, o: offer_pb2.JobOffer) -> OfferIndex:
     c.country(o.employer.country_code, "employer.country_code")
     c.text(o.title, "title", required=True, limit=500)
     isco = c.occupation(o.occupation, "occupation")
+    if len(isco) < 2:
+        c.fail(
+            "occupation.isco08_code",
+            "an offer needs at least its ISCO-08 sub-major group (2 digits) to be matched",
+        )
     if o.positions < 1:
         c.fail("positions", "must be 1 or more")
     c.country(o.place.country_code, "place.country_code")

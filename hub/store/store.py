@@ -1314,15 +1314,24 @@ class UnitOfWork:
             )
         if offer.start_date is not None:
             conditions.append(or_(p.available_from.is_(None), p.available_from <= offer.start_date))
-        # Occupation points: the closest of the profile's occupations (no row: outside the sub-major group).
-        fit = case(
-            (po.isco08_code == offer.isco08_code, matching.OCCUPATION_POINTS[matching.UNIT]),
-            (
-                func.substr(po.isco08_code, 1, 3) == offer.isco08_code[:3],
-                matching.OCCUPATION_POINTS[matching.MINOR],
-            ),
-            else_=matching.OCCUPATION_POINTS[matching.SUB_MAJOR],
-        )
+        # Occupation points: the closest of the profile's occupations (no row: outside the sub-major
+        # group), by the leading digits both codes have and agree on, as matching._fit counts them
+        # (a code known only at a coarser group, the profile's or the offer's, shares no more).
+        code = offer.isco08_code
+        fit: Any = literal(matching.OCCUPATION_POINTS[matching.SUB_MAJOR])
+        if len(code) >= 3:
+            fit = case(
+                *(
+                    [(po.isco08_code == code, matching.OCCUPATION_POINTS[matching.UNIT])]
+                    if len(code) == 4
+                    else []
+                ),
+                (
+                    and_(func.length(po.isco08_code) >= 3, func.substr(po.isco08_code, 1, 3) == code[:3]),
+                    matching.OCCUPATION_POINTS[matching.MINOR],
+                ),
+                else_=matching.OCCUPATION_POINTS[matching.SUB_MAJOR],
+            )
         in_group = [_isco_group(po.isco08_code, offer.isco08_code[:2]) == offer.isco08_code[:2]]
         if among is not None:
             in_group.append(po.record_pk.in_(among))

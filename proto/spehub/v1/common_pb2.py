@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spehub/v1/common.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05\"I\n\tDateRange\x12\x1e\n\x05start\x18\x01 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x0f.spehub.v1.Date\"K\n\rLanguageSkill\x12\x15\n\rlanguage_code\x18\x01 \x01(\t\x12#\n\x05level\x18\x02 \x01(\x0e\x32\x14.spehub.v1.CefrLevel\";\n\x0cNationalCode\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"r\n\nOccupation\x12\x13\n\x0bisco08_code\x18\x01 \x01(\t\x12\x10\n\x08\x65sco_uri\x18\x02 \x01(\t\x12.\n\rnational_code\x18\x03 \x01(\x0b\x32\x17.spehub.v1.NationalCode\x12\r\n\x05title\x18\x04 \x01(\t\"(\n\x05Skill\x12\x10\n\x08\x65sco_uri\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"t\n\rQualification\x12\r\n\x05title\x18\x01 \x01(\t\x12&\n\teqf_level\x18\x02 \x01(\x0e\x32\x13.spehub.v1.EqfLevel\x12\x1d\n\x15\x61warding_country_code\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"T\n\x05Place\x12\x14\n\x0c\x63ountry_code\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\x13\n\x0bpostal_code\x18\x04 \x01(\t\"t\n\x03Pay\x12\x17\n\x0fmin_minor_units\x18\x01 \x01(\x03\x12\x17\n\x0fmax_minor_units\x18\x02 \x01(\x03\x12\x15\n\rcurrency_code\x18\x03 \x01(\t\x12$\n\x06period\x18\x04 \x01(\x0e\x32\x14.spehub.v1.PayPeriod\"\x81\x01\n\x0cRecordHeader\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x1d\n\x15origin_participant_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9f\x01\n\x0cMobilityType\x12\x1d\n\x19MOBILITY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MOBILITY_TYPE_PERMANENT\x10\x01\x12\x1b\n\x17MOBILITY_TYPE_TEMPORARY\x10\x02\x12\x1a\n\x16MOBILITY_TYPE_SEASONAL\x10\x03\x12\x1a\n\x16MOBILITY_TYPE_CIRCULAR\x10\x04*\xb0\x01\n\tCefrLevel\x12\x1a\n\x16\x43\x45\x46R_LEVEL_UNSPECIFIED\x10\x00\x12\x11\n\rCEFR_LEVEL_A1\x10\x01\x12\x11\n\rCEFR_LEVEL_A2\x10\x02\x12\x11\n\rCEFR_LEVEL_B1\x10\x03\x12\x11\n\rCEFR_LEVEL_B2\x10\x04\x12\x11\n\rCEFR_LEVEL_C1\x10\x05\x12\x11\n\rCEFR_LEVEL_C2\x10\x06\x12\x15\n\x11\x43\x45\x46R_LEVEL_NATIVE\x10\x07*\xad\x01\n\x08\x45qfLevel\x12\x19\n\x15\x45QF_LEVEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x45QF_LEVEL_1\x10\x01\x12\x0f\n\x0b\x45QF_LEVEL_2\x10\x02\x12\x0f\n\x0b\x45QF_LEVEL_3\x10\x03\x12\x0f\n\x0b\x45QF_LEVEL_4\x10\x04\x12\x0f\n\x0b\x45QF_LEVEL_5\x10\x05\x12\x0f\n\x0b\x45QF_LEVEL_6\x10\x06\x12\x0f\n\x0b\x45QF_LEVEL_7\x10\x07\x12\x0f\n\x0b\x45QF_LEVEL_8\x10\x08*\x90\x01\n\tPayPeriod\x12\x1a\n\x16PAY_PERIOD_UNSPECIFIED\x10\x00\x12\x13\n\x0fPAY_PERIOD_HOUR\x10\x01\x12\x12\n\x0ePAY_PERIOD_DAY\x10\x02\x12\x13\n\x0fPAY_PERIOD_WEEK\x10\x03\x12\x14\n\x10PAY_PERIOD_MONTH\x10\x04\x12\x13\n\x0fPAY_PERIOD_YEAR\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spehub/v1/common.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05\"I\n\tDateRange\x12\x1e\n\x05start\x18\x01 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x0f.spehub.v1.Date\"K\n\rLanguageSkill\x12\x15\n\rlanguage_code\x18\x01 \x01(\t\x12#\n\x05level\x18\x02 \x01(\x0e\x32\x14.spehub.v1.CefrLevel\";\n\x0cNationalCode\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"\xa7\x01\n\nOccupation\x12\x13\n\x0bisco08_code\x18\x01 \x01(\t\x12\x10\n\x08\x65sco_uri\x18\x02 \x01(\t\x12.\n\rnational_code\x18\x03 \x01(\x0b\x32\x17.spehub.v1.NationalCode\x12\r\n\x05title\x18\x04 \x01(\t\x12\x33\n\nresolution\x18\x05 \x01(\x0b\x32\x1f.spehub.v1.OccupationResolution\"f\n\x14OccupationResolution\x12\x0e\n\x06method\x18\x01 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1d.spehub.v1.ResolutionDecision\x12\r\n\x05score\x18\x03 \x01(\x02\"(\n\x05Skill\x12\x10\n\x08\x65sco_uri\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"t\n\rQualification\x12\r\n\x05title\x18\x01 \x01(\t\x12&\n\teqf_level\x18\x02 \x01(\x0e\x32\x13.spehub.v1.EqfLevel\x12\x1d\n\x15\x61warding_country_code\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"T\n\x05Place\x12\x14\n\x0c\x63ountry_code\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x08locality\x18\x03 \x01(\t\x12\x13\n\x0bpostal_code\x18\x04 \x01(\t\"t\n\x03Pay\x12\x17\n\x0fmin_minor_units\x18\x01 \x01(\x03\x12\x17\n\x0fmax_minor_units\x18\x02 \x01(\x03\x12\x15\n\rcurrency_code\x18\x03 \x01(\t\x12$\n\x06period\x18\x04 \x01(\x0e\x32\x14.spehub.v1.PayPeriod\"\x81\x01\n\x0cRecordHeader\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x1d\n\x15origin_participant_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x9f\x01\n\x0cMobilityType\x12\x1d\n\x19MOBILITY_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MOBILITY_TYPE_PERMANENT\x10\x01\x12\x1b\n\x17MOBILITY_TYPE_TEMPORARY\x10\x02\x12\x1a\n\x16MOBILITY_TYPE_SEASONAL\x10\x03\x12\x1a\n\x16MOBILITY_TYPE_CIRCULAR\x10\x04*\xb0\x01\n\tCefrLevel\x12\x1a\n\x16\x43\x45\x46R_LEVEL_UNSPECIFIED\x10\x00\x12\x11\n\rCEFR_LEVEL_A1\x10\x01\x12\x11\n\rCEFR_LEVEL_A2\x10\x02\x12\x11\n\rCEFR_LEVEL_B1\x10\x03\x12\x11\n\rCEFR_LEVEL_B2\x10\x04\x12\x11\n\rCEFR_LEVEL_C1\x10\x05\x12\x11\n\rCEFR_LEVEL_C2\x10\x06\x12\x15\n\x11\x43\x45\x46R_LEVEL_NATIVE\x10\x07*\xad\x01\n\x08\x45qfLevel\x12\x19\n\x15\x45QF_LEVEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x45QF_LEVEL_1\x10\x01\x12\x0f\n\x0b\x45QF_LEVEL_2\x10\x02\x12\x0f\n\x0b\x45QF_LEVEL_3\x10\x03\x12\x0f\n\x0b\x45QF_LEVEL_4\x10\x04\x12\x0f\n\x0b\x45QF_LEVEL_5\x10\x05\x12\x0f\n\x0b\x45QF_LEVEL_6\x10\x06\x12\x0f\n\x0b\x45QF_LEVEL_7\x10\x07\x12\x0f\n\x0b\x45QF_LEVEL_8\x10\x08*\x7f\n\x12ResolutionDecision\x12#\n\x1fRESOLUTION_DECISION_UNSPECIFIED\x10\x00\x12\"\n\x1eRESOLUTION_DECISION_UNIT_GROUP\x10\x01\x12 \n\x1cRESOLUTION_DECISION_ANCESTOR\x10\x02*\x90\x01\n\tPayPeriod\x12\x1a\n\x16PAY_PERIOD_UNSPECIFIED\x10\x00\x12\x13\n\x0fPAY_PERIOD_HOUR\x10\x01\x12\x12\n\x0ePAY_PERIOD_DAY\x10\x02\x12\x13\n\x0fPAY_PERIOD_WEEK\x10\x03\x12\x14\n\x10PAY_PERIOD_MONTH\x10\x04\x12\x13\n\x0fPAY_PERIOD_YEAR\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MOBILITYTYPE']._serialized_start=946
-  _globals['_MOBILITYTYPE']._serialized_end=1105
-  _globals['_CEFRLEVEL']._serialized_start=1108
-  _globals['_CEFRLEVEL']._serialized_end=1284
-  _globals['_EQFLEVEL']._serialized_start=1287
-  _globals['_EQFLEVEL']._serialized_end=1460
-  _globals['_PAYPERIOD']._serialized_start=1463
-  _globals['_PAYPERIOD']._serialized_end=1607
+  _globals['_MOBILITYTYPE']._serialized_start=1104
+  _globals['_MOBILITYTYPE']._serialized_end=1263
+  _globals['_CEFRLEVEL']._serialized_start=1266
+  _globals['_CEFRLEVEL']._serialized_end=1442
+  _globals['_EQFLEVEL']._serialized_start=1445
+  _globals['_EQFLEVEL']._serialized_end=1618
+  _globals['_RESOLUTIONDECISION']._serialized_start=1620
+  _globals['_RESOLUTIONDECISION']._serialized_end=1747
+  _globals['_PAYPERIOD']._serialized_start=1750
+  _globals['_PAYPERIOD']._serialized_end=1894
   _globals['_DATE']._serialized_start=70
   _globals['_DATE']._serialized_end=118
   _globals['_DATERANGE']._serialized_start=120
@@ -48,16 +50,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LANGUAGESKILL']._serialized_end=270
   _globals['_NATIONALCODE']._serialized_start=272
   _globals['_NATIONALCODE']._serialized_end=331
-  _globals['_OCCUPATION']._serialized_start=333
-  _globals['_OCCUPATION']._serialized_end=447
-  _globals['_SKILL']._serialized_start=449
-  _globals['_SKILL']._serialized_end=489
-  _globals['_QUALIFICATION']._serialized_start=491
-  _globals['_QUALIFICATION']._serialized_end=607
-  _globals['_PLACE']._serialized_start=609
-  _globals['_PLACE']._serialized_end=693
-  _globals['_PAY']._serialized_start=695
-  _globals['_PAY']._serialized_end=811
-  _globals['_RECORDHEADER']._serialized_start=814
-  _globals['_RECORDHEADER']._serialized_end=943
+  _globals['_OCCUPATION']._serialized_start=334
+  _globals['_OCCUPATION']._serialized_end=501
+  _globals['_OCCUPATIONRESOLUTION']._serialized_start=503
+  _globals['_OCCUPATIONRESOLUTION']._serialized_end=605
+  _globals['_SKILL']._serialized_start=607
+  _globals['_SKILL']._serialized_end=647
+  _globals['_QUALIFICATION']._serialized_start=649
+  _globals['_QUALIFICATION']._serialized_end=765
+  _globals['_PLACE']._serialized_start=767
+  _globals['_PLACE']._serialized_end=851
+  _globals['_PAY']._serialized_start=853
+  _globals['_PAY']._serialized_end=969
+  _globals['_RECORDHEADER']._serialized_start=972
+  _globals['_RECORDHEADER']._serialized_end=1101
 # @@protoc_insertion_point(module_scope)

@@ -108,6 +108,30 @@ EQF_LEVEL_7: EqfLevel.ValueType  # 7
 EQF_LEVEL_8: EqfLevel.ValueType  # 8
 Global___EqfLevel: _TypeAlias = EqfLevel  # noqa: Y015
 
+class _ResolutionDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResolutionDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResolutionDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESOLUTION_DECISION_UNSPECIFIED: _ResolutionDecision.ValueType  # 0
+    RESOLUTION_DECISION_UNIT_GROUP: _ResolutionDecision.ValueType  # 1
+    """The ISCO-08 unit group is clear."""
+    RESOLUTION_DECISION_ANCESTOR: _ResolutionDecision.ValueType  # 2
+    """Only a coarser group is clear: isco08_code has 1 to 3 digits."""
+
+class ResolutionDecision(_ResolutionDecision, metaclass=_ResolutionDecisionEnumTypeWrapper):
+    """The level an occupation was resolved at. A title the resolver abstained on
+    is never published: the SPE's gateway holds the record for review.
+    """
+
+RESOLUTION_DECISION_UNSPECIFIED: ResolutionDecision.ValueType  # 0
+RESOLUTION_DECISION_UNIT_GROUP: ResolutionDecision.ValueType  # 1
+"""The ISCO-08 unit group is clear."""
+RESOLUTION_DECISION_ANCESTOR: ResolutionDecision.ValueType  # 2
+"""Only a coarser group is clear: isco08_code has 1 to 3 digits."""
+Global___ResolutionDecision: _TypeAlias = ResolutionDecision  # noqa: Y015
+
 class _PayPeriod:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -262,15 +286,26 @@ class Occupation(_message.Message):
     ESCO_URI_FIELD_NUMBER: _builtins.int
     NATIONAL_CODE_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
     isco08_code: _builtins.str
-    """ISCO-08 unit group, four digits (e.g. "6111")."""
+    """ISCO-08 code at the level the evidence supports: a unit group, four digits
+    (e.g. "6111"), or when only a coarser group is known its minor (3 digits),
+    sub-major (2) or major (1) group. Search and matching treat a coarser code
+    as what it is (docs/occupations.md).
+    """
     esco_uri: _builtins.str
     """Optional ESCO occupation URI (http://data.europa.eu/esco/occupation/...)."""
     title: _builtins.str
     """Title as written by the national service."""
     @_builtins.property
     def national_code(self) -> Global___NationalCode:
-        """The national code the adapter resolved the ISCO unit group from."""
+        """The national code the adapter resolved the ISCO code from (kept even when
+        the title decided).
+        """
+
+    @_builtins.property
+    def resolution(self) -> Global___OccupationResolution:
+        """How the ISCO code was found, when an adapter resolved it from a code or a title."""
 
     def __init__(
         self,
@@ -279,14 +314,46 @@ class Occupation(_message.Message):
         esco_uri: _builtins.str = ...,
         national_code: Global___NationalCode | None = ...,
         title: _builtins.str = ...,
+        resolution: Global___OccupationResolution | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["national_code", b"national_code"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["national_code", b"national_code", "resolution", b"resolution"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["esco_uri", b"esco_uri", "isco08_code", b"isco08_code", "national_code", b"national_code", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["esco_uri", b"esco_uri", "isco08_code", b"isco08_code", "national_code", b"national_code", "resolution", b"resolution", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Occupation: _TypeAlias = Occupation  # noqa: Y015
+
+@_typing.final
+class OccupationResolution(_message.Message):
+    """How an adapter found an occupation's ISCO-08 code."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """What decided: "isco_code", "esco_uri", "national_code", "national_code_and_title",
+    "title", or "alias" (the SPE's own reviewed answer).
+    """
+    decision: Global___ResolutionDecision.ValueType
+    score: _builtins.float
+    """The resolver's score of the best candidate, 0 to 1 (0 when a code decided alone)."""
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        decision: Global___ResolutionDecision.ValueType = ...,
+        score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "method", b"method", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OccupationResolution: _TypeAlias = OccupationResolution  # noqa: Y015
 
 @_typing.final
 class Skill(_message.Message):
