@@ -18,7 +18,9 @@ class Problem:
     """Something an SPE's IT team must look at: where, which field, why.
 
     ``error`` problems skip the record (it is never altered to fit);
-    ``warning`` ones keep it and say what was not carried over.
+    ``warning`` ones keep it and say what was not carried over;
+    ``review`` ones keep it but hold it for a person to decide (an occupation the
+    resolver abstained on): the gateway does not publish it until then.
     """
 
     location: str
@@ -42,6 +44,11 @@ class Converted:
     def ok(self) -> bool:
         return self.record is not None
 
+    @property
+    def held(self) -> Problem | None:
+        """The problem a person must decide before the record may be published, if any."""
+        return next((p for p in self.problems if p.severity == "review"), None)
+
 
 class Problems:
     """Problems of one record: errors skip it, warnings keep it."""
@@ -55,6 +62,20 @@ class Problems:
 
     def warn(self, field: str, reason: str) -> None:
         self.items.append(Problem(self.where, field, reason, "warning"))
+
+    def hold(self, field: str, reason: str) -> None:
+        """Keep the record but hold it for review (see Problem)."""
+        self.items.append(Problem(self.where, field, reason, "review"))
+
+    def occupation(self, occupation: Any, resolution: Any, field: str) -> None:
+        """Apply a resolution to an Occupation, or say why not: an abstained title holds the record
+        for review, any other failure is an error."""
+        if resolution.isco08 is not None:
+            resolution.apply(occupation)
+        elif resolution.decision == "abstained" and resolution.suggestions:
+            self.hold(field, resolution.how)
+        else:
+            self.error(field, resolution.how)
 
     @property
     def failed(self) -> bool:
@@ -71,8 +92,44 @@ class Problems:
             yield self.result(None)
             return
         yield self.result(records[0])
+        held = tuple(p for p in self.items if p.severity == "review")
         for record in records[1:]:
-            yield Converted(self.where, record)
+            yield Converted(self.where, record, held)  # held with the first, if it is
+
+
+def keep_resolutions(original: Any, again: Any) -> Any:
+    """A record read back from the national form it was written to, with the original's record of
+    how each occupation was resolved where the code came back the same: a format that carries the
+    ISCO-08 code (HR Open, Europass) resolves it "by code" the second time, which is not a change
+    of the record's content."""
+    if again is None:
+        return None
+    for before, after in _occupations(original, again):
+        if before.isco08_code == after.isco08_code:
+            if before.HasField("resolution"):
+                after.resolution.CopyFrom(before.resolution)
+            else:
+                after.ClearField("resolution")
+    return again
+
+
+def _occupations(a: Message, b: Message) -> Iterator[tuple[Any, Any]]:
+    """The Occupation messages at the same places of two records (profiles' occupations, their
+    work experiences' occupations, an offer's occupation)."""
+    for fd in a.DESCRIPTOR.fields:
+        if fd.message_type is None:
+            continue
+        if fd.is_repeated:
+            pairs = list(zip(getattr(a, fd.name), getattr(b, fd.name), strict=False))
+        elif a.HasField(fd.name):
+            pairs = [(getattr(a, fd.name), getattr(b, fd.name))]
+        else:
+            continue
+        for x, y in pairs:
+            if fd.message_type.name == "Occupation":
+                yield x, y
+            elif fd.message_type.full_name.startswith("spehub."):
+                yield from _occupations(x, y)
 
 
 class Adapter(Protocol):

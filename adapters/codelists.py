@@ -17,8 +17,9 @@ import hashlib
 import io
 import json
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 SOURCES = {
     "isco_units": "isco08_unit_groups_436_en_fr.csv",
@@ -64,10 +65,39 @@ def normalise(label: str) -> str:
 
 @dataclass(frozen=True)
 class Resolution:
-    """An ISCO-08 unit group for a national code, or why there is none."""
+    """An ISCO-08 code for a national code or a title, at the level the evidence supports, or why
+    there is none (then ``suggestions`` for the person who decides)."""
 
     isco08: str | None
     how: str
+    decision: str = "unit_group"  # unit_group | ancestor | abstained
+    score: float = 0.0
+    method: str = ""  # isco_code | esco_uri | national_code | national_code_and_title | title | alias
+    esco_uri: str = ""
+    suggestions: tuple[tuple[str, str, str, float], ...] = ()  # (isco08, ESCO URI, label, score)
+
+    def apply(self, occupation: Any) -> None:
+        """Write the code and how it was found into an Occupation. (The ESCO occupation the
+        resolver ranked first is not written: the record keeps what the national service said, so
+        that reading it back gives the same record.)"""
+        from spehub.v1 import common_pb2
+
+        assert self.isco08 is not None
+        occupation.isco08_code = self.isco08
+        occupation.resolution.CopyFrom(
+            common_pb2.OccupationResolution(
+                method=self.method,
+                decision=common_pb2.RESOLUTION_DECISION_UNIT_GROUP
+                if len(self.isco08) == 4
+                else common_pb2.RESOLUTION_DECISION_ANCESTOR,
+                score=round(self.score, 4),
+            )
+        )
+
+
+def alias_key(title: str, lang: str = "") -> str:
+    """How an SPE's alias table keys a title: the folded title, with its language when known."""
+    return f"{lang}:{normalise(title)}"
 
 
 # Bumped when the saved form changes (2: ESCO labels, and titles folded keeping every script;
@@ -167,6 +197,44 @@ class CodeLists:
                 lists.jobtech[r["jobtech_concept_id"]].append(r["isco08_unit_via_esco"])
         return lists
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to worker processes without the resolver: each builds its own when it needs one.
+        return {k: v for k, v in self.__dict__.items() if k != "_resolver"}
+
+    def _saved(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    # -- the resolver and the SPE's aliases (kept beside the lists, never saved with them) --------
+
+    def resolver(self) -> Any:
+        """The occupation resolver over these lists (adapters.resolver), built once (about 2 s)."""
+        found = self.__dict__.get("_resolver")
+        if found is None:
+            from adapters.resolver import Resolver
+
+            found = self.__dict__["_resolver"] = Resolver(self)
+        return found
+
+    def use_aliases(self, aliases: dict[str, dict[str, str]]) -> None:
+        """The SPE's own reviewed answers (``alias_key`` → {"isco08", "esco_uri"}): they win over
+        the resolver for exactly those titles."""
+        self.__dict__["_aliases"] = dict(aliases)
+
+    def _alias(self, title: str, lang: str) -> Resolution | None:
+        aliases: dict[str, dict[str, str]] = self.__dict__.get("_aliases") or {}
+        found = aliases.get(alias_key(title, lang)) or aliases.get(alias_key(title))
+        if found is None:
+            return None
+        isco = found["isco08"]
+        return Resolution(
+            isco,
+            "the SPE's alias for this title",
+            "unit_group" if len(isco) == 4 else "ancestor",
+            1.0,
+            "alias",
+            found.get("esco_uri", ""),
+        )
+
     @classmethod
     def shipped(cls) -> CodeLists:
         """The code lists shipped with the hub (adapters/data, built by ``spe-hub codelists import
@@ -177,7 +245,7 @@ class CodeLists:
         """Write the lists as the shipped artefact (gzip, reproducible: no timestamp), and the
         provenance page beside it. Returns the artefact's path."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps(self.__dict__, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+        body = json.dumps(self._saved(), ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
         with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as out:
             out.write(body)
         (path.parent / "SOURCES.md").write_text(self.provenance(), encoding="utf-8")
@@ -204,7 +272,7 @@ class CodeLists:
     def save(self, folder: Path) -> Path:
         """Write ``<version>.json`` and point ``current.json`` at it. Returns the versioned file."""
         folder.mkdir(parents=True, exist_ok=True)
-        body = json.dumps(self.__dict__, ensure_ascii=False, sort_keys=True).encode()
+        body = json.dumps(self._saved(), ensure_ascii=False, sort_keys=True).encode()
         versioned = folder / f"{self.version}.json"
         versioned.write_bytes(body)
         (folder / "current.json").write_bytes(body)
@@ -231,35 +299,39 @@ class CodeLists:
         full = uri.replace("esco:", "http://data.europa.eu/esco/", 1) if uri.startswith("esco:") else uri
         isco = self.esco.get(full)
         if isco and self.is_unit(isco):
-            return Resolution(isco, "ESCO occupation")
+            return Resolution(isco, "ESCO occupation", method="esco_uri", esco_uri=full, score=1.0)
         return Resolution(None, f"ESCO occupation {uri} is not in the code lists (version {self.version})")
 
-    def resolve_title(self, title: str) -> Resolution:
-        """ISCO-08 for a job title written in words (English or French), without guessing.
-
-        The title must be an ESCO occupation label, or a ROME job title whose
-        exact or close ESCO matches all fall in one unit group. Case, accents
-        and spacing do not matter; anything else (a synonym, a typo) is unresolved.
-        """
-        key = normalise(title)
-        if not key:
-            return Resolution(None, "no occupation code and no job title")
-        found = {self.esco[u] for u in self.esco_labels.get(key, []) if self.is_unit(self.esco.get(u, ""))}
-        if not found:
-            found = {
-                isco
-                for _, isco, relation, *_ in self.rome_appellations.get(key, [])
-                if relation in TRUSTED_RELATIONS and self.is_unit(isco)
-            }
-        if len(found) == 1:
-            return Resolution(found.pop(), "job title via ESCO")
-        if found:
+    def resolve_title(
+        self, title: str, lang: str = "", within: frozenset[str] | None = None, method: str = "title"
+    ) -> Resolution:
+        """ISCO-08 for a job title as people write it, at the level the evidence supports: the SPE's
+        alias if it has one, else the resolver's decision (adapters.resolver). ``within``: only
+        these unit groups (those a national code allows). Abstained: isco08 None, with suggestions."""
+        if not normalise(title):
+            return Resolution(None, "no occupation code and no job title", "abstained")
+        alias = self._alias(title, lang)
+        if alias is not None:
+            return alias
+        answer = self.resolver().resolve(title, lang, within)
+        suggestions = tuple((c.isco08, c.uri, c.label, c.score) for c in answer.candidates[:3])
+        if answer.decision == "abstained":
             return Resolution(
                 None,
-                f"the job title fits several ISCO-08 unit groups ({', '.join(sorted(found))}); give a code",
+                "the job title is not clear enough for an ISCO-08 group: held for review "
+                f"(best: {', '.join(f'{c[0]} {c[2]!r}' for c in suggestions) or 'none'})",
+                "abstained",
+                answer.score,
+                method,
+                suggestions=suggestions,
             )
+        how = (
+            "job title"
+            if answer.decision == "unit_group"
+            else f"job title, known only at ISCO-08 group {answer.isco08}"
+        )
         return Resolution(
-            None, "the job title is neither an ESCO occupation nor a ROME job title; give a code"
+            answer.isco08, how, answer.decision, answer.score, method, answer.esco_uri, suggestions
         )
 
     def resolve_rome(self, rome_code: str, appellation_label: str = "") -> Resolution:
@@ -276,18 +348,49 @@ class CodeLists:
                 if rome == rome_code and relation in TRUSTED_RELATIONS and self.is_unit(isco)
             }
             if len(matches) == 1:
-                return Resolution(matches.pop(), "appellation via ESCO")
+                return Resolution(
+                    matches.pop(), "appellation via ESCO", method="national_code_and_title", score=1.0
+                )
         fiche = self.rome_fiches.get(rome_code)
         if fiche is None:
             return Resolution(None, f"ROME {rome_code} is not in the code lists (version {self.version})")
         candidates = fiche["candidates"]
         assert isinstance(candidates, dict)
         if len(candidates) == 1:
-            return Resolution(next(iter(candidates)), "ROME fiche, single ISCO-08 unit group")
+            return Resolution(
+                next(iter(candidates)),
+                "ROME fiche, single ISCO-08 unit group",
+                method="national_code",
+                score=1.0,
+            )
+        # A fiche spanning several unit groups: the title decides among those only...
+        if appellation_label:
+            by_title = self.resolve_title(
+                appellation_label, "fr", frozenset(candidates), method="national_code_and_title"
+            )
+            if by_title.isco08 is not None:
+                return by_title
+        # ...else their common group, if they have one.
+        common = _common_prefix(list(candidates))[:3]
+        if common:
+            return Resolution(
+                common,
+                f"ROME {rome_code} spans several ISCO-08 unit groups, all in group {common}",
+                "ancestor",
+                1.0,
+                "national_code",
+            )
         ranked = ", ".join(f"{c} ({w:g})" for c, w in sorted(candidates.items(), key=lambda kv: -kv[1])[:5])
         return Resolution(
             None,
-            f"ROME {rome_code} spans several ISCO-08 unit groups ({ranked}); give the job title or the ISCO code",
+            f"ROME {rome_code} spans several ISCO-08 unit groups ({ranked}) with nothing in common; "
+            "the job title did not settle it: held for review",
+            "abstained",
+            method="national_code",
+            suggestions=tuple(
+                (c, "", str(fiche.get("label", "")), w)
+                for c, w in sorted(candidates.items(), key=lambda kv: -kv[1])[:3]
+            ),
         )
 
 
@@ -342,3 +445,11 @@ def _shipped() -> CodeLists:
     with gzip.open(SHIPPED, "rb") as handle:
         data = json.loads(handle.read())
     return CodeLists(**data)
+
+
+def _common_prefix(codes: list[str]) -> str:
+    prefix = codes[0] if codes else ""
+    for code in codes[1:]:
+        while not code.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix

@@ -28,7 +28,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring, parse
 from spehub.v1 import common_pb2, profile_pb2
 
-from adapters.base import Converted, Problem, Problems
+from adapters.base import Converted, Problem, Problems, keep_resolutions
 from adapters.codelists import CodeLists, Resolution
 from adapters.people import (
     CEFR_NAMES,
@@ -331,12 +331,9 @@ class EuropassXml:
         else:
             problems.error("Headline", "the CV says no job applied for and no position held")
             return
-        resolution = self._resolve(title, code)
-        if resolution.isco08 is None:
-            problems.error(where, resolution.how)
-            return
-        occupation.isco08_code, occupation.title = resolution.isco08, title
+        occupation.title = title
         occupation.esco_uri = code if code.startswith(ESCO_OCCUPATION) else ""
+        problems.occupation(occupation, self._resolve(title, code), where)
 
     def _resolve(self, title: str, code: str) -> Resolution:
         """An occupation from its code (an ESCO URI or an ISCO-08 unit group) if given, else its title."""
@@ -344,7 +341,7 @@ class EuropassXml:
             return self.codelists.resolve_esco(code)
         if code:
             if self.codelists.is_unit(code):
-                return Resolution(code, "ISCO-08 code")
+                return Resolution(code, "ISCO-08 code", method="isco_code", score=1.0)
             return Resolution(None, "the occupation code is neither an ESCO URI nor an ISCO-08 unit group")
         return self.codelists.resolve_title(title)
 
@@ -420,7 +417,7 @@ class EuropassXml:
             self._v3(_at(root, "LearnerInfo"), again, personal, problems)
             again.header.CopyFrom(record.header)
             again.consent_record_id = record.consent_record_id
-            return again
+            return keep_resolutions(record, again)
         holder = profile_pb2.CandidateProfile()
         self._v3(_at(root, "LearnerInfo"), holder, personal, problems)
         personal.header.CopyFrom(record.header)

@@ -22,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import common_pb2, offer_pb2
 
 from adapters.base import Converted, Problem, Problems
+from adapters.codelists import Resolution
 from adapters.json_offers import JsonAdapter, timestamp
 
 CONTRACTS = {
@@ -88,9 +89,13 @@ class FranceTravailOffers(JsonAdapter):
         if not title:
             error("intitule", "missing")
         rome, label = str(get("romeCode") or ""), str(get("appellationlibelle") or "")
-        isco08, how = self._isco(rome, label)
+        resolution = self._isco(rome, label)
+        isco08 = resolution.isco08
         if isco08 is None:
-            error("romeCode", how)
+            if resolution.decision == "abstained" and resolution.suggestions:
+                problems.hold("romeCode", resolution.how)
+            else:
+                error("romeCode", resolution.how)
         employer = get("entreprise") or {}
         employer_name = str(employer.get("nom") or "")
         if not employer_name:
@@ -138,6 +143,7 @@ class FranceTravailOffers(JsonAdapter):
                 "isco08_code": isco08 or "",
                 "national_code": {"system": "ROME", "code": rome, "label": str(get("romeLibelle") or "")},
                 "title": label,
+                "resolution": _resolution(resolution),
             },
             # NAF rév. 2 = NACE rév. 2 plus a French letter.
             employer={"name": employer_name, "country_code": "FR", "nace_code": naf[:5]},
@@ -156,14 +162,13 @@ class FranceTravailOffers(JsonAdapter):
         )
         return problems.result(offer)
 
-    def _isco(self, rome: str, label: str) -> tuple[str | None, str]:
+    def _isco(self, rome: str, label: str) -> Resolution:
         """ISCO-08 for a ROME code and job title (the code lists' resolution, remembered: an export
         repeats a few hundred job titles)."""
         key = (rome, label)
         found = self._resolved.get(key)
         if found is None:
-            resolution = self.codelists.resolve_rome(rome, label)
-            found = self._resolved[key] = (resolution.isco08, resolution.how)
+            found = self._resolved[key] = self.codelists.resolve_rome(rome, label)
         return found
 
     def write(self, offer: offer_pb2.JobOffer) -> dict[str, Any]:
@@ -232,3 +237,15 @@ def _experience_months(o: dict[str, Any]) -> int:
         return 0
     n = int(found.group(1))
     return n * 12 if found.group(2).lower() == "an" else n
+
+
+def _resolution(resolution: Resolution) -> dict[str, Any] | None:
+    """How the occupation was found, as the Occupation message's dict (None when it was not)."""
+    if resolution.isco08 is None:
+        return None
+    ancestor = len(resolution.isco08) < 4
+    return {
+        "method": resolution.method,
+        "decision": "RESOLUTION_DECISION_ANCESTOR" if ancestor else "RESOLUTION_DECISION_UNIT_GROUP",
+        "score": round(resolution.score, 4),
+    }

@@ -168,11 +168,7 @@ class FranceTravailProfiles(JsonAdapter):
         rome, label = str(job.get("codeRome") or ""), str(job.get("appellationLibelle") or "")
         occ.national_code.CopyFrom(common_pb2.NationalCode(system="ROME", code=rome, label=label))
         occ.title = label
-        resolution = self.codelists.resolve_rome(rome, label)
-        if resolution.isco08 is None:
-            problems.error(f"{where}.codeRome", resolution.how)
-        else:
-            occ.isco08_code = resolution.isco08
+        problems.occupation(occ, self.codelists.resolve_rome(rome, label), f"{where}.codeRome")
 
     def fill_person(
         self, personal: profile_pb2.PersonalDetails, o: dict[str, Any], residence: str, problems: Problems

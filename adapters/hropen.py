@@ -18,7 +18,7 @@ from typing import Any
 
 from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
-from adapters.base import Converted, Problem, Problems
+from adapters.base import Converted, Problem, Problems, keep_resolutions
 from adapters.codelists import CodeLists
 from adapters.json_offers import JsonAdapter, timestamp
 from adapters.people import (
@@ -378,10 +378,7 @@ class EuresHrOpen(JsonAdapter):
             occ.isco08_code = isco
             return
         resolution = self.codelists.resolve_esco(esco) if esco else self.codelists.resolve_title(title)
-        if resolution.isco08 is None:
-            problems.error(f"{where}.jobCategories", f"no ISCO2008 code: {resolution.how}")
-        else:
-            occ.isco08_code = resolution.isco08
+        problems.occupation(occ, resolution, f"{where}.jobCategories")
 
     def _competency(
         self, q: dict[str, Any], skills: Any, languages: Any, problems: Problems, where: str
@@ -577,13 +574,13 @@ class EuresHrOpen(JsonAdapter):
         """Common → HR Open → common, for the conformance check."""
         problems = Problems(where)
         if isinstance(record, offer_pb2.JobOffer):
-            return self.convert(self.write_offer(record), where).record
+            return keep_resolutions(record, self.convert(self.write_offer(record), where).record)
         if isinstance(record, profile_pb2.CandidateProfile):
             again = profile_pb2.CandidateProfile()
             again.header.CopyFrom(record.header)
             again.consent_record_id = record.consent_record_id
             self.fill_profile(again, self.write_profile(record), record.residence_country_code, problems)
-            return None if problems.items and problems.failed else again
+            return None if problems.items and problems.failed else keep_resolutions(record, again)
         again_d = profile_pb2.PersonalDetails()
         for name in ("header", "profile_record_id", "consent_record_id"):
             value = getattr(record, name)

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from spehub.v1 import common_pb2, offer_pb2
 
 from adapters.base import Converted, Problem, Problems
+from adapters.codelists import Resolution
 from adapters.json_offers import JsonAdapter, timestamp
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -77,13 +78,19 @@ class JobTechAds(JsonAdapter):
                 "occupation.concept_id",
                 f"{concept or 'missing'}: not in the ESCO–SE mapping of the code lists",
             )
-        elif len(units) != 1:
-            error(
-                "occupation.concept_id",
-                f"{concept} maps to several or no ISCO-08 unit groups ({', '.join(units) or 'none'})",
-            )
+        elif len(units) == 1:
+            Resolution(units[0], "JobTech concept", method="national_code", score=1.0).apply(offer.occupation)
+        elif not units:
+            error("occupation.concept_id", f"{concept} maps to no ISCO-08 unit group")
         else:
-            offer.occupation.isco08_code = units[0]
+            # Several unit groups: the concept's own label decides among those only (Swedish labels are
+            # not in the shipped lists: English or French ones may still settle it), else held.
+            label = str(occupation.get("label") or "")
+            problems.occupation(
+                offer.occupation,
+                self.codelists.resolve_title(label, "", frozenset(units), "national_code_and_title"),
+                "occupation.concept_id",
+            )
         employer = ad.get("employer") or {}
         offer.employer.name = str(employer.get("name") or "")
         if not offer.employer.name:

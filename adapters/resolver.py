@@ -50,6 +50,7 @@ ANCESTOR_SCORE = 0.5  # below this nothing is credible: abstain
 TOP = 10
 SUPPORT = 60  # labels read per title and language, for the vote of the credible ones
 SHARE = 0.9  # an ancestor must hold this share of the credible labels
+HEAD_SUPPORT = 4  # the head word alone decides only with this many credible labels behind it
 ALT_WEIGHT = 0.9  # an alternative label (or a ROME title) is weaker evidence than a preferred one
 
 GENDER_TAG = re.compile(
@@ -58,7 +59,31 @@ GENDER_TAG = re.compile(
 )
 STOPWORDS = {
     "fr": frozenset(
-        ["de", "du", "des", "la", "le", "les", "l", "d", "un", "une", "en", "et", "a", "au", "aux", "pour", "par", "sur", "sous", "dans", "avec", "chez", "ou"]
+        [
+            "de",
+            "du",
+            "des",
+            "la",
+            "le",
+            "les",
+            "l",
+            "d",
+            "un",
+            "une",
+            "en",
+            "et",
+            "a",
+            "au",
+            "aux",
+            "pour",
+            "par",
+            "sur",
+            "sous",
+            "dans",
+            "avec",
+            "chez",
+            "ou",
+        ]
     ),
     "en": frozenset(["of", "the", "and", "a", "an", "in", "on", "for", "to", "at", "by", "with", "or"]),
 }
@@ -374,7 +399,12 @@ class Resolver:
         if answer.decision != "abstained":
             return answer
         for head, lg in self._heads(title, lang):
-            coarse = decide(self.rank(head, lg, within))
+            labels = self.rank(head, lg, within)
+            # The head word alone must be the word of several labels that agree ("cueilleur de
+            # fruits", "de cerises", "de pommes"…), not of one label by chance ("bâtisseur de rêves").
+            if len({c.label for c in labels if labels[0].score - c.score <= CREDIBLE_GAP}) < HEAD_SUPPORT:
+                continue
+            coarse = decide(labels)
             if coarse.decision != "abstained":
                 return Answer(
                     coarse.isco08[:3], "ancestor", coarse.score, answer.candidates or coarse.candidates

@@ -29,7 +29,7 @@ from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
 from adapters import parallel
 from adapters.base import AdapterError, Converted, Problem
-from adapters.codelists import CodeLists, normalise
+from adapters.codelists import CodeLists, Resolution, normalise
 from adapters.people import CEFR, CEFR_NAMES, MOBILITY, Pseudonyms, e164
 
 # ROME-like codes (ROME, and ROAME built from it), ISCO-08 codes, or job titles written in words
@@ -233,8 +233,8 @@ class TabularAdapter:
             column = cols.get(name)
             return (row.get(column) or "").strip() if column else ""
 
-        def error(name: str, reason: str) -> None:
-            problems.append(Problem(where, cols.get(name, name), reason))
+        def error(name: str, reason: str, severity: str = "error") -> None:
+            problems.append(Problem(where, cols.get(name, name), reason, severity))
 
         national = cell("national_id")
         if not national:
@@ -309,37 +309,46 @@ class TabularAdapter:
         email = cell("email")
         if email:
             personal.contacts.add(type=profile_pb2.CONTACT_TYPE_EMAIL, value=email)
-        if problems:
+        if any(p.severity == "error" for p in problems):
             yield Converted(where, None, tuple(problems))
             return
-        yield Converted(where, profile)
-        yield Converted(where, personal)
+        # A profile whose occupation a person must decide is held (review); its personal details too.
+        yield Converted(where, profile, tuple(problems))
+        yield Converted(where, personal, tuple(p for p in problems if p.severity == "review"))
 
     def _occupation(self, profile: profile_pb2.CandidateProfile, code: str, title: str, error: Any) -> None:
+        """The occupation from the national code and the title, at the level the evidence supports
+        (docs/occupations.md); a title the resolver abstains on holds the row for review."""
         system = self.mapping.occupation_system
         occupation = profile.occupations.add(title=title)
-        if system == "TITLE" or (not code and title):
-            # No code: the title in words, resolved only if it is an ESCO or ROME label of one unit group.
-            resolution = self.codelists.resolve_title(title)
-            if resolution.isco08 is None:
-                error("occupation_title", resolution.how)
+
+        def settle(resolution: Resolution, column: str) -> None:
+            if resolution.isco08 is not None:
+                resolution.apply(occupation)
+            elif resolution.decision == "abstained" and resolution.suggestions:
+                error(column, resolution.how, "review")
             else:
-                occupation.isco08_code = resolution.isco08
-            return
-        if system == "ISCO08":
+                error(column, resolution.how)
+
+        if system == "ISCO08" and code:
             if not self.codelists.is_unit(code):
                 error("occupation_code", f"{code!r} is not an ISCO-08 unit group")
             occupation.isco08_code = code
+            occupation.resolution.CopyFrom(
+                common_pb2.OccupationResolution(
+                    method="isco_code", decision=common_pb2.RESOLUTION_DECISION_UNIT_GROUP, score=1.0
+                )
+            )
             return
-        occupation.national_code.CopyFrom(common_pb2.NationalCode(system=system, code=code, label=title))
-        if not code:
-            error("occupation_code", "empty")
+        if system not in ("TITLE", "ISCO08") and code:
+            # The national code is kept even when the title decides.
+            occupation.national_code.CopyFrom(common_pb2.NationalCode(system=system, code=code, label=title))
+            settle(self.codelists.resolve_rome(code, title), "occupation_code")
             return
-        resolution = self.codelists.resolve_rome(code, title)
-        if resolution.isco08 is None:
-            error("occupation_code", resolution.how)
-        else:
-            occupation.isco08_code = resolution.isco08
+        if not title:
+            error("occupation_code" if system != "TITLE" else "occupation_title", "empty")
+            return
+        settle(self.codelists.resolve_title(title, self.mapping.language), "occupation_title")
 
     def _country(self, word: str) -> str | None:
         """An ISO code as written, or the code [values.country] gives a name ("Espagne", "إسبانيا")."""

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.codelists import CodeLists
-from adapters.resolver import Resolver, best_per_occupation, decide
+from adapters.resolver import Resolver, best_per_occupation
 
 EVAL = Path(__file__).resolve().parent / "data" / "resolver_eval.tsv.gz"
 FIELDS = ("lang", "variant", "title", "uri", "isco08", "ambiguous")
@@ -132,9 +132,9 @@ def evaluate(resolver: Resolver, rows: list[dict[str, str]]) -> dict[str, dict[s
     for row in rows:
         lang = row["lang"] + (" (labels of one unit group)" if not row["ambiguous"] else " (labels ESCO gives to several unit groups)")
         started = time.perf_counter()
-        labels = resolver.rank(row["title"], lang)
-        answer = decide(labels)
+        answer = resolver.resolve(row["title"], row["lang"])
         times.append(time.perf_counter() - started)
+        labels = resolver.rank(row["title"], row["lang"])
         t = tally[lang]
         t["titles"] += 1
         t[answer.decision] += 1
@@ -195,6 +195,8 @@ def main() -> None:
         print(lang, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
+        if row["ambiguous"]:
+            continue
         answer = held.resolve(row["title"], row["lang"])
         v = variants[row["variant"]]
         v["n"] += 1

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spehub.v1 import offer_pb2
+from spehub.v1 import common_pb2, offer_pb2
 
 from adapters.base import AdapterError, available, load
 from adapters.codelists import CodeLists, integrity
@@ -100,12 +100,19 @@ def test_france_travail_golden(adapter, name, record_id):
     assert adapter.convert(adapter.write(converted.record), "again").record == converted.record
 
 
-def test_unresolvable_occupation_is_reported_and_the_good_offers_go_through(adapter):
+def test_a_rome_fiche_spanning_several_unit_groups_is_settled_by_the_title_among_them(adapter, codelists):
+    """I1401 spans several ICT unit groups: these two offers used to be refused; the job title now
+    decides among the fiche's groups only, at the level it can (an ancestor when it cannot say more)."""
     results = list(
         adapter.read(SAMPLES / "france_travail" / "ft_offers_4369834_4162319_pass-emploi-mock.json")
     )
-    assert [r.ok for r in results] == [False, False]
-    assert all(any(p.field == "romeCode" and "I1401" in p.reason for p in r.problems) for r in results)
+    assert [r.ok for r in results] == [True, True] and not any(r.held for r in results)
+    first, second = (r.record.occupation for r in results)
+    fiche = set(codelists.rome_fiches["I1401"]["candidates"])
+    assert (first.isco08_code, first.resolution.decision) == ("351", common_pb2.RESOLUTION_DECISION_ANCESTOR)
+    assert any(code.startswith("351") for code in fiche)
+    assert second.isco08_code in fiche and second.resolution.method == "national_code_and_title"
+    assert first.national_code.code == second.national_code.code == "I1401"  # kept, though the title decided
     assert results[0].location.endswith("$.resultats[0]")
 
 
@@ -171,7 +178,10 @@ def test_codelists_and_conformance_commands(tmp_path, capsys):
     assert main(["codelists", "import", str(SAMPLES / "crosswalks"), "--out", str(out)]) == 0
     assert main(["codelists", "check", "--out", str(out)]) == 0
     good = str(SAMPLES / "france_travail" / "ft_offer_167ZKWX_2024.json")
-    bad = str(SAMPLES / "france_travail" / "ft_offers_4369834_4162319_pass-emploi-mock.json")
+    broken = json.loads((SAMPLES / "france_travail" / "ft_offer_167ZKWX_2024.json").read_text())
+    broken.pop("intitule")
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    bad = str(tmp_path / "broken.json")
     common = [
         "adapter",
         "check",
@@ -184,7 +194,7 @@ def test_codelists_and_conformance_commands(tmp_path, capsys):
     assert main([*common, good]) == 0
     assert main([*common, good, bad]) == 1
     report = capsys.readouterr().out
-    assert "1 record(s) convert, validate and round-trip" in report and "I1401" in report
+    assert "1 record(s) convert, validate and round-trip" in report and "intitule" in report
     assert main(["adapter", "check", "nope", good, "--origin", "x", "--codelists", str(out)]) == 2
 
 
@@ -250,7 +260,7 @@ def test_the_shipped_code_lists_are_what_the_importer_builds_from_the_publishers
         pytest.skip("the publishers' files are in ../shared/samples/crosswalks, absent from this checkout")
     fresh = CodeLists.import_sources(SAMPLES / "crosswalks")
     assert fresh.version == codelists.version
-    assert fresh.__dict__ == codelists.__dict__
+    assert fresh._saved() == codelists._saved()
     fresh.save_shipped(tmp_path / "codelists.json.gz")
     shipped = Path(__file__).resolve().parent.parent / "adapters" / "data"
     assert (tmp_path / "codelists.json.gz").read_bytes() == (shipped / "codelists.json.gz").read_bytes()

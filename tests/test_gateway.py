@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from spehub.v1 import consent_pb2, delivery_pb2, delivery_pb2_grpc, envelope_pb2, exchange_pb2
+from spehub.v1 import consent_pb2, delivery_pb2, delivery_pb2_grpc, envelope_pb2, exchange_pb2, profile_pb2
 
 from adapters.base import load
 from adapters.france_travail import FranceTravailOffers
@@ -24,6 +24,7 @@ from hub.entrypoints.gateway import (
     Inbox,
     Outbox,
     ReceiveReport,
+    ReviewQueue,
     _receive_record,
     converted_records,
     fetch_directory,
@@ -65,18 +66,14 @@ def _offers(codelists):
     adapter = FranceTravailOffers(codelists, FT, ("SN",))
     report: list[str] = []
     records = []
-    for name in (
-        "ft_offer_167ZKWX_2024",
-        "ft_search_response_doc_example_048KLTP",
-        "ft_offers_4369834_4162319_pass-emploi-mock",
-    ):
+    for name in ("ft_offer_167ZKWX_2024", "ft_search_response_doc_example_048KLTP"):
         records += list(converted_records(adapter.read(SAMPLES / "france_travail" / f"{name}.json"), report))
     return records, report
 
 
 def test_send_then_resend_stores_each_record_once(hub, test_pki, codelists, tmp_path):
-    records, report = _offers(codelists)
-    assert len(records) == 2 and any("I1401" in line for line in report)
+    records, _report = _offers(codelists)
+    assert len(records) == 2
     gateway = _gateway(test_pki, FT, tmp_path)
     assert gateway.queue(records, progress=False) == 2
     assert gateway.queue(records, progress=False) == 0  # the same records again: nothing new queued
@@ -366,3 +363,77 @@ def test_a_link_dropping_mid_file_loses_nothing_and_doubles_nothing(hub, test_pk
         assert _stored(hub) == 200
     finally:
         proxy.close()
+
+
+def test_a_held_record_waits_for_review_then_the_alias_publishes_it_and_wins_next_time(
+    hub, test_pki, tmp_path, capsys
+):
+    """Abstained: held, not refused and not published; the SPE picks a suggestion (or gives a code),
+    which becomes its alias; the records go out; the same title is resolved by the alias next time;
+    the aliases export and import into another gateway."""
+    text = (ROOT / "tests" / "fixtures" / "tabular" / "tn-aneti.csv").read_text(encoding="utf-8")
+    good_row = text.splitlines()[1].replace(",maçon,", ",Bâtisseur de rêves,")
+    export = tmp_path / "tn.csv"
+    export.write_text(text.splitlines()[0] + "\n" + good_row + "\n", encoding="utf-8")
+    key = tmp_path / "subject.key"
+    key.write_text(base64.b64encode(b"s" * 32).decode())
+    where = ["--participant", "tn-aneti", "--outbox", str(tmp_path / "ob.sqlite3")]
+    send = [
+        "gateway",
+        "send",
+        "tabular",
+        str(export),
+        *where,
+        "--pki",
+        str(test_pki.root),
+        "--hub",
+        f"127.0.0.1:{hub.port}",
+        "--mapping",
+        str(ROOT / "adapters" / "mappings" / "tn-aneti.toml"),
+        "--subject-key-file",
+        str(key),
+    ]
+    # tn-aneti is suspended in the test PKI: the link refuses it, which does not matter here.
+    main(send)
+    out = capsys.readouterr().out
+    assert "0 new record(s) signed and queued; 1 held for review" in out
+    assert _stored(hub) == 0
+    assert main(["gateway", "review", *where]) == 0
+    listing = capsys.readouterr().out
+    assert "#1 " in listing and "'Bâtisseur de rêves'" in listing and "    1. " in listing
+    assert "بن سالم" not in listing and "أميرة" not in listing  # no personal data shown
+    assert (
+        main(["gateway", "review", *where, "--accept", "1", "--code", "7112", "--pki", str(test_pki.root)])
+        == 0
+    )
+    decided = capsys.readouterr().out
+    assert (
+        "'Bâtisseur de rêves' is 7112 from now on" in decided and "2 record(s) signed and queued" in decided
+    )
+    outbox = Outbox(tmp_path / "ob.sqlite3")
+    queued = [
+        profile_pb2.CandidateProfile.FromString(envelope_pb2.SignedEnvelope.FromString(blob).payload)
+        for _, blob in outbox.pending(10)
+        if envelope_pb2.SignedEnvelope.FromString(blob).payload_type
+        == envelope_pb2.PAYLOAD_TYPE_CANDIDATE_PROFILE
+    ]
+    assert [(p.occupations[0].isco08_code, p.occupations[0].resolution.method) for p in queued] == [
+        ("7112", "alias")
+    ]
+    assert ReviewQueue(outbox).held() == []
+    outbox.close()
+    # Next time the same title is the alias's, without review.
+    again = tmp_path / "tn2.csv"
+    again.write_text(
+        text.splitlines()[0] + "\n" + good_row.replace("TN-09-88123", "TN-09-99999") + "\n", encoding="utf-8"
+    )
+    main([*send[:3], str(again), *send[4:]])
+    assert "2 new record(s) signed and queued" in capsys.readouterr().out
+    # Shared with another SPE.
+    shared = tmp_path / "aliases.json"
+    assert main(["gateway", "aliases", "export", str(shared), *where]) == 0
+    other = ["--participant", "ma-anapec", "--outbox", str(tmp_path / "other.sqlite3")]
+    assert main(["gateway", "aliases", "import", str(shared), *other]) == 0
+    assert "1 alias(es) added" in capsys.readouterr().out.splitlines()[-1]
+    (tmp_path / "junk.json").write_text('{"format": 9}')
+    assert main(["gateway", "aliases", "import", str(tmp_path / "junk.json"), *other]) == 2

@@ -96,12 +96,6 @@ def _candidate(**changes):
             "not an ISCO-08 unit group",
         ),
         (
-            "profiles.0.positionPreferences.0.jobCategories",
-            [],
-            "profiles[0].positionPreferences.jobCategories",
-            "neither an ESCO occupation nor a ROME job title",
-        ),
-        (
             "profiles.0.qualifications.1.competencyDimensions",
             [{"type": "CEF-Writing", "score": {"value": "good"}}],
             "profiles[0].qualifications[1].competencyDimensions",

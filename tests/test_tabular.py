@@ -193,7 +193,7 @@ PARTNERS = [
     ("bj-anpe", "7512", "+2290197123456", "code_metier_roame"),
     ("cm-fne", "8341", "+237677123456", "telephone"),
     ("tg-anpe", "7512", "+22890123456", "date_naissance"),
-    ("tn-aneti", "7112", "+21620123456", "profession"),
+    ("tn-aneti", "7112", "+21620123456", "telephone"),
     ("mr-techghil", "7512", "+22222123456", "pays_souhaites"),
     ("gh-pec", "8341", "+233241234567", "isco_code"),
     ("cv-iefp", "7112", "+2389912345", "linguas"),
@@ -227,8 +227,28 @@ def test_names_in_words_and_scripts_translate_to_country_codes(codelists):
     profile = results[0].record
     assert list(profile.desired_country_codes) == ["DE", "FR"]  # "ألمانيا|France"
     assert results[1].record.family_name == "بن سالم"
-    # A free-text title that is an ESCO label resolves; "Bâtisseur" is nobody's label and is reported.
-    assert "give a code" in results[2].problems[0].reason
+    # A free-text title that is an ESCO label resolves ("maçon": 7112); the bad row's phone is refused.
+    assert results[0].record.occupations[0].resolution.method == "title"
+    assert [p.field for p in results[2].problems] == ["telephone"]
+
+
+def test_a_title_nobody_can_settle_holds_the_row_for_review(codelists, tmp_path):
+    """Abstained: the row is neither refused nor published; the gateway holds it for a person,
+    with the resolver's suggestions, and nothing is invented."""
+    text = (
+        (FIXTURES / "tn-aneti.csv").read_text(encoding="utf-8").replace(",maçon,", ",Bâtisseur de rêves,", 1)
+    )
+    path = tmp_path / "tn.csv"
+    path.write_text(text, encoding="utf-8")
+    adapter = TabularAdapter(codelists, MAPPINGS / "tn-aneti.toml", KEY)
+    profile, personal, _bad = adapter.read(path)
+    assert profile.ok and personal.ok
+    assert profile.held is not None and profile.held.field == "profession" and personal.held is not None
+    assert "held for review" in profile.held.reason
+    assert (
+        profile.record.occupations[0].isco08_code == ""
+        and profile.record.occupations[0].title == "Bâtisseur de rêves"
+    )
 
 
 def test_senegal_golden(codelists):

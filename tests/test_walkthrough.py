@@ -27,18 +27,15 @@ def test_the_readme_walkthrough_runs(hub, clock, test_pki, database_url, tmp_pat
     monkeypatch.setenv("SPEHUB_DATABASE_URL", database_url)
     monkeypatch.setenv("SPEHUB_TOKEN_KEYS", str(test_pki.root / "hub" / "token-keys"))
     monkeypatch.setenv("SPEHUB_TRUST_DOMAIN", "test.spehub.invalid")
-    codelists = str(tmp_path / "codelists")
     outputs = {}
     commands = _commands()
-    assert len(commands) == 19
+    assert len(commands) == 18
     for argv in commands:
         extra: list[str] = []
-        if argv[:2] == ["codelists", "import"]:
-            extra = ["--out", codelists]
-        elif "--participant" in argv:
+        if "--participant" in argv:
             extra = ["--pki", str(test_pki.root), "--hub", f"127.0.0.1:{hub.port}"]
-            if argv[0] == "gateway":
-                extra += ["--codelists", codelists, "--outbox", str(tmp_path / "outbox.sqlite3")]
+            if argv[0] == "gateway":  # the code lists shipped with the hub
+                extra += ["--outbox", str(tmp_path / "outbox.sqlite3")]
         code = main([*argv, *extra])
         captured = capsys.readouterr()
         out = captured.out
@@ -78,10 +75,8 @@ def test_the_walkthroughs_refusals_are_as_the_readme_says(
     monkeypatch.chdir(ROOT)
     clock.advance(minutes=1)
     common = ["--pki", str(test_pki.root), "--hub", f"127.0.0.1:{hub.port}"]
-    codelists = str(tmp_path / "codelists")
-    assert main(["codelists", "import", "../shared/samples/crosswalks", "--out", codelists]) == 0
     send = ["gateway", "send", "france-travail-offers", "docs/walkthrough/offre-saisonniere.json"]
-    send += ["--participant", "fr-francetravail", "--offer-target", "MA", "--codelists", codelists]
+    send += ["--participant", "fr-francetravail", "--offer-target", "MA"]
     assert main([*send, "--outbox", str(tmp_path / "o.sqlite3"), *common]) == 0
     for kind in ("consent", "profile"):
         path = f"docs/walkthrough/{kind}-ma-2041.json"

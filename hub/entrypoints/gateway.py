@@ -41,9 +41,12 @@ from spehub.v1 import (
     envelope_pb2,
     exchange_pb2,
     exchange_pb2_grpc,
+    offer_pb2,
+    profile_pb2,
 )
 from tqdm import tqdm
 
+from adapters.codelists import Resolution, alias_key
 from hub.api.client import seal
 from hub.api.convert import envelope_from_proto
 from hub.domain.directory import Directory
@@ -118,6 +121,137 @@ class Outbox:
 
     def close(self) -> None:
         self.db.close()
+
+
+class ReviewQueue:
+    """Records held until a person decides their occupation, and the SPE's aliases (its reviewed
+    answers, which win over the resolver), kept beside the outbox. Nothing personal is shown:
+    a held record is listed by its location, the field and the occupation's title."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.db = outbox.db
+        self.db.execute(
+            """CREATE TABLE IF NOT EXISTS review (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, location TEXT NOT NULL, field TEXT NOT NULL,
+                title TEXT NOT NULL, lang TEXT NOT NULL DEFAULT '', records BLOB NOT NULL,
+                state TEXT NOT NULL DEFAULT 'held', UNIQUE (location, state))"""
+        )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS aliases (key TEXT PRIMARY KEY, title TEXT NOT NULL,"
+            " isco08 TEXT NOT NULL, esco_uri TEXT NOT NULL DEFAULT '', at TEXT NOT NULL)"
+        )
+        self.db.commit()
+
+    def hold(self, held: Iterable[object], lang: str = "") -> int:
+        """Keep held records (a source item's records together) until reviewed. Returns how many
+        source items are newly held."""
+        groups: dict[str, list[object]] = {}
+        for converted in held:
+            groups.setdefault(converted.location, []).append(converted)  # type: ignore[attr-defined]
+        added = 0
+        for location, items in groups.items():
+            problem = items[0].held  # type: ignore[attr-defined]
+            records = [(i.record.DESCRIPTOR.name, i.record.SerializeToString()) for i in items]  # type: ignore[attr-defined]
+            title = _occupation_title(items[0].record)  # type: ignore[attr-defined]
+            with self.db:
+                added += self.db.execute(
+                    "INSERT OR REPLACE INTO review (location, field, title, lang, records) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        location,
+                        problem.field,
+                        title,
+                        lang,
+                        json.dumps([[n, base64.b64encode(b).decode()] for n, b in records]).encode(),
+                    ),
+                ).rowcount
+        return added
+
+    def held(self) -> list[tuple[int, str, str, str, str]]:
+        """(id, location, field, title, lang) of every record group waiting for review."""
+        return self.db.execute(
+            "SELECT id, location, field, title, lang FROM review WHERE state = 'held' ORDER BY id"
+        ).fetchall()
+
+    def decide(self, review_id: int, isco08: str, esco_uri: str = "") -> list[object]:
+        """A person's answer for a held record: kept as an alias of its title, applied to the held
+        records, which are returned (to be signed and queued) and leave the queue. Raises KeyError."""
+        row = self.db.execute(
+            "SELECT title, lang, records FROM review WHERE id = ? AND state = 'held'", (review_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(review_id)
+        title, lang, blob = row
+        self.add_alias(title, lang, isco08, esco_uri)
+        out = []
+        for name, data in json.loads(blob):
+            record = MESSAGES[name].FromString(base64.b64decode(data))
+            for occupation in _unresolved_occupations(record):
+                if occupation.title == title:
+                    Resolution(isco08, "alias", method="alias", score=1.0).apply(occupation)
+            out.append(record)
+        with self.db:
+            self.db.execute("UPDATE review SET state = 'decided' WHERE id = ?", (review_id,))
+        return out
+
+    def add_alias(self, title: str, lang: str, isco08: str, esco_uri: str = "") -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?, ?)",
+                (
+                    alias_key(title, lang),
+                    title,
+                    isco08,
+                    esco_uri,
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                ),
+            )
+
+    def aliases(self) -> dict[str, dict[str, str]]:
+        """The alias table, as CodeLists.use_aliases takes it."""
+        return {
+            key: {"isco08": isco, "esco_uri": esco, "title": title}
+            for key, title, isco, esco in self.db.execute("SELECT key, title, isco08, esco_uri FROM aliases")
+        }
+
+    def export(self) -> dict[str, object]:
+        """The alias table as a file another SPE can import (format 1; version = its size and latest change)."""
+        latest = self.db.execute("SELECT COALESCE(MAX(at), '') FROM aliases").fetchone()[0]
+        return {"format": 1, "version": f"{len(self.aliases())}@{latest}", "aliases": self.aliases()}
+
+    def import_aliases(self, data: dict[str, object]) -> int:
+        """Add another SPE's exported aliases (one already here is kept). Raises ValueError."""
+        if data.get("format") != 1 or not isinstance(data.get("aliases"), dict):
+            raise ValueError("not an alias file exported by `spe-hub gateway aliases export`")
+        mine = self.aliases()
+        added = 0
+        for key, entry in data["aliases"].items():  # type: ignore[union-attr]
+            isco = str(entry.get("isco08", ""))
+            if key in mine or not (isco.isdigit() and 1 <= len(isco) <= 4):
+                continue
+            lang, _, _ = str(key).partition(":")
+            self.add_alias(str(entry.get("title", "")), lang, isco, str(entry.get("esco_uri", "")))
+            added += 1
+        return added
+
+
+MESSAGES = {
+    "JobOffer": offer_pb2.JobOffer,
+    "CandidateProfile": profile_pb2.CandidateProfile,
+    "PersonalDetails": profile_pb2.PersonalDetails,
+}
+
+
+def _unresolved_occupations(record: object) -> list[object]:
+    if isinstance(record, profile_pb2.CandidateProfile):
+        return [o for o in record.occupations if not o.isco08_code]
+    if isinstance(record, offer_pb2.JobOffer) and not record.occupation.isco08_code:
+        return [record.occupation]
+    return []
+
+
+def _occupation_title(record: object) -> str:
+    found = _unresolved_occupations(record)
+    return str(found[0].title) if found else ""  # type: ignore[attr-defined]
 
 
 class Gateway:
@@ -428,12 +562,20 @@ def _receive_record(
     report.written += 1
 
 
-def converted_records(results: Iterable[object], report: list[str]) -> Iterator[object]:
-    """The records of an adapter's output; problems go to ``report``."""
+def converted_records(
+    results: Iterable[object], report: list[str], held: list[object] | None = None
+) -> Iterator[object]:
+    """The records of an adapter's output that may be published; problems go to ``report``, and
+    records held for review (an occupation a person must decide) to ``held``, never published."""
     for converted in results:
         report.extend(str(p) for p in converted.problems)  # type: ignore[attr-defined]
-        if converted.record is not None:  # type: ignore[attr-defined]
-            yield converted.record  # type: ignore[attr-defined]
+        if converted.record is None:  # type: ignore[attr-defined]
+            continue
+        if converted.held is not None:  # type: ignore[attr-defined]
+            if held is not None:
+                held.append(converted)
+            continue
+        yield converted.record  # type: ignore[attr-defined]
 
 
 def run(args: object) -> int:
@@ -466,11 +608,18 @@ def run(args: object) -> int:
         return 2
     outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
     gateway = Gateway(a.participant, key_id, signing_key, outbox)
+    review = ReviewQueue(outbox)
     report: list[str] = []
     if adapter is not None:
+        lists.use_aliases(review.aliases())  # the SPE's reviewed answers win over the resolver
         for name in a.files:
-            added = gateway.queue(converted_records(adapter.read(Path(name)), report))
-            print(f"{name}: {added} new record(s) signed and queued")
+            held: list[object] = []
+            added = gateway.queue(converted_records(adapter.read(Path(name)), report, held))
+            waiting = review.hold(held)
+            print(
+                f"{name}: {added} new record(s) signed and queued"
+                + (f"; {waiting} held for review (spe-hub gateway review)" if held else "")
+            )
     for line in report:
         print(f"  {line}")
     with _channel(a) as channel:
@@ -484,6 +633,89 @@ def run(args: object) -> int:
         print(f"  refused {record_id}: {reason}")
     outbox.close()
     return 0 if not result.link_error and not result.rejected else 1
+
+
+def run_review(args: object) -> int:
+    """``spe-hub gateway review``: list the records held for their occupation, or decide one."""
+    from hub.entrypoints.adapters import load_codelists
+
+    a = args  # argparse.Namespace
+    outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
+    review = ReviewQueue(outbox)
+    lists = load_codelists(a.codelists)
+    if lists is None:
+        return 2
+    lists.use_aliases(review.aliases())
+    try:
+        if a.accept is None:
+            rows = review.held()
+            if not rows:
+                print("nothing is held for review")
+            for review_id, location, field, title, lang in rows:
+                print(f"#{review_id} {location} {field}: {title!r}")
+                for n, (isco, uri, label, score) in enumerate(
+                    lists.resolve_title(title, lang).suggestions, 1
+                ):
+                    print(f"    {n}. {isco} {label} ({score:.2f}) {uri}")
+            return 0
+        if not a.code and not a.choice:
+            print("spe-hub gateway review: give --choice N (a suggestion) or --code ISCO", file=sys.stderr)
+            return 2
+        found = {r[0]: r for r in review.held()}.get(a.accept)
+        if found is None:
+            print(f"spe-hub gateway review: nothing held as #{a.accept}", file=sys.stderr)
+            return 2
+        isco, esco = a.code, ""
+        if a.choice:
+            suggestions = lists.resolve_title(found[3], found[4]).suggestions
+            if not 1 <= a.choice <= len(suggestions):
+                print(
+                    f"spe-hub gateway review: #{a.accept} has {len(suggestions)} suggestion(s)",
+                    file=sys.stderr,
+                )
+                return 2
+            isco, esco = suggestions[a.choice - 1][0], suggestions[a.choice - 1][1]
+        if isco not in lists.isco_groups and not lists.is_unit(isco):
+            print(f"spe-hub gateway review: {isco!r} is not an ISCO-08 group", file=sys.stderr)
+            return 2
+        folder = Path(a.pki) / "participants" / a.participant
+        gateway = Gateway(
+            a.participant,
+            (folder / "key-id").read_text().strip(),
+            (folder / "signing-key.pem").read_bytes(),
+            outbox,
+        )
+        queued = gateway.queue(review.decide(a.accept, isco, esco), progress=False)
+        print(
+            f"#{a.accept}: {found[3]!r} is {isco} from now on (an alias of this gateway); "
+            f"{queued} record(s) signed and queued: `spe-hub gateway send` publishes them"
+        )
+        return 0
+    finally:
+        outbox.close()
+
+
+def run_aliases(args: object) -> int:
+    """``spe-hub gateway aliases export|import FILE``: share reviewed answers with other SPEs."""
+    a = args  # argparse.Namespace
+    outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
+    review = ReviewQueue(outbox)
+    try:
+        if a.direction == "export":
+            Path(a.file).write_text(
+                json.dumps(review.export(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+            )
+            print(f"{len(review.aliases())} alias(es) written to {a.file}")
+            return 0
+        try:
+            added = review.import_aliases(json.loads(Path(a.file).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            print(f"spe-hub gateway aliases: {exc}", file=sys.stderr)
+            return 2
+        print(f"{added} alias(es) added from {a.file} (yours are kept where both have one)")
+        return 0
+    finally:
+        outbox.close()
 
 
 def _channel(a: object) -> grpc.Channel:
@@ -563,6 +795,25 @@ def add_parser(sub: object) -> None:
     p.add_argument("--country", default="", help="residence country when a CV gives none (europass-xml)")
     p.add_argument("--batch", type=int, default=200)
     p.set_defaults(func=run)
+    p = actions.add_parser(
+        "review", help="records held for their occupation: list them with suggestions, or decide one"
+    )
+    p.add_argument("--participant", required=True)
+    p.add_argument("--outbox", default="")
+    p.add_argument("--codelists", default="var/codelists")
+    p.add_argument(
+        "--pki", default="certs/dev", help="folder with participants/<id>/ (to sign what is decided)"
+    )
+    p.add_argument("--accept", type=int, default=None, metavar="ID", help="decide held record #ID")
+    p.add_argument("--choice", type=int, default=0, metavar="N", help="with --accept: suggestion N")
+    p.add_argument("--code", default="", help="with --accept: an ISCO-08 code of 1 to 4 digits instead")
+    p.set_defaults(func=run_review)
+    p = actions.add_parser("aliases", help="export or import the gateway's reviewed answers (JSON)")
+    p.add_argument("direction", choices=["export", "import"])
+    p.add_argument("file")
+    p.add_argument("--participant", required=True)
+    p.add_argument("--outbox", default="")
+    p.set_defaults(func=run_aliases)
     p = actions.add_parser(
         "receive", help="write the SPE's deliveries (offers, notices) in its national format"
     )
