@@ -10,6 +10,7 @@ codes that map to nothing.
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import gzip
@@ -197,22 +198,20 @@ class CodeLists:
                 lists.jobtech[r["jobtech_concept_id"]].append(r["isco08_unit_via_esco"])
         return lists
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Sent to worker processes without the resolver: each builds its own when it needs one.
-        return {k: v for k, v in self.__dict__.items() if k != "_resolver"}
-
     def _saved(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     # -- the resolver and the SPE's aliases (kept beside the lists, never saved with them) --------
 
     def resolver(self) -> Any:
-        """The occupation resolver over these lists (adapters.resolver), built once (about 2 s)."""
-        found = self.__dict__.get("_resolver")
+        """The occupation resolver over these lists (adapters.resolver), built once per process
+        for the same lists (about 2 s), whoever holds a copy of them."""
+        key = (self.version, id(self.occupation_labels))
+        found = _RESOLVERS.get(key)
         if found is None:
             from adapters.resolver import Resolver
 
-            found = self.__dict__["_resolver"] = Resolver(self)
+            found = _RESOLVERS[key] = Resolver(self)
         return found
 
     def use_aliases(self, aliases: dict[str, dict[str, str]]) -> None:
@@ -238,8 +237,9 @@ class CodeLists:
     @classmethod
     def shipped(cls) -> CodeLists:
         """The code lists shipped with the hub (adapters/data, built by ``spe-hub codelists import
-        DIR --ship`` from the publishers' files named in adapters/data/SOURCES.md)."""
-        return _shipped()
+        DIR --ship`` from the publishers' files named in adapters/data/SOURCES.md). Read once per
+        process; each caller gets its own copy, so that one SPE's aliases are not another's."""
+        return copy.copy(_shipped())
 
     def save_shipped(self, path: Path = SHIPPED) -> Path:
         """Write the lists as the shipped artefact (gzip, reproducible: no timestamp), and the
@@ -438,6 +438,10 @@ def integrity(lists: CodeLists) -> IntegrityReport:
         "jobtech": sum(1 for codes in lists.jobtech.values() if not codes),
     }
     return IntegrityReport(len(lists.isco_units), missing, dangling, unmapped)
+
+
+# One resolver per code lists version (and their label table) in the process.
+_RESOLVERS: dict[tuple[str, int], Any] = {}
 
 
 @functools.lru_cache(maxsize=1)

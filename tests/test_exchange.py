@@ -198,7 +198,7 @@ def test_non_canonical_encoding_is_refused(hub, connect):
     ("mutate", "field"),
     [
         (lambda r: setattr(r, "residence_country_code", "XX"), "residence_country_code"),
-        (lambda r: r.occupations[0].__setattr__("isco08_code", "92"), "occupations[0].isco08_code"),
+        (lambda r: r.occupations[0].__setattr__("isco08_code", "92a"), "occupations[0].isco08_code"),
         (lambda r: r.languages[1].__setattr__("level", 0), "languages[1].level"),
         (lambda r: r.languages[0].__setattr__("language_code", "zz"), "languages[0].language_code"),
         (lambda r: r.mobility_types.append(0), "mobility_types[2]"),

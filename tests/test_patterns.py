@@ -39,8 +39,8 @@ VALID = {
     "PARTIAL_DATE": "1998-04-12",
 }
 # Patterns that find a part of larger text on purpose: the start of a free-text field, the PEM
-# blocks of a key file.
-PREFIX_READERS = {"HOURS", "EXPERIENCE", "_PEM_BLOCK"}
+# blocks of a key file, the words and gender tags of a job title.
+PREFIX_READERS = {"HOURS", "EXPERIENCE", "_PEM_BLOCK", "GENDER_TAG", "_WORD"}
 
 
 def _patterns() -> list[tuple[str, re.Pattern[str]]]:

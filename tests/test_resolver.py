@@ -150,3 +150,15 @@ def test_answer_levels():
     assert Answer("71", "ancestor", 1.0, ()).level == "sub-major"
     assert Answer("7", "ancestor", 1.0, ()).level == "major"
     assert Answer("", "abstained", 0.0, ()).level == ""
+
+
+def test_one_spes_aliases_are_not_another_s(codelists):
+    """The shipped lists are read once per process, but each holder has its own aliases."""
+    from adapters.codelists import CodeLists, alias_key
+
+    mine, theirs = CodeLists.shipped(), CodeLists.shipped()
+    mine.use_aliases({alias_key("Bâtisseur de rêves", "fr"): {"isco08": "7112", "esco_uri": ""}})
+    assert mine.resolve_title("Bâtisseur de rêves", "fr").isco08 == "7112"
+    assert mine.resolve_title("Bâtisseur de rêves", "fr").method == "alias"
+    assert theirs.resolve_title("Bâtisseur de rêves", "fr").isco08 is None
+    assert mine.resolver() is theirs.resolver()  # the index is built once
