@@ -89,6 +89,11 @@ class RunningServer:
         async def shutdown() -> None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace)
+            # Calls still waiting on a worker thread (a client that gave up) end here, not at exit.
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
