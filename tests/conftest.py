@@ -72,6 +72,18 @@ class TestPki:
         return self.root / "participants" / pid
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A clone without ../shared (as a user gets the project) skips the tests that read its samples."""
+    if SAMPLES.is_dir():
+        return
+    skip = pytest.mark.skip(
+        reason="needs ../shared/samples (the publishers' real-format samples, present in CI): absent here"
+    )
+    for item in items:
+        if "needs_samples" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     """Minted for this session: never the developer's certs/dev."""

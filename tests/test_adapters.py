@@ -84,6 +84,7 @@ def test_registry_finds_adapters_by_name(codelists):
         load("nope", codelists=codelists)
 
 
+@pytest.mark.needs_samples
 @pytest.mark.parametrize(
     ("name", "record_id"),
     [("ft_offer_167ZKWX_2024", "FT-167ZKWX"), ("ft_search_response_doc_example_048KLTP", "FT-048KLTP")],
@@ -100,6 +101,7 @@ def test_france_travail_golden(adapter, name, record_id):
     assert adapter.convert(adapter.write(converted.record), "again").record == converted.record
 
 
+@pytest.mark.needs_samples
 def test_a_rome_fiche_spanning_several_unit_groups_is_settled_by_the_title_among_them(adapter, codelists):
     """I1401 spans several ICT unit groups: these two offers used to be refused; the job title now
     decides among the fiche's groups only, at the level it can (an ancestor when it cannot say more)."""
@@ -124,6 +126,7 @@ def _offer(**overrides):
     return {k: v for k, v in base.items() if v is not None}
 
 
+@pytest.mark.needs_samples
 def test_tricky_inputs(adapter, tmp_path):
     bom = tmp_path / "bom.json"
     bom.write_bytes(
@@ -147,6 +150,7 @@ def test_tricky_inputs(adapter, tmp_path):
     assert not adapter.convert("not an object", "y").ok
 
 
+@pytest.mark.needs_samples
 @settings(max_examples=60, deadline=None)
 @given(
     offer_id=st.from_regex(r"[A-Z0-9]{7}", fullmatch=True),
@@ -173,6 +177,7 @@ def test_round_trip_is_stable(codelists, offer_id, title, contract, positions, h
     assert adapter.convert(adapter.write(first.record), "q").record == first.record
 
 
+@pytest.mark.needs_samples
 def test_codelists_and_conformance_commands(tmp_path, capsys):
     out = tmp_path / "codelists"
     assert main(["codelists", "import", str(SAMPLES / "crosswalks"), "--out", str(out)]) == 0
@@ -205,6 +210,7 @@ def jobtech(codelists):
     return JobTechAds(codelists, "se-arbetsformedlingen", ("SN", "MA"))
 
 
+@pytest.mark.needs_samples
 @pytest.mark.parametrize(
     "name",
     ["jobsearch_ad_23187561_sokannonser_testdata", "jobsearch_ad_22884504_elastic-importers_converted"],
@@ -220,6 +226,7 @@ def test_jobtech_golden(jobtech, name):
     assert jobtech.round_trip(converted.record, "again") == converted.record
 
 
+@pytest.mark.needs_samples
 def test_jobtech_elasticsearch_response_and_refusals(jobtech, tmp_path):
     results = list(jobtech.read(SAMPLES / "jobtech" / "sokannonser_platsannons_results_eng.es.json"))
     assert len(results) == 2 and all(r.ok for r in results)

@@ -46,6 +46,7 @@ def test_v3_cv_golden_and_round_trip(adapter):
     assert check_file(adapter, CV) == (2, 0, [])
 
 
+@pytest.mark.needs_samples
 def test_2020_candidate_sample_converts_with_a_warning_when_a_country_is_given(codelists):
     sample = SAMPLES / "europass" / "europass2_candidate_minimal_from_slides.xml"
     no_country = load("europass-xml", codelists=codelists, origin_participant_id="ma-anapec", subject_key=KEY)
@@ -68,6 +69,7 @@ def test_2020_candidate_sample_converts_with_a_warning_when_a_country_is_given(c
     assert personal.record.family_name == "Mahboubi"
 
 
+@pytest.mark.needs_samples
 @pytest.mark.parametrize(
     ("name", "field", "reason"),
     [
@@ -122,6 +124,7 @@ def test_bad_values_are_reported_without_repeating_them(adapter, tmp_path):
         assert "Ndiaye" not in " ".join(str(p) for p in result.problems)
 
 
+@pytest.mark.needs_samples
 def test_conformance_kit_and_gateway_options_for_cvs(codelists, tmp_path, capsys):
     from hub.entrypoints.cli import main
 

@@ -71,6 +71,7 @@ def _offers(codelists):
     return records, report
 
 
+@pytest.mark.needs_samples
 def test_send_then_resend_stores_each_record_once(hub, test_pki, codelists, tmp_path):
     records, _report = _offers(codelists)
     assert len(records) == 2
@@ -85,6 +86,7 @@ def test_send_then_resend_stores_each_record_once(hub, test_pki, codelists, tmp_
     assert _stored(hub) == 2
 
 
+@pytest.mark.needs_samples
 def test_link_down_keeps_everything_then_delivers_exactly_once(
     test_pki, database_url, clock, codelists, tmp_path
 ):
@@ -128,6 +130,7 @@ def test_tabular_export_through_the_gateway(hub, test_pki, codelists, tmp_path):
     assert len(report) == 4  # the four bad rows, reported
 
 
+@pytest.mark.needs_samples
 def test_gateway_command(hub, test_pki, codelists, tmp_path, capsys):
     codelists.save(tmp_path / "codelists")
     key = tmp_path / "subject.key"
@@ -175,6 +178,7 @@ def _publish_offers(hub, test_pki, codelists, tmp_path):
     return records
 
 
+@pytest.mark.needs_samples
 def test_receive_writes_offers_in_the_national_format_exactly_once(hub, test_pki, codelists, tmp_path):
     offers = _publish_offers(hub, test_pki, codelists, tmp_path)
 
@@ -210,6 +214,7 @@ def test_receive_writes_offers_in_the_national_format_exactly_once(hub, test_pki
     assert rows[0]["service_emetteur"] == FT
 
 
+@pytest.mark.needs_samples
 def test_receive_removes_withdrawn_offers_and_lists_the_notice(hub, test_pki, codelists, tmp_path, connect):
     offers = _publish_offers(hub, test_pki, codelists, tmp_path)
     inbox = _sn_inbox(codelists, tmp_path)
@@ -233,6 +238,7 @@ def test_receive_removes_withdrawn_offers_and_lists_the_notice(hub, test_pki, co
     assert (notice["kind"], notice["origin"], notice["record_id"]) == ("withdrawal", FT, withdrawn)
 
 
+@pytest.mark.needs_samples
 def test_a_record_whose_signature_fails_is_refused_not_written(hub, test_pki, codelists, tmp_path):
     """End to end: the receiving SPE checks the origin's signature itself; the hub cannot forge a record."""
     _publish_offers(hub, test_pki, codelists, tmp_path)
@@ -285,6 +291,7 @@ def test_a_deletion_notice_holds_the_cursor_until_the_spe_confirms(
     assert notices.count("deletion") == 3 and "confirm this sequence" in notices
 
 
+@pytest.mark.needs_samples
 def test_gateway_receive_command(hub, test_pki, codelists, tmp_path, capsys):
     _publish_offers(hub, test_pki, codelists, tmp_path)
     codelists.save(tmp_path / "codelists")

@@ -58,6 +58,7 @@ def test_candidate_golden_two_records_and_round_trip(adapter):
     assert (good, bad, lines) == (2, 0, [])
 
 
+@pytest.mark.needs_samples
 def test_placeholder_samples_are_reported_field_by_field(adapter):
     """The vendor examples in ../shared/samples carry placeholders ("string", "date"): each is reported."""
     (offer,) = adapter.read(SAMPLES / "hropen_json" / "jazzhr_hropen_position_openings_example.json")

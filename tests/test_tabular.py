@@ -144,6 +144,7 @@ def test_profile_round_trip_is_stable(codelists, langs, countries, mobility):
     assert adapter.round_trip(first, "again") == first
 
 
+@pytest.mark.needs_samples
 def test_registry_and_conformance_kit(codelists, tmp_path):
     assert (
         load("tabular", codelists=codelists, mapping=MAPPINGS / "sn-anpej.toml", subject_key=KEY).name
@@ -309,6 +310,7 @@ class _ParallelFranceTravail(FranceTravailOffers):
     parallel_from_items = 5_000
 
 
+@pytest.mark.needs_samples
 def test_a_large_json_file_converted_by_worker_processes_gives_what_one_process_gives(
     codelists, tmp_path, monkeypatch
 ):
