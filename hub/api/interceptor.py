@@ -152,6 +152,13 @@ class _Call:
             who = caller.participant.id if caller is not None else "unauthenticated"
             metrics.by_participant.labels(who, self.labels[2], code.name).inc()
 
+    def failure(self, context: _Aborts, exc: Exception) -> tuple[grpc.StatusCode, str | None]:
+        """The status a failed call ends with: the servicer's own (message None: its abort stands),
+        else the translation of the exception."""
+        if context.aborted is not None:
+            return context.aborted, None
+        return self.translate(context, exc)
+
     def translate(self, context: Any, exc: BaseException) -> tuple[grpc.StatusCode, str]:
         """The status and message for an exception, logged as the operator needs it."""
         if isinstance(exc, HubError):
@@ -216,10 +223,9 @@ class _Call:
                 with _acting_as(caller):
                     return behavior(request, context)
             except Exception as exc:
-                if context.aborted is not None:  # the servicer set the status itself
-                    code = context.aborted
+                code, message = self.failure(context, exc)
+                if message is None:
                     raise
-                code, message = self.translate(context, exc)
                 context.abort(code, message)  # raises
                 raise  # not reached: abort raises
             finally:
@@ -245,10 +251,9 @@ class _Call:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
-                if context.aborted is not None:  # the servicer set the status itself
-                    code = context.aborted
+                code, message = self.failure(context, exc)
+                if message is None:
                     raise
-                code, message = self.translate(context, exc)
                 await context.abort(code, message)
             finally:
                 self.finish(started, code, caller)
@@ -279,10 +284,9 @@ class _Call:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception as exc:
-                if context.aborted is not None:  # the servicer set the status itself
-                    code = context.aborted
+                code, message = self.failure(context, exc)
+                if message is None:
                     raise
-                code, message = self.translate(context, exc)
                 await context.abort(code, message)
             finally:
                 self.finish(started, code, caller)

@@ -31,7 +31,7 @@ from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier
 from hub.services.directory import DirectoryProvider
 from hub.services.privacy import Sealer, consent_of
-from hub.store.store import Audience, NewRecord, Store, UnitOfWork
+from hub.store.store import Audience, CycleRow, NewRecord, Store, UnitOfWork
 
 PARALLEL_VERIFY_MIN = 16
 CONFLICT_RETRIES = 3
@@ -262,7 +262,7 @@ class ExchangeService:
                     # An event is about a candidate, whoever records it: sealed with their data key
                     # before anything is compared or stored, so that erasing them erases it.
                     try:
-                        item = self._seal_event(uow, caller, rec.index, item)
+                        item, cycle = self._seal_event(uow, caller, rec.index, item)
                     except RecordRejection as exc:
                         results[i] = _rejected(i, rec.kind, exc, rec)
                         continue
@@ -300,7 +300,7 @@ class ExchangeService:
                 if isinstance(rec.index, records.MobilityEventIndex):
                     try:
                         cycle_id, parties, subject_origin, candidate_consent = self._mobility_step(
-                            uow, caller, directory, rec.index, now_us
+                            uow, caller, directory, rec.index, now_us, cycle
                         )
                     except RecordRejection as exc:
                         results[i] = _rejected(i, rec.kind, exc, rec)
@@ -387,11 +387,12 @@ class ExchangeService:
 
     def _seal_event(
         self, uow: UnitOfWork, caller: Participant, idx: records.MobilityEventIndex, item: NewRecord
-    ) -> NewRecord:
-        """The event sealed with the data key of the candidate it is about. Raises RecordRejection
+    ) -> tuple[NewRecord, CycleRow | None]:
+        """The event sealed with the data key of the candidate it is about, and its cycle (read once,
+        locked for the step that follows; None for a new application). Raises RecordRejection
         UNKNOWN_REFERENCE when there is no such candidate for this caller (no cycle it is a party
         to, no current profile for an application, or a candidate since erased)."""
-        cycle = uow.cycle(idx.application_origin, idx.application_id)
+        cycle = uow.cycle(idx.application_origin, idx.application_id, lock=True)
         if cycle is not None and caller.id in (cycle.origin_id, cycle.offer_origin_id):
             subject = (cycle.origin_id, cycle.consent_record_id)
         elif cycle is None and idx.type == mobility.APPLICATION:
@@ -406,7 +407,7 @@ class ExchangeService:
                 f"no cycle {idx.application_id!r} of {idx.application_origin!r} that this participant is a party to",
                 "application_id",
             )
-        return sealed
+        return sealed, cycle
 
     def _erase_cycles(
         self, uow: UnitOfWork, origin_id: str, consent_record_id: str, now_us: int
@@ -430,8 +431,10 @@ class ExchangeService:
         directory: Directory,
         idx: records.MobilityEventIndex,
         now_us: int,
+        cycle: CycleRow | None,
     ) -> tuple[int, set[str], str, str]:
-        """Check one cycle event against the cycle and move the cycle on (in this transaction).
+        """Check one cycle event against its cycle (as ``_seal_event`` read and locked it) and move
+        the cycle on (in this transaction).
 
         Returns (cycle id, the cycle's parties, the candidate's SPE, the candidate's consent record id).
         Raises RecordRejection: UNKNOWN_REFERENCE (no such cycle, profile or offer for this
@@ -440,7 +443,6 @@ class ExchangeService:
         """
         if idx.type == mobility.APPLICATION:
             return self._application(uow, caller, directory, idx, now_us)
-        cycle = uow.cycle(idx.application_origin, idx.application_id, lock=True)
         parties = set() if cycle is None else {cycle.origin_id, cycle.offer_origin_id}
         if cycle is None or caller.id not in parties:
             raise RecordRejection(
