@@ -7,6 +7,8 @@ by how well one of their labels matches, and decides at the level the evidence s
   its ISCO-08 unit group;
 - ``ancestor``: the credible candidates disagree on the unit group but share a coarser
   ISCO-08 group (minor, sub-major or major): that group;
+- ``ancestor`` too for a title of one word that is no label ("Infirmier"): the group holding
+  three quarters of the labels it heads;
 - ``abstained``: nothing credible, or credible candidates with nothing in common.
 
 A wrong unit group is worse than a coarser right one (docs/occupations.md).
@@ -43,14 +45,20 @@ from adapters.codelists import TRUSTED_RELATIONS, CodeLists
 LANGUAGES = ("fr", "en")
 
 # Calibrated on bench/data/resolver_eval.tsv (bench/resolver.py; docs/occupations.md says how).
-UNIT_SCORE = 0.8  # the best occupation's score must reach this for a unit group...
-UNIT_MARGIN = 0.12  # ...and lead every occupation of another unit group by this much
+# A unit group needs the best occupation's score to reach UNIT_SCORE and to lead every occupation
+# of another unit group by UNIT_MARGIN, per language: the highest unit-group coverage that keeps
+# wrong unit groups under 2% of all titles. English labels are more often loose synonyms of one
+# another, so English asks a larger lead. A title of unknown language takes the stricter of each.
+UNIT_THRESHOLDS = {"fr": (0.75, 0.12), "en": (0.70, 0.16)}
+UNIT_SCORE = max(score for score, _ in UNIT_THRESHOLDS.values())
+UNIT_MARGIN = max(margin for _, margin in UNIT_THRESHOLDS.values())
 CREDIBLE_GAP = 0.12  # candidates within this of the best count for the common ancestor
 ANCESTOR_SCORE = 0.5  # below this nothing is credible: abstain
 TOP = 10
 SUPPORT = 60  # labels read per title and language, for the vote of the credible ones
 SHARE = 0.9  # an ancestor must hold this share of the credible labels
 HEAD_SUPPORT = 4  # the head word alone decides only with this many credible labels behind it
+WORD_SHARE = 0.75  # a one-word title: the group holding this share of the labels it heads
 ALT_WEIGHT = 0.9  # an alternative label (or a ROME title) is weaker evidence than a preferred one
 
 GENDER_TAG = re.compile(
@@ -383,7 +391,7 @@ class Resolver:
         # A word is taken for a typo only when the title as written finds nothing clear: "macon"
         # is a French word, not a misspelt English "mason".
         found = ranked(False)
-        if not found or found[0].score < UNIT_SCORE:
+        if not found or found[0].score < UNIT_THRESHOLDS.get(lang, (UNIT_SCORE, 0))[0]:
             corrected = ranked(True)
             if corrected and (not found or corrected[0].score > found[0].score):
                 found = corrected
@@ -395,21 +403,54 @@ class Resolver:
         When the whole title decides nothing, its head word alone is tried (the first word in
         French, "cueilleur de fraises"; the last in English, "strawberry picker"): what it decides
         is given as an ancestor of minor group at most, since the rest was not understood."""
-        answer = decide(self.rank(title, lang, within))
+        answer = decide(self.rank(title, lang, within), lang)
         if answer.decision != "abstained":
             return answer
+        headed = self._headed_by(title, lang, within)
+        if headed:
+            return Answer(headed, "ancestor", answer.score, answer.candidates)
         for head, lg in self._heads(title, lang):
             labels = self.rank(head, lg, within)
             # The head word alone must be the word of several labels that agree ("cueilleur de
             # fruits", "de cerises", "de pommes"…), not of one label by chance ("bâtisseur de rêves").
             if len({c.label for c in labels if labels[0].score - c.score <= CREDIBLE_GAP}) < HEAD_SUPPORT:
                 continue
-            coarse = decide(labels)
+            coarse = decide(labels, lg)
             if coarse.decision != "abstained":
                 return Answer(
                     coarse.isco08[:3], "ancestor", coarse.score, answer.candidates or coarse.candidates
                 )
         return answer
+
+    def _headed_by(self, title: str, lang: str, within: frozenset[str] | None) -> str:
+        """A title of one word that is no label ("infirmier", "chauffeur") names the family of
+        occupations whose labels it heads ("infirmier anesthésiste", "infirmier scolaire"…): the
+        lowest ISCO-08 group, minor at most, holding WORD_SHARE of those labels, when at least
+        HEAD_SUPPORT of them exist. "" when the title has more words or the family is mixed."""
+        for lg in [lang] if lang in self.indexes else list(self.indexes):
+            index = self.indexes[lg]
+            words = {t for text in variants(title) for t in index.analyzer.terms(text)}
+            if len(words) != 1:
+                continue
+            (term,) = words
+            position = 0 if lg == "fr" else -1
+            codes = [
+                code
+                for i in index.postings.get(term, ())
+                if index.labels[i][2][position] == term
+                and (code := self.lists.esco.get(index.labels[i][0], ""))
+                and (within is None or code in within)
+            ]
+            if len(codes) < HEAD_SUPPORT:
+                continue
+            for length in (3, 2, 1):
+                counts: dict[str, int] = defaultdict(int)
+                for code in codes:
+                    counts[code[:length]] += 1
+                prefix, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+                if n >= WORD_SHARE * len(codes):
+                    return prefix
+        return ""
 
     def _heads(self, title: str, lang: str) -> list[tuple[str, str]]:
         out = []
@@ -430,7 +471,7 @@ def best_per_occupation(labels: list[Candidate], top: int = TOP) -> tuple[Candid
     return tuple(sorted(best.values(), key=lambda c: (-c.score, c.uri))[:top])
 
 
-def decide(labels: list[Candidate]) -> Answer:
+def decide(labels: list[Candidate], lang: str = "") -> Answer:
     """unit_group, ancestor or abstained, from the matching labels, best first (thresholds above).
 
     A unit group needs a clear best occupation. Otherwise the credible labels (within
@@ -442,7 +483,8 @@ def decide(labels: list[Candidate]) -> Answer:
         return Answer("", "abstained", ranked[0].score if ranked else 0.0, ranked)
     top = ranked[0]
     rival = next((c.score for c in ranked if c.isco08 != top.isco08), 0.0)
-    if top.score >= UNIT_SCORE and top.score - rival >= UNIT_MARGIN:
+    unit_score, unit_margin = UNIT_THRESHOLDS.get(lang, (UNIT_SCORE, UNIT_MARGIN))
+    if top.score >= unit_score and top.score - rival >= unit_margin:
         return Answer(top.isco08, "unit_group", top.score, ranked)
     # A title that is word for word a label of one unit group only is clear too; so is one that is
     # word for word the preferred label (ESCO's own name) of one unit group's occupation, when

@@ -10,7 +10,8 @@ gender tag, one typo, another word order). ``--make-eval`` writes the file again
 
 Reported per language: coverage (unit group, ancestor, abstained), the ISCO-08 accuracy of
 unit-group answers, the wrong-unit-group rate over all titles, the share of ancestors that
-are a true ancestor, the MRR over ESCO occupations, the time per title (p50, one core), the
+are a true ancestor, the MRR over ESCO occupations, how often the best-ranked occupation is of
+the right unit group (the ceiling of unit-group coverage at no wrong answer), the time per title (p50, one core), the
 time to build the index and the resident memory of the lists and the index.
 """
 
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.codelists import CodeLists
-from adapters.resolver import Resolver, best_per_occupation
+from adapters.resolver import LANGUAGES, Analyzer, Resolver, best_per_occupation
 
 EVAL = Path(__file__).resolve().parent / "data" / "resolver_eval.tsv.gz"
 FIELDS = ("lang", "variant", "title", "uri", "isco08", "ambiguous")
@@ -70,7 +71,10 @@ def _plural(text: str, lang: str) -> str:
 
 
 def _reordered(text: str, lang: str) -> str | None:
-    stop = {"fr": {"de", "du", "des", "la", "le", "les", "d'", "l'", "en", "et", "à", "au", "aux"}, "en": {"of", "the", "and", "in", "for"}}[lang]
+    stop = {
+        "fr": {"de", "du", "des", "la", "le", "les", "d'", "l'", "en", "et", "à", "au", "aux"},
+        "en": {"of", "the", "and", "in", "for"},
+    }[lang]
     words = [w for w in re.split(r"\s+", text) if w.lower() not in stop]
     if len(words) < 2:
         return None
@@ -88,12 +92,18 @@ def _feminine(text: str, lang: str) -> str | None:
 
 
 def make_eval(lists: CodeLists) -> list[dict[str, str]]:
-    # A label ESCO gives to occupations of different unit groups has no one right answer.
-    groups_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+    # A label ESCO gives to occupations of different unit groups has no one right answer; nor has
+    # one that differs from a label of another unit group only in what the resolver folds by
+    # design (case, accents, gender, plural, function words, word order): ESCO files
+    # "prothésiste-orthopédiste" under 3214 and "prothesiste-orthopediste" under 1420.
+    analyzers = {lang: Analyzer(lang) for lang in LANGUAGES}
+    groups_of: dict[tuple[str, frozenset[str]], set[str]] = defaultdict(set)
     for uri, by_lang in lists.occupation_labels.items():
         for lang, labels in by_lang.items():
+            if lang not in analyzers:
+                continue
             for label in labels:
-                groups_of[(lang, label.casefold())].add(lists.esco.get(uri, ""))
+                groups_of[(lang, frozenset(analyzers[lang].terms(label)))].add(lists.esco.get(uri, ""))
     rows = []
     for uri, by_lang in sorted(lists.occupation_labels.items()):
         isco = lists.esco.get(uri, "")
@@ -117,10 +127,16 @@ def make_eval(lists: CodeLists) -> list[dict[str, str]]:
                 for variant, title in variants.items():
                     if title and title not in seen:
                         seen.add(title)
-                        ambiguous = len(groups_of[(lang, label.casefold())]) > 1
+                        ambiguous = len(groups_of[(lang, frozenset(analyzers[lang].terms(label)))]) > 1
                         rows.append(
-                            {"lang": lang, "variant": variant, "title": title, "uri": uri, "isco08": isco,
-                             "ambiguous": "1" if ambiguous else ""}
+                            {
+                                "lang": lang,
+                                "variant": variant,
+                                "title": title,
+                                "uri": uri,
+                                "isco08": isco,
+                                "ambiguous": "1" if ambiguous else "",
+                            }
                         )
     return rows
 
@@ -130,7 +146,11 @@ def evaluate(resolver: Resolver, rows: list[dict[str, str]]) -> dict[str, dict[s
     rr: dict[str, list[float]] = defaultdict(list)
     times: list[float] = []
     for row in rows:
-        lang = row["lang"] + (" (labels of one unit group)" if not row["ambiguous"] else " (labels ESCO gives to several unit groups)")
+        lang = row["lang"] + (
+            " (labels of one unit group)"
+            if not row["ambiguous"]
+            else " (labels ESCO gives to several unit groups)"
+        )
         started = time.perf_counter()
         answer = resolver.resolve(row["title"], row["lang"])
         times.append(time.perf_counter() - started)
@@ -142,7 +162,9 @@ def evaluate(resolver: Resolver, rows: list[dict[str, str]]) -> dict[str, dict[s
             t["unit right" if answer.isco08 == row["isco08"] else "unit wrong"] += 1
         elif answer.decision == "ancestor":
             t["ancestor right" if row["isco08"].startswith(answer.isco08) else "ancestor wrong"] += 1
-        ranked = [c.uri for c in best_per_occupation(labels, 100)]
+        occupations = best_per_occupation(labels, 100)
+        t["best right"] += bool(occupations) and occupations[0].isco08 == row["isco08"]
+        ranked = [c.uri for c in occupations]
         rr[lang].append(1 / (ranked.index(row["uri"]) + 1) if row["uri"] in ranked else 0.0)
     out: dict[str, dict[str, float]] = {}
     for lang, t in sorted(tally.items()):
@@ -156,14 +178,24 @@ def evaluate(resolver: Resolver, rows: list[dict[str, str]]) -> dict[str, dict[s
             "wrong unit / all": t["unit wrong"] / n,
             "ancestor right": t["ancestor right"] / max(1, t["ancestor"]),
             "MRR": statistics.fmean(rr[lang]),
+            # the unit group of the best-ranked occupation is right: what a resolver that never
+            # abstained would score, and so the ceiling of unit-group coverage at no wrong answer
+            "best is right": t["best right"] / n,
         }
-    out["time"] = {"p50 ms": statistics.median(times) * 1000, "p95 ms": sorted(times)[int(len(times) * 0.95)] * 1000}
+    out["time"] = {
+        "p50 ms": statistics.median(times) * 1000,
+        "p95 ms": sorted(times)[int(len(times) * 0.95)] * 1000,
+    }
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--make-eval", action="store_true", help="write bench/data/resolver_eval.tsv.gz again")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--make-eval", action="store_true", help="write bench/data/resolver_eval.tsv.gz again"
+    )
     parser.add_argument("--limit", type=int, default=0, help="evaluate only every Nth title (quick runs)")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -192,7 +224,9 @@ def main() -> None:
     print(f"load the shipped lists {loaded:.2f} s; build the full index {built:.2f} s (target ≤ 60 s)")
     print(f"peak resident memory with the lists and one index: {rss_mb:.0f} MB (target ≤ 300 MB)")
     for lang, figures in results.items():
-        print(lang, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
+        print(
+            lang, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
+        )
     variants: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
         if row["ambiguous"]:
@@ -204,8 +238,10 @@ def main() -> None:
         v["wrong"] += answer.decision == "unit_group" and answer.isco08 != row["isco08"]
     for name, v in sorted(variants.items()):
         n = v["n"]
-        print(f"  {name:11} n={n:5} unit={v['unit_group'] / n:.3f} ancestor={v['ancestor'] / n:.3f} "
-              f"abstained={v['abstained'] / n:.3f} wrong-unit={v['wrong'] / n:.3f}")
+        print(
+            f"  {name:11} n={n:5} unit={v['unit_group'] / n:.3f} ancestor={v['ancestor'] / n:.3f} "
+            f"abstained={v['abstained'] / n:.3f} wrong-unit={v['wrong'] / n:.3f}"
+        )
 
 
 if __name__ == "__main__":
