@@ -20,7 +20,9 @@ class Problem:
     ``error`` problems skip the record (it is never altered to fit);
     ``warning`` ones keep it and say what was not carried over;
     ``review`` ones keep it but hold it for a person to decide (an occupation the
-    resolver abstained on): the gateway does not publish it until then.
+    resolver abstained on): the gateway does not publish it until then;
+    ``local`` ones keep it at the SPE and never publish it (a candidate whose export row
+    carries no consent the hub may act on: docs/onboarding.md).
     """
 
     location: str
@@ -48,6 +50,35 @@ class Converted:
     def held(self) -> Problem | None:
         """The problem a person must decide before the record may be published, if any."""
         return next((p for p in self.problems if p.severity == "review"), None)
+
+    @property
+    def local(self) -> Problem | None:
+        """Why the record stays at the SPE and is never published (no consent), if it does."""
+        return next((p for p in self.problems if p.severity == "local"), None)
+
+
+@dataclass
+class Tally:
+    """What became of an export's rows (source items) on their way to the outbox."""
+
+    rows: int = 0
+    refused: int = 0  # a row the adapter could not convert (its report line says why)
+    held: int = 0  # a row held for review (an occupation a person decides)
+    local: int = 0  # a row kept at the SPE: no consent the hub may act on
+
+    def count(self, location: str, state: str, seen: dict[str, str]) -> None:
+        """One converted record of the row at ``location``: the row's state is its worst."""
+        order = ("ok", "local", "held", "refused")
+        before = seen.get(location)
+        if before is None:
+            self.rows += 1
+        elif order.index(before) >= order.index(state):
+            return
+        if before in ("refused", "held", "local"):
+            setattr(self, before, getattr(self, before) - 1)
+        if state != "ok":
+            setattr(self, state, getattr(self, state) + 1)
+        seen[location] = state
 
 
 class Problems:

@@ -7,7 +7,10 @@ What the format does not carry is never invented:
   and skipped, with the candidate unit groups;
 - languages carry no CEFR level, so they are not turned into requirements
   (a warning says so); the salary is free text, likewise;
-- contract types other than CDI, CDD, MIS and SAI are reported.
+- contract types other than CDI, CDD, MIS and SAI are reported;
+- an offer without ``nombrePostes`` is one position, with a warning; a contract's
+  duration in months ("CDD - 6 Mois"), a desired (not required) experience and the
+  qualification level ("Employé qualifié") are carried.
 Field names follow the API (``appellationlibelle`` is spelled so).
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -43,6 +46,8 @@ EQF_BY_LEVEL = [
 OFFER_ID = re.compile(r"[A-Za-z0-9]{1,40}")
 HOURS = re.compile(r"^\s*(\d{1,2})\s*H\s*(\d{2})?", re.IGNORECASE)
 EXPERIENCE = re.compile(r"(\d+)\s*(an|mois)", re.IGNORECASE)
+# "CDD - 6 Mois", "Contrat à durée déterminée - 2 Mois", "Mission intérimaire - 15 Jour(s)"
+DURATION = re.compile(r"-\s*(\d+)\s*(mois|ans?|an\(s\)|jours?|jour\(s\)|semaines?)", re.IGNORECASE)
 
 
 class FranceTravailOffers(JsonAdapter):
@@ -101,8 +106,11 @@ class FranceTravailOffers(JsonAdapter):
         if not employer_name:
             error("entreprise.nom", "the hub needs the employer's name")
         positions = get("nombrePostes")
-        if not (isinstance(positions, int) and positions >= 1):
-            error("nombrePostes", "missing or not a positive whole number")
+        if positions is None:  # real offers often leave it out: one position, said so
+            warn("nombrePostes", "missing: taken as 1 position")
+            positions = 1
+        elif not (isinstance(positions, int) and not isinstance(positions, bool) and positions >= 1):
+            error("nombrePostes", "not a positive whole number")
             positions = 0
         place = get("lieuTravail") or {}
         contract_code = str(get("typeContrat") or "")
@@ -135,6 +143,27 @@ class FranceTravailOffers(JsonAdapter):
         if (get("salaire") or {}).get("libelle"):
             warn("salaire.libelle", "free-text salary: not carried into the structured pay")
         naf = str(get("codeNAF") or "")
+        duration = 0
+        if contract_code in ("CDD", "MIS", "SAI"):
+            found = DURATION.search(str(get("typeContratLibelle") or ""))
+            if found and found.group(2).lower().startswith("an"):
+                duration = int(found.group(1)) * 12
+            elif found and found.group(2).lower() == "mois":
+                duration = int(found.group(1))
+            elif found:
+                warn("typeContratLibelle", "a duration in days or weeks: not carried (the schema counts months)")
+        desired = 0
+        if get("experienceExige") == "S":
+            desired = _months(str(get("experienceLibelle") or ""))
+            if not desired:
+                warn("experienceLibelle", "desired experience with no duration in it: not carried")
+        level: dict[str, str] | None = None
+        if get("qualificationCode"):
+            level = {
+                "system": "FT-QUALIFICATION",
+                "code": str(get("qualificationCode")),
+                "label": str(get("qualificationLibelle") or ""),
+            }
         offer = offer_pb2.JobOffer(
             header=header,
             title=title,
@@ -153,7 +182,13 @@ class FranceTravailOffers(JsonAdapter):
                 "locality": str(place.get("libelle") or ""),
                 "postal_code": str(place.get("codePostal") or ""),
             },
-            contract={"type": contract[0], "mobility_type": contract[1]} if contract else None,
+            contract=(
+                {"type": contract[0], "mobility_type": contract[1], "duration_months": duration}
+                if contract
+                else None
+            ),
+            desired_experience_months=desired,
+            position_level=level,
             weekly_hours=int(hours.group(1)) + int(hours.group(2) or 0) / 60 if hours else 0,
             required_experience_months=_experience_months(o),
             required_skills=skills,
@@ -177,7 +212,10 @@ class FranceTravailOffers(JsonAdapter):
             "id": offer.header.record_id.removeprefix("FT-"),
             "intitule": offer.title,
             "description": offer.description,
-            "dateActualisation": datetime.fromtimestamp(offer.header.version).astimezone().isoformat(),
+            # At the precision read (France Travail writes milliseconds): a round trip keeps it.
+            "dateActualisation": offer.header.updated_at.ToDatetime(tzinfo=UTC).isoformat()
+            if offer.header.HasField("updated_at")
+            else datetime.fromtimestamp(offer.header.version, UTC).isoformat(),
             "romeCode": offer.occupation.national_code.code,
             "romeLibelle": offer.occupation.national_code.label,
             "appellationlibelle": offer.occupation.title,
@@ -196,6 +234,14 @@ class FranceTravailOffers(JsonAdapter):
         if offer.required_experience_months:
             out["experienceExige"] = "E"
             out["experienceLibelle"] = f"{offer.required_experience_months} Mois"
+        elif offer.desired_experience_months:
+            out["experienceExige"] = "S"
+            out["experienceLibelle"] = f"{offer.desired_experience_months} Mois"
+        if offer.contract.duration_months:
+            out["typeContratLibelle"] = f"{out['typeContrat']} - {offer.contract.duration_months} Mois"
+        if offer.HasField("position_level"):
+            out["qualificationCode"] = offer.position_level.code
+            out["qualificationLibelle"] = offer.position_level.label
         if offer.required_qualifications:
             out["formations"] = [
                 {"domaineLibelle": q.title, "niveauLibelle": level_label(q.eqf_level)}
@@ -232,7 +278,12 @@ def _instant(text: str) -> Timestamp:
 def _experience_months(o: dict[str, Any]) -> int:
     if o.get("experienceExige") != "E":
         return 0
-    found = EXPERIENCE.search(str(o.get("experienceLibelle") or ""))
+    return _months(str(o.get("experienceLibelle") or ""))
+
+
+def _months(text: str) -> int:
+    """The months of "6 Mois", "2 An(s)", "1 an - en environnements Devops"; 0 when none is said."""
+    found = EXPERIENCE.search(text)
     if not found:
         return 0
     n = int(found.group(1))

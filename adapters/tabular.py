@@ -15,127 +15,30 @@ is not translated — never guessed. A repeated job-seeker is reported.
 from __future__ import annotations
 
 import csv
+import hmac
 import os
 import re
 import sqlite3
-import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from spehub.v1 import common_pb2, offer_pb2, profile_pb2
+from spehub.v1 import common_pb2, consent_pb2, offer_pb2, profile_pb2
 
 from adapters import parallel
-from adapters.base import AdapterError, Converted, Problem
+from adapters.base import Converted, Problem
 from adapters.codelists import CodeLists, Resolution, normalise
+from adapters.languages import LanguageReader
+from adapters.mapping import OFFER_FIELDS, SYSTEMS, ConsentMapping, Mapping
 from adapters.people import CEFR, CEFR_NAMES, MOBILITY, Pseudonyms, e164
 
-# ROME-like codes (ROME, and ROAME built from it), ISCO-08 codes, or job titles written in words
-# (French or English ESCO/ROME labels) where an export carries no code.
-SYSTEMS = ("ROME", "ROAME", "ISCO08", "TITLE")
-# What an SPE's import file can receive of a job offer, in this order by default.
-OFFER_FIELDS = (
-    "record_id",
-    "origin",
-    "title",
-    "isco08_code",
-    "occupation_label",
-    "national_code",
-    "employer",
-    "work_country",
-    "locality",
-    "positions",
-    "mobility",
-    "start_date",
-    "season_end",
-    "deadline",
-    "pay",
-    "weekly_hours",
-    "languages",
-    "skills",
-    "description",
-)
+__all__ = ["OFFER_FIELDS", "SYSTEMS", "Mapping", "TabularAdapter"]
+
 # Exports this large are converted by one process per core (smaller ones are not worth starting them).
 PARALLEL_FROM_BYTES = 8_000_000
 CHUNK_ROWS = 2_000
 PAY_PERIODS = {1: "hour", 2: "day", 3: "week", 4: "month", 5: "year"}
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """A validated mapping file."""
-
-    participant_id: str
-    country: str
-    language: str
-    delimiter: str
-    date_format: str
-    columns: dict[str, str]
-    occupation_system: str
-    values: dict[str, dict[str, str]] = field(default_factory=dict)
-    list_separator: str = ","
-    # Where the SPE wants the offers it receives: common field → column of its import file.
-    offer_columns: dict[str, str] = field(default_factory=lambda: {f: f for f in OFFER_FIELDS})
-
-    @classmethod
-    def load(cls, path: Path) -> Mapping:
-        """Read and check a mapping file. Raises AdapterError naming the key at fault."""
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise AdapterError(f"{path}: not a readable TOML mapping ({exc})") from exc
-        try:
-            source, columns = data["source"], data["columns"]
-            mapping = cls(
-                participant_id=source["participant_id"],
-                country=source["country"],
-                language=source.get("language", "fr"),
-                delimiter=source.get("delimiter", ""),
-                date_format=source["date_format"],
-                columns=dict(columns),
-                occupation_system=source.get("occupation_system", "ROAME"),
-                values={
-                    k: {normalise(a): b for a, b in v.items()} for k, v in data.get("values", {}).items()
-                },
-                list_separator=source.get("list_separator", ","),
-                offer_columns=dict(data.get("offer_columns") or {f: f for f in OFFER_FIELDS}),
-            )
-        except KeyError as exc:
-            raise AdapterError(f"{path}: missing {exc.args[0]!r}") from None
-        occupation = "occupation_title" if mapping.occupation_system == "TITLE" else "occupation_code"
-        required = ("national_id", "family_name", occupation)
-        missing = [c for c in required if c not in mapping.columns]
-        if missing:
-            raise AdapterError(f"{path}: [columns] needs {missing}")
-        unknown = sorted(set(mapping.offer_columns) - set(OFFER_FIELDS))
-        if unknown:
-            raise AdapterError(
-                f"{path}: [offer_columns] has unknown fields {unknown}; use {list(OFFER_FIELDS)}"
-            )
-        if mapping.occupation_system not in SYSTEMS:
-            raise AdapterError(f"{path}: source.occupation_system must be one of {SYSTEMS}")
-        for name, table in data.get("values", {}).items():
-            if len(mapping.values[name]) != len(table):
-                raise AdapterError(
-                    f"{path}: [values.{name}] has words that differ only by case, accents or spacing"
-                )
-        for name, table in mapping.values.items():
-            if name == "country":
-                bad = [v for v in table.values() if not (len(v) == 2 and v.isalpha() and v.isupper())]
-                if bad:
-                    raise AdapterError(
-                        f"{path}: [values.country] maps to {bad}: use ISO 3166-1 alpha-2 codes"
-                    )
-                continue
-            known = {"cefr": CEFR, "mobility": MOBILITY}.get(name)
-            bad = [v for v in table.values() if known is not None and v not in known]
-            if bad:
-                raise AdapterError(
-                    f"{path}: [values.{name}] maps to unknown values {bad}; use {sorted(known)}"
-                )
-        return mapping
 
 
 class TabularAdapter:
@@ -156,7 +59,9 @@ class TabularAdapter:
         self.mapping = mapping if isinstance(mapping, Mapping) else Mapping.load(mapping)
         # The record key of a job-seeker: HMAC of the national number under the SPE's key.
         self.pseudonym = Pseudonyms(subject_key)
+        self.subject_key = subject_key
         self._day_month_year = _date_pattern(self.mapping.date_format)
+        self.languages = LanguageReader(self.mapping.values.get("language"), self.mapping.values.get("cefr"))
 
     def read(self, path: Path) -> Iterator[Converted]:
         """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems.
@@ -168,6 +73,7 @@ class TabularAdapter:
         """
         xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
         header, rows = _xlsx_rows(path) if xlsx else self._csv_rows(path)
+        self.mapping.check_header(header, str(path))  # before the first row: a wrong name drops nothing
         workers = self.workers
         if workers is None:
             workers = (os.cpu_count() or 1) if path.stat().st_size >= PARALLEL_FROM_BYTES else 1
@@ -250,13 +156,21 @@ class TabularAdapter:
         profile.consent_record_id = f"C-{key}"
         profile.residence_country_code = self.mapping.country
         self._occupation(profile, cell("occupation_code"), cell("occupation_title"), error)
-        for lang in self._list(cell("languages")):
-            code, _, level = lang.partition(":")
-            level_value = self.mapping.values.get("cefr", {}).get(normalise(level), level.strip().upper())
-            if level_value not in CEFR:
-                error("languages", f"level {level.strip()!r} is neither a CEFR level nor in [values.cefr]")
-                continue
-            profile.languages.add(language_code=code.strip().lower(), level=CEFR[level_value])  # type: ignore[arg-type]
+        if cell("national_code") and not profile.occupations[0].national_code.code:
+            # A national code (REM, SSYK…) is kept with its system, whatever decided the ISCO group.
+            profile.occupations[0].national_code.CopyFrom(
+                common_pb2.NationalCode(
+                    system=self.mapping.national_code_system,
+                    code=cell("national_code"),
+                    label=cell("occupation_title"),
+                )
+            )
+        for text in self._list(cell("languages")):
+            entry = self.languages.entry(text)
+            if entry.problem:
+                error("languages", f"{text!r}: {entry.problem}")
+            elif entry.code not in {lang.language_code for lang in profile.languages}:
+                profile.languages.add(language_code=entry.code, level=CEFR[entry.level])  # type: ignore[arg-type,index]
         for country in self._list(cell("desired_countries")):
             code = self._country(country)
             if code is None:
@@ -289,6 +203,12 @@ class TabularAdapter:
         personal.given_names, personal.family_name = cell("given_names"), cell("family_name")
         if not personal.family_name:
             error("family_name", "empty")
+        if cell("other_family_name"):
+            personal.other_scripts.add(
+                script=self.mapping.other_script,
+                family_name=cell("other_family_name"),
+                given_names=cell("other_given_names"),
+            )
         born = self._date(cell("birth_date"), "birth_date", error)
         if born:
             personal.birth_date.CopyFrom(common_pb2.Date(year=born.year, month=born.month, day=born.day))
@@ -309,12 +229,104 @@ class TabularAdapter:
         email = cell("email")
         if email:
             personal.contacts.add(type=profile_pb2.CONTACT_TYPE_EMAIL, value=email)
+        # A refused row is reported for its errors, not also as "kept local".
+        refused = any(p.severity == "error" for p in problems)
+        consent = None if refused else self._consent(row, key, national, cell, error)
         if any(p.severity == "error" for p in problems):
             yield Converted(where, None, tuple(problems))
             return
-        # A profile whose occupation a person must decide is held (review); its personal details too.
+        # A profile whose occupation a person must decide is held (review); its personal details
+        # too. A row without a consent is kept at the SPE (local): converted, never published.
+        kept = tuple(p for p in problems if p.severity in ("review", "local"))
+        if consent is not None:
+            yield Converted(where, consent, kept)
         yield Converted(where, profile, tuple(problems))
-        yield Converted(where, personal, tuple(p for p in problems if p.severity == "review"))
+        yield Converted(where, personal, kept)
+
+    def _consent(
+        self, row: dict[str, Any], key: str, national: str, cell: Any, error: Any
+    ) -> consent_pb2.Consent | None:
+        """The row's Consent record, from the [consent] columns and the form version's terms; None,
+        with a "local" problem, when the row has no consent the hub may act on."""
+        spec: ConsentMapping | None = self.mapping.consent
+        if spec is None:
+            error("consent", "the mapping has no [consent] section: kept at the SPE, not published", "local")
+            return None
+        written = cell_of(row, spec.date)
+        if not written:
+            error(spec.date, "no consent date: kept at the SPE, not published", "local")
+            return None
+        given = self._date(written, spec.date, error)
+        if given is None:
+            return None
+        version = cell_of(row, spec.form_version)
+        form = spec.forms.get(version)
+        if form is None:
+            known = ", ".join(sorted(spec.forms))
+            error(spec.form_version, f"form version {version!r} is not in [consent.forms] ({known})")
+            return None
+        purposes = list(form.purposes)
+        if spec.purposes:
+            table = self.mapping.values.get("purpose", {})
+            ticked = []
+            for word in self._list(cell_of(row, spec.purposes)):
+                name = table.get(normalise(word), word.strip().upper())
+                if name not in form.purposes:
+                    error(
+                        spec.purposes, f"{word!r} is not a purpose form {version} covers ([values.purpose])"
+                    )
+                    return None
+                ticked.append(name)
+            purposes = list(dict.fromkeys(ticked))
+            if not purposes:
+                error(spec.purposes, "no purpose ticked: kept at the SPE, not published", "local")
+                return None
+        start = datetime(given.year, given.month, given.day, tzinfo=UTC)
+        if start + form.valid_for <= datetime.now(UTC):
+            error(
+                spec.date,
+                f"the consent of form {version} has expired: kept at the SPE, not published",
+                "local",
+            )
+            return None
+        consent = consent_pb2.Consent(
+            subject_ref=hmac.new(
+                self.subject_key, b"consent-subject\0" + national.encode(), "sha256"
+            ).hexdigest(),
+            status=consent_pb2.CONSENT_STATUS_ACTIVE,
+            retention_days=form.valid_for.days,
+        )
+        consent.header.record_id = f"C-{key}"
+        consent.header.origin_participant_id = self.mapping.participant_id
+        consent.header.version = 1
+        for name in purposes:
+            consent.purposes.add(
+                purpose=consent_pb2.Purpose.Value(f"PURPOSE_{name}"),
+                notice_version=version,
+                notice_language_code=form.notice_language,
+            )
+        basis = consent_pb2.TransferBasis.Value(f"TRANSFER_BASIS_{form.transfer_basis}")
+        for country in form.recipient_countries:
+            consent.recipients.add(
+                country_code=country, transfer_basis=basis, basis_reference=form.basis_reference
+            )
+        for participant in form.recipient_participants:
+            consent.recipients.add(
+                participant_id=participant, transfer_basis=basis, basis_reference=form.basis_reference
+            )
+        consent.data_categories.extend(
+            consent_pb2.DataCategory.Value(f"DATA_CATEGORY_{c}") for c in form.data_categories
+        )
+        consent.valid_from.FromDatetime(start)
+        consent.valid_until.FromDatetime(start + form.valid_for)
+        consent.evidence.channel = consent_pb2.CollectionChannel.Value(f"COLLECTION_CHANNEL_{spec.channel}")
+        consent.evidence.collected_at.FromDatetime(start)
+        consent.evidence.collected_by = (
+            cell_of(row, spec.collected_by) if spec.collected_by else ""
+        ) or self.mapping.participant_id
+        consent.evidence.notice_sha256 = form.notice_sha256
+        consent.evidence.reference = cell_of(row, spec.reference) if spec.reference else ""
+        return consent
 
     def _occupation(self, profile: profile_pb2.CandidateProfile, code: str, title: str, error: Any) -> None:
         """The occupation from the national code and the title, at the level the evidence supports
@@ -452,6 +464,8 @@ class TabularAdapter:
                 out[cols["occupation_code"]] = occ.national_code.code or occ.isco08_code
             if "occupation_title" in cols:
                 out[cols["occupation_title"]] = occ.title
+            if "national_code" in cols:
+                out[cols["national_code"]] = occ.national_code.code
             if "languages" in cols:
                 out[cols["languages"]] = self.mapping.list_separator.join(
                     f"{lang.language_code}:{back.get('cefr', {}).get(levels[lang.level], levels[lang.level])}"
@@ -469,6 +483,10 @@ class TabularAdapter:
                 d = record.available_from
                 out[cols["available_from"]] = date(d.year, d.month, d.day).strftime(self.mapping.date_format)
         return out
+
+
+def cell_of(row: dict[str, Any], column: str) -> str:
+    return (row.get(column) or "").strip()
 
 
 # What strptime accepts for each directive (CPython's _strptime), for the formats read without it.

@@ -118,6 +118,61 @@ def test_a_rome_fiche_spanning_several_unit_groups_is_settled_by_the_title_among
     assert results[0].location.endswith("$.resultats[0]")
 
 
+# A France Travail offer written by the project (the shape of the API's "offres d'emploi v2").
+OWN_OFFER = {
+    "id": "201ABCD",
+    "intitule": "Maçon / Maçonne (H/F)",
+    "dateActualisation": "2026-10-28T14:01:33.457Z",
+    "romeCode": "F1703",
+    "appellationlibelle": "Maçon / Maçonne",
+    "entreprise": {"nom": "Bâtiments du Rhône"},
+    "lieuTravail": {"libelle": "69 - LYON 03", "codePostal": "69003"},
+    "typeContrat": "CDD",
+    "typeContratLibelle": "Contrat à durée déterminée - 2 Mois",
+    "experienceExige": "S",
+    "experienceLibelle": "6 Mois",
+    "qualificationCode": "6",
+    "qualificationLibelle": "Employé qualifié",
+}
+
+
+def test_france_travail_fields_real_offers_carry(adapter):
+    """Milliseconds in dateActualisation round-trip; nombrePostes left out is one position; the
+    contract's duration, the desired experience and the qualification are carried, not dropped."""
+    converted = adapter.convert(dict(OWN_OFFER), "own")
+    offer = converted.record
+    assert converted.ok, converted.problems
+    assert offer.header.updated_at.nanos == 457_000_000 and offer.positions == 1
+    assert [(p.field, p.severity) for p in converted.problems] == [("nombrePostes", "warning")]
+    assert offer.contract.duration_months == 2 and offer.required_experience_months == 0
+    assert offer.desired_experience_months == 6
+    assert (offer.position_level.system, offer.position_level.code) == ("FT-QUALIFICATION", "6")
+    assert adapter.convert(adapter.write(offer), "again").record == offer
+    for bad in (0, "3", True):
+        refused = adapter.convert({**OWN_OFFER, "nombrePostes": bad}, "bad")
+        assert not refused.ok and refused.problems[0].field == "nombrePostes"
+    days = adapter.convert({**OWN_OFFER, "typeContratLibelle": "Mission intérimaire - 15 Jour(s)"}, "d")
+    assert days.ok and days.record.contract.duration_months == 0
+    assert any(p.field == "typeContratLibelle" for p in days.problems)
+
+
+def test_a_round_trip_that_changes_a_record_names_the_field_and_hides_personal_values():
+    from spehub.v1 import profile_pb2
+
+    from hub.entrypoints.adapters import first_difference
+
+    before = profile_pb2.PersonalDetails(family_name="Ndiaye")
+    before.other_scripts.add(script="Arab", family_name="انجاي")
+    after = profile_pb2.PersonalDetails(family_name="Ndiay")
+    after.other_scripts.add(script="Latn", family_name="انجاي")
+    assert first_difference(before, after) == "family_name changed (values not shown)"
+    after.family_name = "Ndiaye"
+    assert first_difference(before, after) == "other_scripts[0].script changed (values not shown)"
+    offer, again = offer_pb2.JobOffer(), offer_pb2.JobOffer()
+    offer.occupation.isco08_code, again.occupation.isco08_code = "7112", "711"
+    assert first_difference(offer, again) == "occupation.isco08_code: '7112' became '711'"
+
+
 def _offer(**overrides):
     base = json.loads(
         (SAMPLES / "france_travail" / "ft_search_response_doc_example_048KLTP.json").read_text()
@@ -138,7 +193,11 @@ def test_tricky_inputs(adapter, tmp_path):
     good, unknown_contract, no_positions = adapter.read(bom)
     assert good.ok
     assert not unknown_contract.ok and unknown_contract.problems[0].field == "typeContrat"
-    assert not no_positions.ok and any(p.field == "nombrePostes" for p in no_positions.problems)
+    # Real offers leave nombrePostes out: one position, with a warning that says so.
+    assert no_positions.ok and no_positions.record.positions == 1
+    assert [(p.field, p.severity) for p in no_positions.problems if p.field == "nombrePostes"] == [
+        ("nombrePostes", "warning")
+    ]
     bare = adapter.convert(
         _offer(formations=None, langues=None, competences=None, salaire=None, codeNAF=None), "x"
     )

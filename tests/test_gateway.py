@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -116,7 +116,23 @@ def test_link_down_keeps_everything_then_delivers_exactly_once(
         hub.stop(0)
 
 
-def test_tabular_export_through_the_gateway(hub, test_pki, codelists, tmp_path):
+# A [consent] section for a template mapping whose export gains two columns.
+CONSENT = """
+[consent]
+date = "date_consentement"
+form_version = "formulaire"
+
+[consent.forms."2026"]
+purposes = ["POOL_SEARCH", "MATCHING"]
+recipients = ["FR"]
+transfer_basis = "AUTHORITY_AGREEMENT"
+basis_reference = "test agreement"
+notice_sha256 = "1eb9e50db3415b98feb24a7c0ef21f04d8222e58d52c0f6b6007de8170190123"
+"""
+
+
+def test_an_export_without_consent_publishes_nothing(hub, test_pki, codelists, tmp_path):
+    """The template mapping has no [consent]: every row is converted but kept at the SPE, reported."""
     adapter = TabularAdapter(codelists, ROOT / "adapters" / "mappings" / "sn-anpej.toml", b"k" * 32)
     report: list[str] = []
     gateway = _gateway(test_pki, "sn-anpej", tmp_path)
@@ -126,8 +142,10 @@ def test_tabular_export_through_the_gateway(hub, test_pki, codelists, tmp_path):
     )
     with _channel(hub.port, test_pki, "sn-anpej") as channel:
         result = gateway.flush(channel)
-    assert (result.accepted, result.rejected) == (4, 0)  # two rows: a profile and personal details each
-    assert len(report) == 4  # the four bad rows, reported
+    assert (result.sent, result.accepted, result.rejected) == (0, 0, 0)
+    assert _stored(hub) == 0
+    assert sum("kept at the SPE, not published [local]" in line for line in report) == 2  # once a row
+    assert sum(line.endswith("[error]") for line in report) == 4  # four rows refused, one error each
 
 
 @pytest.mark.needs_samples
@@ -381,7 +399,16 @@ def test_a_held_record_waits_for_review_then_the_alias_publishes_it_and_wins_nex
     text = (ROOT / "tests" / "fixtures" / "tabular" / "tn-aneti.csv").read_text(encoding="utf-8")
     good_row = text.splitlines()[1].replace(",maçon,", ",Bâtisseur de rêves,")
     export = tmp_path / "tn.csv"
-    export.write_text(text.splitlines()[0] + "\n" + good_row + "\n", encoding="utf-8")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    export.write_text(
+        text.splitlines()[0] + ",date_consentement,formulaire\n" + good_row + f",{today},2026\n",
+        encoding="utf-8",
+    )
+    mapping = tmp_path / "tn-aneti.toml"
+    mapping.write_text(
+        (ROOT / "adapters" / "mappings" / "tn-aneti.toml").read_text(encoding="utf-8") + CONSENT,
+        encoding="utf-8",
+    )
     key = tmp_path / "subject.key"
     key.write_text(base64.b64encode(b"s" * 32).decode())
     where = ["--participant", "tn-aneti", "--outbox", str(tmp_path / "ob.sqlite3")]
@@ -396,14 +423,14 @@ def test_a_held_record_waits_for_review_then_the_alias_publishes_it_and_wins_nex
         "--hub",
         f"127.0.0.1:{hub.port}",
         "--mapping",
-        str(ROOT / "adapters" / "mappings" / "tn-aneti.toml"),
+        str(mapping),
         "--subject-key-file",
         str(key),
     ]
     # tn-aneti is suspended in the test PKI: the link refuses it, which does not matter here.
     main(send)
     out = capsys.readouterr().out
-    assert "0 new record(s) signed and queued; 1 held for review" in out
+    assert "0 new record(s) signed and queued; 1 held for review" in out, out
     assert _stored(hub) == 0
     assert main(["gateway", "review", *where]) == 0
     listing = capsys.readouterr().out
@@ -415,7 +442,7 @@ def test_a_held_record_waits_for_review_then_the_alias_publishes_it_and_wins_nex
     )
     decided = capsys.readouterr().out
     assert (
-        "'Bâtisseur de rêves' is 7112 from now on" in decided and "2 record(s) signed and queued" in decided
+        "'Bâtisseur de rêves' is 7112 from now on" in decided and "3 record(s) signed and queued" in decided
     )
     outbox = Outbox(tmp_path / "ob.sqlite3")
     queued = [
@@ -432,10 +459,10 @@ def test_a_held_record_waits_for_review_then_the_alias_publishes_it_and_wins_nex
     # Next time the same title is the alias's, without review.
     again = tmp_path / "tn2.csv"
     again.write_text(
-        text.splitlines()[0] + "\n" + good_row.replace("TN-09-88123", "TN-09-99999") + "\n", encoding="utf-8"
+        export.read_text(encoding="utf-8").replace("TN-09-88123", "TN-09-99999"), encoding="utf-8"
     )
     main([*send[:3], str(again), *send[4:]])
-    assert "2 new record(s) signed and queued" in capsys.readouterr().out
+    assert "3 new record(s) signed and queued" in capsys.readouterr().out
     # Shared with another SPE.
     shared = tmp_path / "aliases.json"
     assert main(["gateway", "aliases", "export", str(shared), *where]) == 0

@@ -37,10 +37,24 @@ VALID = {
     "DOCUMENT_ID": "doc-1",
     "NACE": "A01.13",
     "PARTIAL_DATE": "1998-04-12",
+    "SCRIPT": "Arab",
+    "_PARTICIPANT": "fr-francetravail",
+    "_HEX64": "a" * 64,
 }
 # Patterns that find a part of larger text on purpose: the start of a free-text field, the PEM
-# blocks of a key file, the words and gender tags of a job title.
-PREFIX_READERS = {"HOURS", "EXPERIENCE", "_PEM_BLOCK", "GENDER_TAG", "_WORD"}
+# blocks of a key file, the words and gender tags of a job title, the tables and keys of the
+# lines of a mapping file (to say which line is at fault).
+PREFIX_READERS = {
+    "HOURS",
+    "EXPERIENCE",
+    "DURATION",
+    "_PEM_BLOCK",
+    "GENDER_TAG",
+    "_WORD",
+    "_TABLE",
+    "_KEY",
+    "_PART",
+}
 
 
 def _patterns() -> list[tuple[str, re.Pattern[str]]]:

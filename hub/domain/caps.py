@@ -35,6 +35,7 @@ LIST_CAPS: dict[str, int] = {
     "spehub.v1.CandidateProfile.mobility_types": 4,
     "spehub.v1.PersonalDetails.nationality_country_codes": 5,
     "spehub.v1.PersonalDetails.contacts": 20,
+    "spehub.v1.PersonalDetails.other_scripts": 3,
     "spehub.v1.JobOffer.required_languages": 10,
     "spehub.v1.JobOffer.required_skills": 100,
     "spehub.v1.JobOffer.required_qualifications": 20,

@@ -27,6 +27,7 @@ RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PARTICIPANT_ID = re.compile(r"[a-z0-9][a-z0-9.-]{1,62}")
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
+SCRIPT = re.compile(r"[A-Z][a-z]{3}")  # ISO 15924
 MAX_TEXT = 20_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TS_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -426,7 +427,9 @@ def _personal(c: _Checker, p: profile_pb2.PersonalDetails) -> PersonalIndex:
             c.fail(name, "must be a record id")
     c.text(p.given_names, "given_names", limit=500)
     c.text(p.family_name, "family_name", required=True, limit=500)
-    c.date(p.birth_date, "birth_date")
+    born = c.date(p.birth_date, "birth_date")
+    if p.birth_year and (born is not None or not 1900 <= p.birth_year <= date.today().year):
+        c.fail("birth_year", "a year from 1900 to this year, only when birth_date is not given")
     c.countries(p.nationality_country_codes, "nationality_country_codes")
     for i, contact in enumerate(p.contacts):
         c.enum(contact.type, profile_pb2.ContactType, f"contacts[{i}].type")
@@ -437,6 +440,11 @@ def _personal(c: _Checker, p: profile_pb2.PersonalDetails) -> PersonalIndex:
         ):
             c.fail(f"contacts[{i}].value", "is not an e-mail address")
         c.text(contact.value, f"contacts[{i}].value", required=True, limit=500)
+    for i, name in enumerate(p.other_scripts):
+        if not SCRIPT.fullmatch(name.script):
+            c.fail(f"other_scripts[{i}].script", "must be an ISO 15924 script code such as Arab or Latn")
+        c.text(name.given_names, f"other_scripts[{i}].given_names", limit=500)
+        c.text(name.family_name, f"other_scripts[{i}].family_name", required=True, limit=500)
     return PersonalIndex(p.profile_record_id, p.consent_record_id)
 
 
@@ -532,6 +540,7 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
     c.text(k.evidence.collected_by, "evidence.collected_by", required=True, limit=200)
     if not HEX64.fullmatch(k.evidence.notice_sha256):
         c.fail("evidence.notice_sha256", "must be a SHA-256 in lower-case hex")
+    c.text(k.evidence.reference, "evidence.reference", limit=200)
     return ConsentIndex(
         status=k.status,
         purpose_mask=mask,

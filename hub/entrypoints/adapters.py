@@ -10,7 +10,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from adapters.base import AdapterError, Converted, load
+from adapters.base import AdapterError, Converted, Tally, load
 from adapters.codelists import CodeLists, integrity
 from adapters.resolver import Answer, Resolver
 from hub.domain import records
@@ -21,6 +21,7 @@ KIND_OF = {
     "JobOffer": PayloadKind.JOB_OFFER,
     "CandidateProfile": PayloadKind.CANDIDATE_PROFILE,
     "PersonalDetails": PayloadKind.PERSONAL_DETAILS,
+    "Consent": PayloadKind.CONSENT,
 }
 
 
@@ -143,18 +144,32 @@ def run_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_file(adapter: object, path: Path) -> tuple[int, int, list[str]]:
-    """Convert, validate against the schema rules, round-trip. Returns (good, bad, report lines);
-    a record held for review is in neither count, and its [review] line says why."""
+def check_file(adapter: object, path: Path, tally: Tally | None = None) -> tuple[int, int, list[str]]:
+    """Convert, validate against the schema rules, round-trip. Returns (good, bad, report lines)
+    of the records; the rows (source items) are counted in ``tally``: refused, held for review,
+    kept local. A record held for review or kept local is in neither count: its line says why."""
     good = bad = 0
     lines: list[str] = []
+    seen: dict[str, str] = {}
+    tally = tally if tally is not None else Tally()
+    shown: set[str] = set()  # a row's problems, once, though each of its records carries them
     for converted in adapter.read(path):  # type: ignore[attr-defined]
-        lines.extend(f"  {p}" for p in converted.problems)
+        if converted.location not in seen:
+            shown.clear()
+        for problem in map(str, converted.problems):
+            if problem not in shown:
+                shown.add(problem)
+                lines.append(f"  {problem}")
         if not converted.ok:
-            bad += 1
+            tally.count(converted.location, "refused", seen)
+            continue
+        if converted.local is not None:  # no consent: never published, so not checked for the hub
+            tally.count(converted.location, "local", seen)
             continue
         if converted.held is not None:  # a person decides its occupation first (gateway review)
+            tally.count(converted.location, "held", seen)
             continue
+        tally.count(converted.location, "ok", seen)
         problem = _validate_and_round_trip(adapter, converted)
         if problem:
             bad += 1
@@ -174,8 +189,60 @@ def _validate_and_round_trip(adapter: object, converted: Converted) -> str:
         return f"not valid for the hub: {exc.field}: {exc.message}"
     again = adapter.round_trip(record, converted.location)  # type: ignore[attr-defined]
     if again != record:
-        return "round trip changed the record (national → common → national → common)"
+        return "round trip changed the record (national → common → national → common): " + first_difference(
+            record, again
+        )
     return ""
+
+
+# Fields whose values may be shown in a report: codes and words of the schema, never a person's
+# names, contacts, dates of birth or free text.
+SHOWN = frozenset(
+    {
+        "isco08_code",
+        "code",
+        "system",
+        "language_code",
+        "level",
+        "country_code",
+        "desired_country_codes",
+        "mobility_types",
+        "residence_country_code",
+        "positions",
+        "currency_code",
+        "period",
+        "method",
+        "decision",
+        "record_id",
+        "version",
+        "esco_uri",
+        "nace_code",
+        "eqf_level",
+    }
+)
+
+
+def first_difference(before: object, after: object, path: str = "") -> str:
+    """The path of the first field that differs between two records of one type, with both values
+    when the field is one of SHOWN (codes), else "values not shown" (personal data stays out)."""
+    if after is None:
+        return "the record did not come back"
+    for fd in before.DESCRIPTOR.fields:  # type: ignore[attr-defined]
+        name = f"{path}.{fd.name}" if path else fd.name
+        a, b = getattr(before, fd.name), getattr(after, fd.name)
+        if a == b:
+            continue
+        if fd.message_type is not None and not fd.is_repeated:
+            return first_difference(a, b, name)
+        if fd.message_type is not None:
+            for i, (x, y) in enumerate(zip(a, b, strict=False)):
+                if x != y:
+                    return first_difference(x, y, f"{name}[{i}]")
+            return f"{name}: {len(a)} item(s) before, {len(b)} after"
+        if fd.name in SHOWN:
+            return f"{name}: {list(a) if fd.is_repeated else a!r} became {list(b) if fd.is_repeated else b!r}"
+        return f"{name} changed (values not shown)"
+    return "the records differ in unknown fields"
 
 
 def run_adapter(args: argparse.Namespace) -> int:
@@ -191,14 +258,37 @@ def run_adapter(args: argparse.Namespace) -> int:
         print(f"spe-hub adapter: {exc}")
         return 2
     total_good = total_bad = 0
+    total = Tally()
     for name in args.files:
-        good, bad, lines = check_file(adapter, Path(name))
+        tally = Tally()
+        try:
+            good, bad, lines = check_file(adapter, Path(name), tally)
+        except AdapterError as exc:  # the mapping does not fit the export: no row was read
+            print(f"spe-hub adapter: {exc}")
+            return 2
         total_good, total_bad = total_good + good, total_bad + bad
-        print(f"{name}: {good} record(s) convert, validate and round-trip; {bad} do not")
+        for key in ("rows", "refused", "held", "local"):
+            setattr(total, key, getattr(total, key) + getattr(tally, key))
+        print(
+            f"{name}: {tally.rows} row(s), of which {tally.refused} refused, {tally.held} held for "
+            f"review, {tally.local} kept local (no consent); {good} record(s) convert, validate and "
+            f"round-trip; {bad} do not"
+        )
         print("\n".join(lines) if lines else "  no problems")
     if args.json:
-        print(json.dumps({"converted": total_good, "refused": total_bad}))
-    return 0 if total_bad == 0 else 1
+        print(
+            json.dumps(
+                {
+                    "rows": total.rows,
+                    "rows_refused": total.refused,
+                    "rows_held": total.held,
+                    "rows_kept_local": total.local,
+                    "converted": total_good,
+                    "refused": total_bad,
+                }
+            )
+        )
+    return 0 if total_bad == 0 and total.refused == 0 else 1
 
 
 def dump(record: object) -> str:

@@ -22,6 +22,7 @@ systems deleted the data too.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import grpc
 from spehub.v1 import (
+    consent_pb2,
     delivery_pb2,
     delivery_pb2_grpc,
     directory_pb2,
@@ -46,6 +48,7 @@ from spehub.v1 import (
 )
 from tqdm import tqdm
 
+from adapters.base import AdapterError, Tally
 from adapters.codelists import Resolution, alias_key
 from hub.api.client import seal
 from hub.api.convert import envelope_from_proto
@@ -88,7 +91,30 @@ class Outbox:
                 envelope BLOB NOT NULL, state TEXT NOT NULL DEFAULT 'pending', reason TEXT NOT NULL DEFAULT '',
                 UNIQUE (payload_type, record_id, version))"""
         )
+        # The content of the newest version of each record the gateway signed: a re-export that
+        # changed a row gets the next version, an unchanged row is a no-op.
+        self.db.execute(
+            """CREATE TABLE IF NOT EXISTS versions (
+                payload_type INTEGER NOT NULL, record_id TEXT NOT NULL, version INTEGER NOT NULL,
+                content_sha256 BLOB NOT NULL, PRIMARY KEY (payload_type, record_id)) WITHOUT ROWID"""
+        )
         self.db.commit()
+
+    def version_for(self, payload_type: int, record_id: str, given: int, content_sha256: bytes) -> int | None:
+        """The version to sign a record's content with, or None when that content is already its
+        newest signed version. New content gets the next version (at least ``given``)."""
+        row = self.db.execute(
+            "SELECT version, content_sha256 FROM versions WHERE payload_type = ? AND record_id = ?",
+            (payload_type, record_id),
+        ).fetchone()
+        if row is not None and row[1] == content_sha256:
+            return None
+        version = max(given, 1) if row is None else max(given, row[0] + 1)
+        self.db.execute(
+            "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?)",
+            (payload_type, record_id, version, content_sha256),
+        )
+        return version
 
     def add(self, envelopes: Iterable[tuple[int, str, int, bytes]]) -> int:
         """Queue envelopes (type, record id, version, bytes); one already queued is kept as it was. Returns how many were new."""
@@ -152,7 +178,8 @@ class ReviewQueue:
         for location, items in groups.items():
             problem = items[0].held  # type: ignore[attr-defined]
             records = [(i.record.DESCRIPTOR.name, i.record.SerializeToString()) for i in items]  # type: ignore[attr-defined]
-            title = _occupation_title(items[0].record)  # type: ignore[attr-defined]
+            # The record with the undecided occupation (a consent may come first in its item).
+            title = next((t for i in items if (t := _occupation_title(i.record))), "")  # type: ignore[attr-defined]
             with self.db:
                 added += self.db.execute(
                     "INSERT OR REPLACE INTO review (location, field, title, lang, records) VALUES (?, ?, ?, ?, ?)",
@@ -238,6 +265,7 @@ MESSAGES = {
     "JobOffer": offer_pb2.JobOffer,
     "CandidateProfile": profile_pb2.CandidateProfile,
     "PersonalDetails": profile_pb2.PersonalDetails,
+    "Consent": consent_pb2.Consent,
 }
 
 
@@ -264,13 +292,29 @@ class Gateway:
         self.outbox = outbox
 
     def queue(self, records: Iterable[object], progress: bool | None = None) -> int:
-        """Sign and queue records (in chunks, so memory stays flat). Returns how many were new."""
+        """Sign and queue records (in chunks, so memory stays flat). Returns how many were new.
+
+        Versions follow content: a record whose content (all but its version and update time)
+        is the newest the gateway signed is skipped and counted in ``unchanged``; changed
+        content is signed as the next version, so a corrected re-export is a new version at the
+        hub, never a VERSION_CONFLICT."""
         added = 0
+        self.unchanged = 0
         chunk: list[tuple[int, str, int, bytes]] = []
         for record in tqdm(
             records, desc="signing", unit="rec", disable=(progress is False and True) or None, file=sys.stderr
         ):
             kind = KIND_BY_MESSAGE[record.DESCRIPTOR.name]  # type: ignore[attr-defined]
+            version = self.outbox.version_for(
+                kind.payload_type,
+                record.header.record_id,  # type: ignore[attr-defined]
+                record.header.version,  # type: ignore[attr-defined]
+                _content_sha256(record),
+            )
+            if version is None:
+                self.unchanged += 1
+                continue
+            record.header.version = version  # type: ignore[attr-defined]
             env = seal(record, kind, self.participant_id, self.key_id, self.key, datetime.now(UTC))  # type: ignore[arg-type]
             header = record.header  # type: ignore[attr-defined]
             chunk.append((kind.payload_type, header.record_id, header.version, env.SerializeToString()))
@@ -278,6 +322,8 @@ class Gateway:
                 added += self.outbox.add(chunk)
                 chunk = []
         return added + self.outbox.add(chunk)
+
+    unchanged = 0
 
     def flush(self, channel: grpc.Channel, batch: int = 200, timeout: float = 60.0) -> FlushReport:
         """Send every pending envelope. Stops at the first link failure, leaving the rest pending."""
@@ -562,15 +608,42 @@ def _receive_record(
     report.written += 1
 
 
+def _content_sha256(record: object) -> bytes:
+    """SHA-256 of a record's content: its deterministic bytes without version and update time."""
+    copy = type(record)()  # type: ignore[operator]
+    copy.CopyFrom(record)
+    copy.header.ClearField("version")
+    copy.header.ClearField("updated_at")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
+
+
 def converted_records(
-    results: Iterable[object], report: list[str], held: list[object] | None = None
+    results: Iterable[object],
+    report: list[str],
+    held: list[object] | None = None,
+    tally: Tally | None = None,
 ) -> Iterator[object]:
-    """The records of an adapter's output that may be published; problems go to ``report``, and
-    records held for review (an occupation a person must decide) to ``held``, never published."""
+    """The records of an adapter's output that may be published; problems go to ``report``,
+    records held for review (an occupation a person must decide) to ``held``, records kept local
+    (no consent) nowhere: neither is ever published. ``tally`` counts the rows."""
+    seen: dict[str, str] = {}
+    tally = tally if tally is not None else Tally()
+    shown: set[str] = set()  # a row's problems, once, though each of its records carries them
     for converted in results:
-        report.extend(str(p) for p in converted.problems)  # type: ignore[attr-defined]
+        location = converted.location  # type: ignore[attr-defined]
+        if location not in seen:
+            shown.clear()
+        for problem in map(str, converted.problems):  # type: ignore[attr-defined]
+            if problem not in shown:
+                shown.add(problem)
+                report.append(problem)
         if converted.record is None:  # type: ignore[attr-defined]
+            tally.count(location, "refused", seen)
             continue
+        if converted.local is not None:  # type: ignore[attr-defined]
+            tally.count(location, "local", seen)
+            continue
+        tally.count(location, "held" if converted.held is not None else "ok", seen)  # type: ignore[attr-defined]
         if converted.held is not None:  # type: ignore[attr-defined]
             if held is not None:
                 held.append(converted)
@@ -580,7 +653,6 @@ def converted_records(
 
 def run(args: object) -> int:
     """``spe-hub gateway send``: convert, sign and queue the files, then send the queue."""
-    from adapters.base import AdapterError
     from hub.entrypoints.adapters import build_adapter, load_codelists
 
     a = args  # argparse.Namespace
@@ -610,14 +682,24 @@ def run(args: object) -> int:
     gateway = Gateway(a.participant, key_id, signing_key, outbox)
     review = ReviewQueue(outbox)
     report: list[str] = []
+    refused_rows = 0
     if adapter is not None:
         lists.use_aliases(review.aliases())  # the SPE's reviewed answers win over the resolver
         for name in a.files:
             held: list[object] = []
-            added = gateway.queue(converted_records(adapter.read(Path(name)), report, held))
+            tally = Tally()
+            try:
+                added = gateway.queue(converted_records(adapter.read(Path(name)), report, held, tally))
+            except AdapterError as exc:  # the mapping does not fit the export: nothing was read
+                print(f"spe-hub gateway: {exc}", file=sys.stderr)
+                outbox.close()
+                return 2
             waiting = review.hold(held)
+            refused_rows += tally.refused
             print(
-                f"{name}: {added} new record(s) signed and queued"
+                f"{name}: {tally.rows} row(s): {tally.refused} refused, {tally.held} held for review, "
+                f"{tally.local} kept local (no consent); {added} new record(s) signed and queued"
+                + (f", {gateway.unchanged} unchanged since the last send" if gateway.unchanged else "")
                 + (f"; {waiting} held for review (spe-hub gateway review)" if held else "")
             )
     for line in report:
@@ -632,7 +714,11 @@ def run(args: object) -> int:
     for record_id, reason in outbox.rejected():
         print(f"  refused {record_id}: {reason}")
     outbox.close()
-    return 0 if not result.link_error and not result.rejected else 1
+    # Exit codes (docs/onboarding.md): 1 the hub refused records or the link failed, 3 rows of
+    # the export could not be converted, 0 neither.
+    if result.link_error or result.rejected:
+        return 1
+    return 3 if refused_rows else 0
 
 
 def run_review(args: object) -> int:
@@ -727,7 +813,6 @@ def _channel(a: object) -> grpc.Channel:
 
 def run_receive(args: object) -> int:
     """``spe-hub gateway receive``: write the SPE's deliveries in its national format."""
-    from adapters.base import AdapterError
     from hub.entrypoints.adapters import build_adapter, load_codelists
 
     a = args  # argparse.Namespace

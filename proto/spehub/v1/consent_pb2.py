@@ -26,23 +26,23 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from spehub.v1 import common_pb2 as spehub_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17spehub/v1/consent.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16spehub/v1/common.proto\"\xb3\x03\n\x07\x43onsent\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12\x13\n\x0bsubject_ref\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.spehub.v1.ConsentStatus\x12)\n\x08purposes\x18\x04 \x03(\x0b\x32\x17.spehub.v1.PurposeGrant\x12(\n\nrecipients\x18\x05 \x03(\x0b\x32\x14.spehub.v1.Recipient\x12\x30\n\x0f\x64\x61ta_categories\x18\x06 \x03(\x0e\x32\x17.spehub.v1.DataCategory\x12.\n\nvalid_from\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eretention_days\x18\t \x01(\r\x12%\n\x08\x65vidence\x18\n \x01(\x0b\x32\x13.spehub.v1.Evidence\x12\x19\n\x11\x65rasure_requested\x18\x0b \x01(\x08\"i\n\x0cPurposeGrant\x12#\n\x07purpose\x18\x01 \x01(\x0e\x32\x12.spehub.v1.Purpose\x12\x16\n\x0enotice_version\x18\x02 \x01(\t\x12\x1c\n\x14notice_language_code\x18\x03 \x01(\t\"\xb3\x01\n\tRecipient\x12\x18\n\x0eparticipant_id\x18\x01 \x01(\tH\x00\x12\x16\n\x0c\x63ountry_code\x18\x02 \x01(\tH\x00\x12\x30\n\x0etransfer_basis\x18\x03 \x01(\x0e\x32\x18.spehub.v1.TransferBasis\x12\x17\n\x0f\x62\x61sis_reference\x18\x04 \x01(\t\x12\x1f\n\x17onward_transfer_allowed\x18\x05 \x01(\x08\x42\x08\n\x06target\"\x98\x01\n\x08\x45vidence\x12-\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x1c.spehub.v1.CollectionChannel\x12\x30\n\x0c\x63ollected_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ollected_by\x18\x03 \x01(\t\x12\x15\n\rnotice_sha256\x18\x04 \x01(\t*\x83\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONSENT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x43ONSENT_STATUS_PAUSED\x10\x02\x12\x1c\n\x18\x43ONSENT_STATUS_WITHDRAWN\x10\x03*\x9c\x01\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x17\n\x13PURPOSE_POOL_SEARCH\x10\x01\x12\x14\n\x10PURPOSE_MATCHING\x10\x02\x12\x14\n\x10PURPOSE_REFERRAL\x10\x03\x12\x1b\n\x17PURPOSE_CONTACT_RELEASE\x10\x04\x12\x16\n\x12PURPOSE_STATISTICS\x10\x05*\xbf\x01\n\rTransferBasis\x12\x1e\n\x1aTRANSFER_BASIS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRANSFER_BASIS_ADEQUACY\x10\x01\x12&\n\"TRANSFER_BASIS_AUTHORITY_AGREEMENT\x10\x02\x12$\n TRANSFER_BASIS_DPA_AUTHORISATION\x10\x03\x12#\n\x1fTRANSFER_BASIS_EXPLICIT_CONSENT\x10\x04*\x84\x01\n\x0c\x44\x61taCategory\x12\x1d\n\x19\x44\x41TA_CATEGORY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_CATEGORY_PROFESSIONAL\x10\x01\x12\x1a\n\x16\x44\x41TA_CATEGORY_IDENTITY\x10\x02\x12\x19\n\x15\x44\x41TA_CATEGORY_CONTACT\x10\x03*\xb5\x01\n\x11\x43ollectionChannel\x12\"\n\x1e\x43OLLECTION_CHANNEL_UNSPECIFIED\x10\x00\x12!\n\x1d\x43OLLECTION_CHANNEL_COUNSELLOR\x10\x01\x12\x1a\n\x16\x43OLLECTION_CHANNEL_WEB\x10\x02\x12\x1f\n\x1b\x43OLLECTION_CHANNEL_SMS_USSD\x10\x03\x12\x1c\n\x18\x43OLLECTION_CHANNEL_PAPER\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17spehub/v1/consent.proto\x12\tspehub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16spehub/v1/common.proto\"\xb3\x03\n\x07\x43onsent\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12\x13\n\x0bsubject_ref\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.spehub.v1.ConsentStatus\x12)\n\x08purposes\x18\x04 \x03(\x0b\x32\x17.spehub.v1.PurposeGrant\x12(\n\nrecipients\x18\x05 \x03(\x0b\x32\x14.spehub.v1.Recipient\x12\x30\n\x0f\x64\x61ta_categories\x18\x06 \x03(\x0e\x32\x17.spehub.v1.DataCategory\x12.\n\nvalid_from\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eretention_days\x18\t \x01(\r\x12%\n\x08\x65vidence\x18\n \x01(\x0b\x32\x13.spehub.v1.Evidence\x12\x19\n\x11\x65rasure_requested\x18\x0b \x01(\x08\"i\n\x0cPurposeGrant\x12#\n\x07purpose\x18\x01 \x01(\x0e\x32\x12.spehub.v1.Purpose\x12\x16\n\x0enotice_version\x18\x02 \x01(\t\x12\x1c\n\x14notice_language_code\x18\x03 \x01(\t\"\xb3\x01\n\tRecipient\x12\x18\n\x0eparticipant_id\x18\x01 \x01(\tH\x00\x12\x16\n\x0c\x63ountry_code\x18\x02 \x01(\tH\x00\x12\x30\n\x0etransfer_basis\x18\x03 \x01(\x0e\x32\x18.spehub.v1.TransferBasis\x12\x17\n\x0f\x62\x61sis_reference\x18\x04 \x01(\t\x12\x1f\n\x17onward_transfer_allowed\x18\x05 \x01(\x08\x42\x08\n\x06target\"\xab\x01\n\x08\x45vidence\x12-\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x1c.spehub.v1.CollectionChannel\x12\x30\n\x0c\x63ollected_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ollected_by\x18\x03 \x01(\t\x12\x15\n\rnotice_sha256\x18\x04 \x01(\t\x12\x11\n\treference\x18\x05 \x01(\t*\x83\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONSENT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x43ONSENT_STATUS_PAUSED\x10\x02\x12\x1c\n\x18\x43ONSENT_STATUS_WITHDRAWN\x10\x03*\x9c\x01\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x17\n\x13PURPOSE_POOL_SEARCH\x10\x01\x12\x14\n\x10PURPOSE_MATCHING\x10\x02\x12\x14\n\x10PURPOSE_REFERRAL\x10\x03\x12\x1b\n\x17PURPOSE_CONTACT_RELEASE\x10\x04\x12\x16\n\x12PURPOSE_STATISTICS\x10\x05*\xbf\x01\n\rTransferBasis\x12\x1e\n\x1aTRANSFER_BASIS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRANSFER_BASIS_ADEQUACY\x10\x01\x12&\n\"TRANSFER_BASIS_AUTHORITY_AGREEMENT\x10\x02\x12$\n TRANSFER_BASIS_DPA_AUTHORISATION\x10\x03\x12#\n\x1fTRANSFER_BASIS_EXPLICIT_CONSENT\x10\x04*\x84\x01\n\x0c\x44\x61taCategory\x12\x1d\n\x19\x44\x41TA_CATEGORY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_CATEGORY_PROFESSIONAL\x10\x01\x12\x1a\n\x16\x44\x41TA_CATEGORY_IDENTITY\x10\x02\x12\x19\n\x15\x44\x41TA_CATEGORY_CONTACT\x10\x03*\xb5\x01\n\x11\x43ollectionChannel\x12\"\n\x1e\x43OLLECTION_CHANNEL_UNSPECIFIED\x10\x00\x12!\n\x1d\x43OLLECTION_CHANNEL_COUNSELLOR\x10\x01\x12\x1a\n\x16\x43OLLECTION_CHANNEL_WEB\x10\x02\x12\x1f\n\x1b\x43OLLECTION_CHANNEL_SMS_USSD\x10\x03\x12\x1c\n\x18\x43OLLECTION_CHANNEL_PAPER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.consent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTSTATUS']._serialized_start=978
-  _globals['_CONSENTSTATUS']._serialized_end=1109
-  _globals['_PURPOSE']._serialized_start=1112
-  _globals['_PURPOSE']._serialized_end=1268
-  _globals['_TRANSFERBASIS']._serialized_start=1271
-  _globals['_TRANSFERBASIS']._serialized_end=1462
-  _globals['_DATACATEGORY']._serialized_start=1465
-  _globals['_DATACATEGORY']._serialized_end=1597
-  _globals['_COLLECTIONCHANNEL']._serialized_start=1600
-  _globals['_COLLECTIONCHANNEL']._serialized_end=1781
+  _globals['_CONSENTSTATUS']._serialized_start=997
+  _globals['_CONSENTSTATUS']._serialized_end=1128
+  _globals['_PURPOSE']._serialized_start=1131
+  _globals['_PURPOSE']._serialized_end=1287
+  _globals['_TRANSFERBASIS']._serialized_start=1290
+  _globals['_TRANSFERBASIS']._serialized_end=1481
+  _globals['_DATACATEGORY']._serialized_start=1484
+  _globals['_DATACATEGORY']._serialized_end=1616
+  _globals['_COLLECTIONCHANNEL']._serialized_start=1619
+  _globals['_COLLECTIONCHANNEL']._serialized_end=1800
   _globals['_CONSENT']._serialized_start=96
   _globals['_CONSENT']._serialized_end=531
   _globals['_PURPOSEGRANT']._serialized_start=533
@@ -50,5 +50,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECIPIENT']._serialized_start=641
   _globals['_RECIPIENT']._serialized_end=820
   _globals['_EVIDENCE']._serialized_start=823
-  _globals['_EVIDENCE']._serialized_end=975
+  _globals['_EVIDENCE']._serialized_end=994
 # @@protoc_insertion_point(module_scope)

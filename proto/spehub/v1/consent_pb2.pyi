@@ -284,11 +284,16 @@ class Evidence(_message.Message):
     COLLECTED_AT_FIELD_NUMBER: _builtins.int
     COLLECTED_BY_FIELD_NUMBER: _builtins.int
     NOTICE_SHA256_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
     channel: Global___CollectionChannel.ValueType
     collected_by: _builtins.str
     """Staff id (not name) of the counsellor or system that collected it."""
     notice_sha256: _builtins.str
     """SHA-256 of the notice text shown, hex."""
+    reference: _builtins.str
+    """The SPE's own reference of the signed form (its number in the SPE's
+    records), so the consent can be traced to its evidence there.
+    """
     @_builtins.property
     def collected_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -298,10 +303,11 @@ class Evidence(_message.Message):
         collected_at: _timestamp_pb2.Timestamp | None = ...,
         collected_by: _builtins.str = ...,
         notice_sha256: _builtins.str = ...,
+        reference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["collected_at", b"collected_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "collected_at", b"collected_at", "collected_by", b"collected_by", "notice_sha256", b"notice_sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "collected_at", b"collected_at", "collected_by", b"collected_by", "notice_sha256", b"notice_sha256", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from spehub.v1 import common_pb2 as spehub_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15spehub/v1/offer.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\"\xef\x04\n\x08JobOffer\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12%\n\x08\x65mployer\x18\x02 \x01(\x0b\x32\x13.spehub.v1.Employer\x12\r\n\x05title\x18\x03 \x01(\t\x12)\n\noccupation\x18\x04 \x01(\x0b\x32\x15.spehub.v1.Occupation\x12\x11\n\tpositions\x18\x05 \x01(\r\x12\x1f\n\x05place\x18\x06 \x01(\x0b\x32\x10.spehub.v1.Place\x12%\n\x08\x63ontract\x18\x07 \x01(\x0b\x32\x13.spehub.v1.Contract\x12\x1b\n\x03pay\x18\x08 \x01(\x0b\x32\x0e.spehub.v1.Pay\x12\x14\n\x0cweekly_hours\x18\t \x01(\x02\x12\x34\n\x12required_languages\x18\n \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12)\n\x0frequired_skills\x18\x0b \x03(\x0b\x32\x10.spehub.v1.Skill\x12\x39\n\x17required_qualifications\x18\x0c \x03(\x0b\x32\x18.spehub.v1.Qualification\x12\"\n\x1arequired_experience_months\x18\r \x01(\r\x12)\n\nprovisions\x18\x0e \x01(\x0b\x32\x15.spehub.v1.Provisions\x12-\n\x14\x61pplication_deadline\x18\x0f \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x14target_country_codes\x18\x10 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x11 \x01(\t\"Z\n\x08\x45mployer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fregistration_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x03 \x01(\t\x12\x11\n\tnace_code\x18\x04 \x01(\t\"\xce\x01\n\x08\x43ontract\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.spehub.v1.ContractType\x12.\n\rmobility_type\x18\x02 \x01(\x0e\x32\x17.spehub.v1.MobilityType\x12#\n\nstart_date\x18\x03 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x17\n\x0f\x64uration_months\x18\x04 \x01(\r\x12-\n\x0fseasonal_window\x18\x05 \x01(\x0b\x32\x14.spehub.v1.DateRange\"g\n\nProvisions\x12\x0e\n\x06travel\x18\x01 \x01(\x08\x12\x0f\n\x07housing\x18\x02 \x01(\x08\x12\x10\n\x08training\x18\x03 \x01(\x08\x12\x17\n\x0flanguage_course\x18\x04 \x01(\x08\x12\r\n\x05notes\x18\x05 \x01(\t*\xca\x01\n\x0c\x43ontractType\x12\x1d\n\x19\x43ONTRACT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTRACT_TYPE_PERMANENT\x10\x01\x12\x1c\n\x18\x43ONTRACT_TYPE_FIXED_TERM\x10\x02\x12\x1a\n\x16\x43ONTRACT_TYPE_SEASONAL\x10\x03\x12 \n\x1c\x43ONTRACT_TYPE_APPRENTICESHIP\x10\x04\x12\"\n\x1e\x43ONTRACT_TYPE_TEMPORARY_AGENCY\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15spehub/v1/offer.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\"\xc3\x05\n\x08JobOffer\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12%\n\x08\x65mployer\x18\x02 \x01(\x0b\x32\x13.spehub.v1.Employer\x12\r\n\x05title\x18\x03 \x01(\t\x12)\n\noccupation\x18\x04 \x01(\x0b\x32\x15.spehub.v1.Occupation\x12\x11\n\tpositions\x18\x05 \x01(\r\x12\x1f\n\x05place\x18\x06 \x01(\x0b\x32\x10.spehub.v1.Place\x12%\n\x08\x63ontract\x18\x07 \x01(\x0b\x32\x13.spehub.v1.Contract\x12\x1b\n\x03pay\x18\x08 \x01(\x0b\x32\x0e.spehub.v1.Pay\x12\x14\n\x0cweekly_hours\x18\t \x01(\x02\x12\x34\n\x12required_languages\x18\n \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12)\n\x0frequired_skills\x18\x0b \x03(\x0b\x32\x10.spehub.v1.Skill\x12\x39\n\x17required_qualifications\x18\x0c \x03(\x0b\x32\x18.spehub.v1.Qualification\x12\"\n\x1arequired_experience_months\x18\r \x01(\r\x12)\n\nprovisions\x18\x0e \x01(\x0b\x32\x15.spehub.v1.Provisions\x12-\n\x14\x61pplication_deadline\x18\x0f \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x1c\n\x14target_country_codes\x18\x10 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x11 \x01(\t\x12!\n\x19\x64\x65sired_experience_months\x18\x12 \x01(\r\x12/\n\x0eposition_level\x18\x13 \x01(\x0b\x32\x17.spehub.v1.NationalCode\"Z\n\x08\x45mployer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fregistration_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x03 \x01(\t\x12\x11\n\tnace_code\x18\x04 \x01(\t\"\xce\x01\n\x08\x43ontract\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.spehub.v1.ContractType\x12.\n\rmobility_type\x18\x02 \x01(\x0e\x32\x17.spehub.v1.MobilityType\x12#\n\nstart_date\x18\x03 \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x17\n\x0f\x64uration_months\x18\x04 \x01(\r\x12-\n\x0fseasonal_window\x18\x05 \x01(\x0b\x32\x14.spehub.v1.DateRange\"g\n\nProvisions\x12\x0e\n\x06travel\x18\x01 \x01(\x08\x12\x0f\n\x07housing\x18\x02 \x01(\x08\x12\x10\n\x08training\x18\x03 \x01(\x08\x12\x17\n\x0flanguage_course\x18\x04 \x01(\x08\x12\r\n\x05notes\x18\x05 \x01(\t*\xca\x01\n\x0c\x43ontractType\x12\x1d\n\x19\x43ONTRACT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTRACT_TYPE_PERMANENT\x10\x01\x12\x1c\n\x18\x43ONTRACT_TYPE_FIXED_TERM\x10\x02\x12\x1a\n\x16\x43ONTRACT_TYPE_SEASONAL\x10\x03\x12 \n\x1c\x43ONTRACT_TYPE_APPRENTICESHIP\x10\x04\x12\"\n\x1e\x43ONTRACT_TYPE_TEMPORARY_AGENCY\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.offer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTRACTTYPE']._serialized_start=1093
-  _globals['_CONTRACTTYPE']._serialized_end=1295
+  _globals['_CONTRACTTYPE']._serialized_start=1177
+  _globals['_CONTRACTTYPE']._serialized_end=1379
   _globals['_JOBOFFER']._serialized_start=61
-  _globals['_JOBOFFER']._serialized_end=684
-  _globals['_EMPLOYER']._serialized_start=686
-  _globals['_EMPLOYER']._serialized_end=776
-  _globals['_CONTRACT']._serialized_start=779
-  _globals['_CONTRACT']._serialized_end=985
-  _globals['_PROVISIONS']._serialized_start=987
-  _globals['_PROVISIONS']._serialized_end=1090
+  _globals['_JOBOFFER']._serialized_end=768
+  _globals['_EMPLOYER']._serialized_start=770
+  _globals['_EMPLOYER']._serialized_end=860
+  _globals['_CONTRACT']._serialized_start=863
+  _globals['_CONTRACT']._serialized_end=1069
+  _globals['_PROVISIONS']._serialized_start=1071
+  _globals['_PROVISIONS']._serialized_end=1174
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,8 @@ class JobOffer(_message.Message):
     APPLICATION_DEADLINE_FIELD_NUMBER: _builtins.int
     TARGET_COUNTRY_CODES_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DESIRED_EXPERIENCE_MONTHS_FIELD_NUMBER: _builtins.int
+    POSITION_LEVEL_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     positions: _builtins.int
     """Number of positions to fill, at least 1."""
@@ -77,6 +79,10 @@ class JobOffer(_message.Message):
     required_experience_months: _builtins.int
     """Minimum experience in the occupation, in months."""
     description: _builtins.str
+    desired_experience_months: _builtins.int
+    """Experience the employer would like, in months, without requiring it
+    (France Travail's "expérience souhaitée"); not used to rank candidates.
+    """
     @_builtins.property
     def header(self) -> _common_pb2.RecordHeader: ...
     @_builtins.property
@@ -109,6 +115,13 @@ class JobOffer(_message.Message):
         hub routes the offer to the origin SPEs of these countries.
         """
 
+    @_builtins.property
+    def position_level(self) -> _common_pb2.NationalCode:
+        """The position's level in a national classification, as the origin gives it
+        (France Travail's qualification: system "FT-QUALIFICATION", code "6",
+        label "Employé qualifié").
+        """
+
     def __init__(
         self,
         *,
@@ -129,10 +142,12 @@ class JobOffer(_message.Message):
         application_deadline: _common_pb2.Date | None = ...,
         target_country_codes: _abc.Iterable[_builtins.str] | None = ...,
         description: _builtins.str = ...,
+        desired_experience_months: _builtins.int = ...,
+        position_level: _common_pb2.NationalCode | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["application_deadline", b"application_deadline", "contract", b"contract", "employer", b"employer", "header", b"header", "occupation", b"occupation", "pay", b"pay", "place", b"place", "provisions", b"provisions"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application_deadline", b"application_deadline", "contract", b"contract", "employer", b"employer", "header", b"header", "occupation", b"occupation", "pay", b"pay", "place", b"place", "position_level", b"position_level", "provisions", b"provisions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_deadline", b"application_deadline", "contract", b"contract", "description", b"description", "employer", b"employer", "header", b"header", "occupation", b"occupation", "pay", b"pay", "place", b"place", "positions", b"positions", "provisions", b"provisions", "required_experience_months", b"required_experience_months", "required_languages", b"required_languages", "required_qualifications", b"required_qualifications", "required_skills", b"required_skills", "target_country_codes", b"target_country_codes", "title", b"title", "weekly_hours", b"weekly_hours"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_deadline", b"application_deadline", "contract", b"contract", "description", b"description", "desired_experience_months", b"desired_experience_months", "employer", b"employer", "header", b"header", "occupation", b"occupation", "pay", b"pay", "place", b"place", "position_level", b"position_level", "positions", b"positions", "provisions", b"provisions", "required_experience_months", b"required_experience_months", "required_languages", b"required_languages", "required_qualifications", b"required_qualifications", "required_skills", b"required_skills", "target_country_codes", b"target_country_codes", "title", b"title", "weekly_hours", b"weekly_hours"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

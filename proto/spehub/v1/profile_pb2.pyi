@@ -180,12 +180,18 @@ class PersonalDetails(_message.Message):
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
     NATIONALITY_COUNTRY_CODES_FIELD_NUMBER: _builtins.int
     CONTACTS_FIELD_NUMBER: _builtins.int
+    OTHER_SCRIPTS_FIELD_NUMBER: _builtins.int
+    BIRTH_YEAR_FIELD_NUMBER: _builtins.int
     profile_record_id: _builtins.str
     """record_id of the CandidateProfile (same origin) these details belong to."""
     consent_record_id: _builtins.str
     """record_id of the Consent record that governs the release of these details."""
     given_names: _builtins.str
     family_name: _builtins.str
+    birth_year: _builtins.int
+    """The year of birth when the source gives only the year (birth_date is then
+    unset): a CV that says "1998" keeps what it says and no more.
+    """
     @_builtins.property
     def header(self) -> _common_pb2.RecordHeader: ...
     @_builtins.property
@@ -196,6 +202,13 @@ class PersonalDetails(_message.Message):
 
     @_builtins.property
     def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
+    @_builtins.property
+    def other_scripts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScriptName]:
+        """The same person's names written in other scripts (an export of Morocco or
+        Mauritania gives them in Arabic and in Latin script); given_names and
+        family_name above hold the form the SPE uses first.
+        """
+
     def __init__(
         self,
         *,
@@ -207,14 +220,44 @@ class PersonalDetails(_message.Message):
         birth_date: _common_pb2.Date | None = ...,
         nationality_country_codes: _abc.Iterable[_builtins.str] | None = ...,
         contacts: _abc.Iterable[Global___Contact] | None = ...,
+        other_scripts: _abc.Iterable[Global___ScriptName] | None = ...,
+        birth_year: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "consent_record_id", b"consent_record_id", "contacts", b"contacts", "family_name", b"family_name", "given_names", b"given_names", "header", b"header", "nationality_country_codes", b"nationality_country_codes", "profile_record_id", b"profile_record_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "birth_year", b"birth_year", "consent_record_id", b"consent_record_id", "contacts", b"contacts", "family_name", b"family_name", "given_names", b"given_names", "header", b"header", "nationality_country_codes", b"nationality_country_codes", "other_scripts", b"other_scripts", "profile_record_id", b"profile_record_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PersonalDetails: _TypeAlias = PersonalDetails  # noqa: Y015
+
+@_typing.final
+class ScriptName(_message.Message):
+    """A person's names in one script."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    GIVEN_NAMES_FIELD_NUMBER: _builtins.int
+    FAMILY_NAME_FIELD_NUMBER: _builtins.int
+    script: _builtins.str
+    """ISO 15924 code of the script: "Arab", "Latn"."""
+    given_names: _builtins.str
+    family_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        script: _builtins.str = ...,
+        given_names: _builtins.str = ...,
+        family_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family_name", b"family_name", "given_names", b"given_names", "script", b"script"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScriptName: _TypeAlias = ScriptName  # noqa: Y015
 
 @_typing.final
 class Contact(_message.Message):
