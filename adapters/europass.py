@@ -30,22 +30,35 @@ from spehub.v1 import common_pb2, profile_pb2
 
 from adapters.base import Converted, Problem, Problems, keep_resolutions
 from adapters.codelists import CodeLists, Resolution
+from adapters.languages import add_language
 from adapters.people import (
     CEFR_NAMES,
+    MOBILITY_BY_OFFERING,
+    OFFERING_BY_MOBILITY,
     Pseudonyms,
+    birth,
     candidate_pair,
     cefr,
     country,
     e164,
-    full_date,
+    nationality,
     period_date,
 )
 
 V3 = "http://europass.cedefop.europa.eu/Europass"
 V4 = "http://www.europass.eu/1.0"
+HR = "http://www.hr-xml.org/3"  # EURES HR-XML 3.x: the Europass Candidate's own vocabulary
 ESCO_OCCUPATION = "http://data.europa.eu/esco/occupation/"
 LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
 FREE_TEXT_SKILLS = ("Communication", "Organisational", "JobRelated", "Computer", "Other")
+
+
+def xml_root(path: Path, where: str) -> Element | Converted:
+    """The root element of an XML file parsed with defusedxml, or the refusal saying why not."""
+    try:
+        return parse(path).getroot()  # type: ignore[no-any-return]
+    except (OSError, ParseError, DefusedXmlException) as exc:
+        return Converted(where, None, (Problem(where, "/", f"not readable XML ({type(exc).__name__})"),))
 
 
 def _local(tag: str) -> str:
@@ -108,10 +121,9 @@ class EuropassXml:
 
     def read(self, path: Path) -> Iterator[Converted]:
         where = f"{path}:/"
-        try:
-            root = parse(path).getroot()
-        except (OSError, ParseError, DefusedXmlException) as exc:
-            yield Converted(where, None, (Problem(where, "/", f"not readable XML ({type(exc).__name__})"),))
+        root = xml_root(path, where)
+        if isinstance(root, Converted):
+            yield root
             return
         yield from self.convert(root, path.stem, where)
 
@@ -126,7 +138,7 @@ class EuropassXml:
             )
         elif root.tag == f"{{{V3}}}SkillsPassport":
             self._v3(_at(root, "LearnerInfo"), profile, personal, problems)
-        elif root.tag == f"{{{V4}}}Candidate":
+        elif root.tag in (f"{{{V4}}}Candidate", f"{{{HR}}}Candidate"):
             self._v4(root, profile, personal, problems)
         else:
             problems.error(
@@ -154,15 +166,9 @@ class EuropassXml:
         born = _at(ident, "Demographics", "Birthdate")
         if born is not None:
             text = f"{born.get('year', '')}-{born.get('month', '').lstrip('-')}-{born.get('day', '').lstrip('-')}"
-            date = full_date(text)
-            if date is None:
-                problems.warn(
-                    "LearnerInfo/Identification/Demographics/Birthdate", "not a whole date: not carried over"
-                )
-            else:
-                personal.birth_date.CopyFrom(date)
-        for nationality in _all(ident, "Demographics", "NationalityList", "Nationality"):
-            personal.nationality_country_codes.append(country(_text(nationality, "Code")))
+            birth(personal, text.rstrip("-"), problems, "LearnerInfo/Identification/Demographics/Birthdate")
+        for held in _all(ident, "Demographics", "NationalityList", "Nationality"):
+            nationality(personal, _text(held, "Code"), problems, "Demographics/Nationality")
         for email in _all(contact, "Email"):
             if _text(email, "Contact"):
                 personal.contacts.add(type=profile_pb2.CONTACT_TYPE_EMAIL, value=_text(email, "Contact"))
@@ -211,8 +217,9 @@ class EuropassXml:
                 _text(school, "Organisation", "ContactInfo", "Address", "Contact", "Country", "Code")
             )
         linguistic = _at(info, "Skills", "Linguistic")
-        for tongue in _all(linguistic, "MotherTongueList", "MotherTongue"):
-            profile.languages.add(language_code=_language(_text(tongue, "Description", "Code")), level=7)
+        for j, tongue in enumerate(_all(linguistic, "MotherTongueList", "MotherTongue")):
+            written = _text(tongue, "Description", "Code") or _text(tongue, "Description", "Label")
+            self._language(profile, written, [7], problems, f"MotherTongue[{j + 1}]")
         for j, foreign in enumerate(_all(linguistic, "ForeignLanguageList", "ForeignLanguage")):
             levels = [cefr(_text(d)) for d in list(_at(foreign, "ProficiencyLevel") or [])]
             self._language(
@@ -246,13 +253,9 @@ class EuropassXml:
         if not personal.family_name:
             problems.error("CandidatePerson/PersonName/FamilyName", "missing")
         if _text(person, "BirthDate"):
-            born = full_date(_text(person, "BirthDate"))
-            if born is None:
-                problems.error("CandidatePerson/BirthDate", "not a date written YYYY-MM-DD")
-            else:
-                personal.birth_date.CopyFrom(born)
-        for nationality in _all(person, "NationalityCode"):
-            personal.nationality_country_codes.append(country(_text(nationality)))
+            birth(personal, _text(person, "BirthDate"), problems, "CandidatePerson/BirthDate")
+        for held in _all(person, "NationalityCode"):
+            nationality(personal, _text(held), problems, "CandidatePerson/NationalityCode")
         for j, channel in enumerate(_all(person, "Communication")):
             kind = _text(channel, "ChannelCode")
             if kind == "Email" and _text(channel, "URI"):
@@ -263,15 +266,21 @@ class EuropassXml:
                 )
         primary = _text(person, "PrimaryLanguageCode")
         if primary:
-            profile.languages.add(language_code=_language(primary), level=7)
+            self._language(profile, primary, [7], problems, "CandidatePerson/PrimaryLanguageCode")
 
         candidate = _at(root, "CandidateProfile")
+        profile.summary = _text(candidate, "ExecutiveSummary")
         latest_title = latest_uri = ""
         for j, employer in enumerate(_all(candidate, "EmploymentHistory", "EmployerHistory")):
             for position in _all(employer, "PositionHistory"):
                 title_el = _at(position, "PositionTitle")
                 uri = title_el.get("languageID", "") if title_el is not None else ""
                 uri = uri if uri.startswith(ESCO_OCCUPATION) else ""
+                # HR-XML writes the position's group as a JobCategoryCode of the ISCO2008 list.
+                isco = next(
+                    (_text(c) for c in _all(position, "JobCategoryCode") if c.get("listName") == "ISCO2008"),
+                    "",
+                )
                 title = " ".join(_text(title_el).split())
                 w = profile.work_experiences.add(
                     country_code=country(
@@ -284,11 +293,11 @@ class EuropassXml:
                 self._period(
                     w, start, end, problems, f"EmployerHistory[{j + 1}]/PositionHistory/EmploymentPeriod"
                 )
-                resolution = self._resolve(title, uri)
+                resolution = self._resolve(title, isco or uri)
                 if resolution.isco08:
                     w.occupation.isco08_code, w.occupation.title = resolution.isco08, title
                     w.occupation.esco_uri = uri
-                latest_title, latest_uri = latest_title or title, latest_uri or uri
+                latest_title, latest_uri = latest_title or title, latest_uri or isco or uri
         for j, competency in enumerate(_all(candidate, "PersonQualifications", "PersonCompetency")):
             code = _text(competency, "CompetencyID")
             if _text(competency, "TaxonomyID") == "language":
@@ -297,10 +306,42 @@ class EuropassXml:
                 ]
                 self._language(profile, code, levels, problems, f"PersonCompetency[{j + 1}]")
             elif code.startswith("http://data.europa.eu/esco/skill/"):
-                profile.skills.add(esco_uri=code)
+                profile.skills.add(esco_uri=code, label=_text(competency, "CompetencyName"))
+            elif _text(competency, "CompetencyName"):
+                profile.skills.add(label=_text(competency, "CompetencyName"))
+        for j, school in enumerate(_all(candidate, "EducationHistory", "EducationOrganizationAttendance")):
+            title = _text(school, "EducationDegree", "DegreeName")
+            if not title:
+                problems.warn(f"EducationOrganizationAttendance[{j + 1}]", "no degree name: not carried over")
+                continue
+            q = profile.qualifications.add(title=title)
+            level = next(
+                (_text(c) for c in _all(school, "EducationLevelCode") if c.get("listName") == "EQF"), ""
+            )
+            if re.fullmatch(r"[1-8]", level):
+                q.eqf_level = int(level)  # type: ignore[assignment]
+            q.awarding_country_code = country(_text(school, "ReferenceLocation", "CountryCode"))
         for licence in _all(candidate, "Licenses", "License"):
             self._licence(profile, _text(licence, "LicenseTypeCode"), problems)
-        self._sought(profile, "", "", latest_title, latest_uri, problems)
+        # What the candidate seeks, where EURES HR-XML says it (NAV's CV export, for one).
+        wanted = _at(root, "CandidatePositionPreferences") or _at(candidate, "CandidatePositionPreferences")
+        for location in _all(wanted, "PreferredLocation"):
+            code = country(_text(location, "ReferenceLocation", "CountryCode"))
+            if len(code) == 2 and code not in profile.desired_country_codes:
+                profile.desired_country_codes.append(code)
+        for offering in _all(wanted, "PositionOfferingTypeCode"):
+            mobility = MOBILITY_BY_OFFERING.get(_text(offering))
+            if mobility is not None and mobility not in profile.mobility_types:
+                profile.mobility_types.append(mobility)
+        category = _at(wanted, "JobCategory")
+        codes = _all(category, "JobCategoryCode")
+        sought = next((_text(c) for c in codes if c.get("listName") == "ISCO2008"), "") or next(
+            (_text(c) for c in codes if _text(c).startswith(ESCO_OCCUPATION)), ""
+        )
+        if sought or _text(category, "JobCategoryName"):
+            self._sought(profile, _text(category, "JobCategoryName"), sought, "", "", problems)
+        else:
+            self._sought(profile, "", "", latest_title, latest_uri, problems)
 
     # -- shared -------------------------------------------------------------------------------------
 
@@ -340,9 +381,9 @@ class EuropassXml:
         if code.startswith(ESCO_OCCUPATION):
             return self.codelists.resolve_esco(code)
         if code:
-            if self.codelists.is_unit(code):
+            if self.codelists.is_unit(code) or code in self.codelists.isco_groups:
                 return Resolution(code, "ISCO-08 code", method="isco_code", score=1.0)
-            return Resolution(None, "the occupation code is neither an ESCO URI nor an ISCO-08 unit group")
+            return Resolution(None, "the occupation code is neither an ESCO URI nor an ISCO-08 group")
         return self.codelists.resolve_title(title)
 
     def _period(
@@ -363,7 +404,7 @@ class EuropassXml:
                 text = _text(el)
             date = period_date(text, end=is_end)
             if date is None:
-                problems.error(where, "not a date (YYYY, YYYY-MM or YYYY-MM-DD)")
+                problems.warn(where, "not a date (YYYY, YYYY-MM or YYYY-MM-DD): this bound is dropped")
             else:
                 target.CopyFrom(date)
 
@@ -372,7 +413,9 @@ class EuropassXml:
     ) -> None:
         number = e164(raw, residence)
         if number is None:
-            problems.error(where, f"not a valid phone number for {residence or 'the residence country'}")
+            problems.warn(
+                where, f"not a valid phone number for {residence or 'the residence country'}: dropped"
+            )
         else:
             personal.contacts.add(type=profile_pb2.CONTACT_TYPE_PHONE, value=number)
 
@@ -384,18 +427,13 @@ class EuropassXml:
         problems: Problems,
         where: str,
     ) -> None:
-        if not levels or None in levels:
-            problems.error(where, "a foreign language needs CEFR levels A1 to C2 for its dimensions")
-        elif not re.fullmatch(r"[a-z]{2,3}", _language(code)):
-            problems.error(where, "a language needs its ISO 639 code")
-        else:
-            profile.languages.add(language_code=_language(code), level=min(levels))  # type: ignore[type-var]
+        add_language(profile.languages, _language(code), levels, problems, where)
 
     def _licence(self, profile: profile_pb2.CandidateProfile, category: str, problems: Problems) -> None:
         if LICENCE.fullmatch(category):
             profile.driving_licence_categories.append(category)
         else:
-            problems.error("Driving/Licence", "not a driving licence category such as 'B' or 'CE'")
+            problems.warn("Driving/Licence", "not a driving licence category such as 'B' or 'CE': dropped")
 
     # -- back to Europass (v3) ----------------------------------------------------------------------
 
@@ -460,6 +498,8 @@ def _identification(d: profile_pb2.PersonalDetails | None, residence: str) -> st
         if d.HasField("birth_date"):
             b = d.birth_date
             demographics += f'<Birthdate year="{b.year:04d}" month="--{b.month:02d}" day="---{b.day:02d}"/>'
+        elif d.birth_year:
+            demographics += f'<Birthdate year="{d.birth_year:04d}"/>'
         if d.nationality_country_codes:
             demographics += (
                 "<NationalityList>"
@@ -531,6 +571,87 @@ def _professional(p: profile_pb2.CandidateProfile) -> str:
         f"<Driving><Description>{licences}</Description></Driving></Skills>"
     )
     return out
+
+
+def write_candidate_profile(p: profile_pb2.CandidateProfile, namespace: str) -> str:
+    """The professional part of a profile as an HR-XML 3 Candidate (``namespace``: HR-XML's, or
+    Europass's), with what ``EuropassXml._v4`` reads back: residence, the occupation sought with
+    desired countries and mobility, positions held, education, languages, skills, licences."""
+    occ = p.occupations[0] if p.occupations else common_pb2.Occupation()
+    codes = (
+        f'<JobCategoryCode listName="ISCO2008">{occ.isco08_code}</JobCategoryCode>' if occ.isco08_code else ""
+    ) + (f"<JobCategoryCode>{_escape(occ.esco_uri)}</JobCategoryCode>" if occ.esco_uri else "")
+    wanted = (
+        "".join(
+            f"<PreferredLocation><ReferenceLocation><CountryCode>{c}</CountryCode></ReferenceLocation></PreferredLocation>"
+            for c in p.desired_country_codes
+        )
+        + f"<JobCategory>{codes}<JobCategoryName>{_escape(occ.title)}</JobCategoryName></JobCategory>"
+        + "".join(
+            f"<PositionOfferingTypeCode>{OFFERING_BY_MOBILITY[m]}</PositionOfferingTypeCode>"
+            for m in p.mobility_types
+            if m in OFFERING_BY_MOBILITY
+        )
+    )
+    jobs = ""
+    for w in p.work_experiences:
+        period = "".join(
+            f"<{name}><FormattedDateTime>{d.year:04d}-{d.month:02d}-{d.day:02d}</FormattedDateTime></{name}>"
+            for name, d, present in (
+                ("StartDate", w.period.start, w.period.HasField("start")),
+                ("EndDate", w.period.end, w.period.HasField("end")),
+            )
+            if present
+        )
+        uri = f' languageID="{_escape(w.occupation.esco_uri)}"' if w.occupation.esco_uri else ""
+        isco = (
+            f'<JobCategoryCode listName="ISCO2008">{w.occupation.isco08_code}</JobCategoryCode>'
+            if w.occupation.isco08_code
+            else ""
+        )
+        jobs += (
+            "<EmployerHistory><PositionHistory>"
+            f"<PositionTitle{uri}>{_escape(w.occupation.title)}</PositionTitle>{isco}"
+            f"<EmploymentPeriod>{period}</EmploymentPeriod><Country>{w.country_code}</Country>"
+            "</PositionHistory></EmployerHistory>"
+        )
+    schools = "".join(
+        "<EducationOrganizationAttendance>"
+        + (f'<EducationLevelCode listName="EQF">{q.eqf_level}</EducationLevelCode>' if q.eqf_level else "")
+        + f"<EducationDegree><DegreeName>{_escape(q.title)}</DegreeName></EducationDegree>"
+        + (
+            f"<ReferenceLocation><CountryCode>{q.awarding_country_code}</CountryCode></ReferenceLocation>"
+            if q.awarding_country_code
+            else ""
+        )
+        + "</EducationOrganizationAttendance>"
+        for q in p.qualifications
+    )
+    competencies = "".join(
+        f"<PersonCompetency><CompetencyID>{lang.language_code}</CompetencyID><TaxonomyID>language</TaxonomyID>"
+        f"<CompetencyDimension><CompetencyDimensionTypeCode>CEF-Overall</CompetencyDimensionTypeCode>"
+        f"<Score><ScoreText>{CEFR_NAMES[lang.level]}</ScoreText></Score></CompetencyDimension></PersonCompetency>"
+        for lang in p.languages
+    ) + "".join(
+        f"<PersonCompetency><CompetencyID>{_escape(s.esco_uri)}</CompetencyID>"
+        f"<CompetencyName>{_escape(s.label)}</CompetencyName><TaxonomyID>other</TaxonomyID></PersonCompetency>"
+        for s in p.skills
+    )
+    licences = "".join(
+        f"<License><LicenseTypeCode>{c}</LicenseTypeCode></License>" for c in p.driving_licence_categories
+    )
+    return (
+        f'<Candidate xmlns="{namespace}" xmlns:oa="http://www.openapplications.org/oagis/9">'
+        "<DocumentID>round-trip</DocumentID>"
+        "<CandidatePerson><PersonName><FamilyName>-</FamilyName></PersonName>"
+        f"<Communication><Address><CountryCode>{p.residence_country_code}</CountryCode></Address></Communication>"
+        "</CandidatePerson>"
+        f"<CandidateProfile><ExecutiveSummary>{_escape(p.summary)}</ExecutiveSummary>"
+        f"<EmploymentHistory>{jobs}</EmploymentHistory><EducationHistory>{schools}</EducationHistory>"
+        f"<Licenses>{licences}</Licenses><PersonQualifications>{competencies}</PersonQualifications>"
+        f"<CandidatePositionPreferences>{wanted}</CandidatePositionPreferences>"
+        "</CandidateProfile></Candidate>"
+    )
 
 
 def _document(identification: str, professional: str) -> str:

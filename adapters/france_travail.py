@@ -151,7 +151,10 @@ class FranceTravailOffers(JsonAdapter):
             elif found and found.group(2).lower() == "mois":
                 duration = int(found.group(1))
             elif found:
-                warn("typeContratLibelle", "a duration in days or weeks: not carried (the schema counts months)")
+                warn(
+                    "typeContratLibelle",
+                    "a duration in days or weeks: not carried (the schema counts months)",
+                )
         desired = 0
         if get("experienceExige") == "S":
             desired = _months(str(get("experienceLibelle") or ""))

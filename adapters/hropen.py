@@ -16,20 +16,26 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pycountry
 from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
 from adapters.base import Converted, Problem, Problems, keep_resolutions
 from adapters.codelists import CodeLists
 from adapters.json_offers import JsonAdapter, timestamp
+from adapters.languages import add_language
 from adapters.people import (
     CEFR_NAMES,
+    MOBILITY_BY_OFFERING,
+    OFFERING_BY_MOBILITY,
     Pseudonyms,
+    birth,
     candidate_pair,
     cefr,
     country,
     date_text,
     e164,
     full_date,
+    nationality,
     period_date,
 )
 
@@ -54,13 +60,6 @@ OFFERING_CODES = {
     offer_pb2.CONTRACT_TYPE_APPRENTICESHIP: "Apprenticeship",
     offer_pb2.CONTRACT_TYPE_TEMPORARY_AGENCY: "TemporaryToHire",
 }
-MOBILITY_BY_OFFERING = {
-    "DirectHire": common_pb2.MOBILITY_TYPE_PERMANENT,
-    "Temporary": common_pb2.MOBILITY_TYPE_TEMPORARY,
-    "Seasonal": common_pb2.MOBILITY_TYPE_SEASONAL,
-    "Circular": common_pb2.MOBILITY_TYPE_CIRCULAR,
-}
-OFFERING_BY_MOBILITY = {v: k for k, v in MOBILITY_BY_OFFERING.items()}
 INTERVALS = {
     "Hour": common_pb2.PAY_PERIOD_HOUR,
     "Day": common_pb2.PAY_PERIOD_DAY,
@@ -96,9 +95,11 @@ class EuresHrOpen(JsonAdapter):
         target_country_codes: tuple[str, ...] = (),
         subject_key: bytes = b"",
         workers: int | None = None,
+        default_country: str = "",
         **_: Any,
     ) -> None:
         super().__init__(codelists, origin_participant_id, target_country_codes, workers)
+        self.default_country = country(default_country)
         # Only candidates need it; a file of offers is read without one.
         self.pseudonyms = Pseudonyms(subject_key) if subject_key else None
 
@@ -246,8 +247,17 @@ class EuresHrOpen(JsonAdapter):
         profile, personal = candidate_pair(self.origin, self.pseudonyms(doc_id))
         communication = person.get("communication") or {}
         residence = country(str(_first(communication.get("address")).get("countryCode") or ""))
+        if len(residence) != 2 and self.default_country:
+            problems.warn(
+                "person.communication.address[0].countryCode",
+                f"missing: the residence is taken as {self.default_country} (--country)",
+            )
+            residence = self.default_country
         if len(residence) != 2:
-            error("person.communication.address[0].countryCode", "missing or not ISO 3166-1 alpha-2")
+            error(
+                "person.communication.address[0].countryCode",
+                "missing or not ISO 3166-1 alpha-2, and no default country given (--country)",
+            )
         profiles = c.get("profiles") or []
         if not profiles:
             error("profiles", "a candidate needs a profile")
@@ -258,7 +268,7 @@ class EuresHrOpen(JsonAdapter):
     def fill_profile(
         self, profile: profile_pb2.CandidateProfile, p: dict[str, Any], residence: str, problems: Problems
     ) -> None:
-        error, warn = problems.error, problems.warn
+        warn = problems.warn
         profile.residence_country_code = residence
         preferences = p.get("positionPreferences") or []
         categories = [cat for pref in preferences for cat in pref.get("jobCategories") or []]
@@ -273,7 +283,12 @@ class EuresHrOpen(JsonAdapter):
         for j, pref in enumerate(preferences):
             for loc in pref.get("locations") or []:
                 code = country(str((loc.get("referenceLocation") or {}).get("countryCode") or ""))
-                if code and code not in profile.desired_country_codes:
+                if code and (len(code) != 2 or pycountry.countries.get(alpha_2=code) is None):
+                    warn(
+                        f"profiles[0].positionPreferences[{j}].locations",
+                        "not an ISO 3166-1 alpha-2 code: dropped",
+                    )
+                elif code and code not in profile.desired_country_codes:
                     profile.desired_country_codes.append(code)
             for code in pref.get("positionOfferingTypeCodes") or []:
                 mobility = MOBILITY_BY_OFFERING.get(str(code))
@@ -307,7 +322,10 @@ class EuresHrOpen(JsonAdapter):
             if LICENCE.fullmatch(category):
                 profile.driving_licence_categories.append(category)
             else:
-                error(f"profiles[0].licenses[{j}].type", "not a driving licence category such as 'B' or 'CE'")
+                warn(
+                    f"profiles[0].licenses[{j}].type",
+                    "not a driving licence category such as 'B' or 'CE': dropped",
+                )
         availability = _first((p.get("personAvailability") or {}).get("availabilityDates"))
         start = full_date(str(availability.get("startDateTime") or ""))
         if start:
@@ -327,25 +345,17 @@ class EuresHrOpen(JsonAdapter):
         if not personal.family_name:
             problems.error("person.name.family", "missing")
         if person.get("birthDate"):
-            born = full_date(str(person["birthDate"]))
-            if born is None:
-                problems.error("person.birthDate", "not a date written YYYY-MM-DD")
-            else:
-                personal.birth_date.CopyFrom(born)
+            birth(personal, str(person["birthDate"]), problems, "person.birthDate")
         # "citizenShip" is how one vendor spells it; HR Open says "citizenship".
-        for code in person.get("citizenship") or person.get("citizenShip") or []:
-            value = country(str(code))
-            if len(value) != 2:
-                problems.error("person.citizenship", "not ISO 3166-1 alpha-2 codes")
-                break
-            personal.nationality_country_codes.append(value)
+        for j, code in enumerate(person.get("citizenship") or person.get("citizenShip") or []):
+            nationality(personal, str(code), problems, f"person.citizenship[{j}]")
         communication = person.get("communication") or {}
         for j, phone in enumerate(communication.get("phone") or []):
             number = e164(str(phone.get("formattedNumber") or ""), residence)
             if number is None:
-                problems.error(
+                problems.warn(
                     f"person.communication.phone[{j}]",
-                    f"not a valid phone number for {residence or 'the residence country'}",
+                    f"not a valid phone number for {residence or 'the residence country'}: dropped",
                 )
             else:
                 personal.contacts.add(type=profile_pb2.CONTACT_TYPE_PHONE, value=number)
@@ -369,8 +379,8 @@ class EuresHrOpen(JsonAdapter):
                 isco = code
             elif code.startswith(ESCO_OCCUPATION) and not esco:
                 esco = code
-        if isco and not self.codelists.is_unit(isco):
-            problems.error(f"{where}.jobCategories", f"{isco} is not an ISCO-08 unit group")
+        if isco and not (self.codelists.is_unit(isco) or isco in self.codelists.isco_groups):
+            problems.error(f"{where}.jobCategories", f"{isco} is not an ISCO-08 group")
             return
         if esco:
             occ.esco_uri = esco
@@ -388,13 +398,8 @@ class EuresHrOpen(JsonAdapter):
             d for d in q.get("competencyDimensions") or [] if str(d.get("type") or "").startswith("CEF")
         ]
         if str(q.get("taxonomyId") or "") == "language" or dimensions:
-            levels = [cefr(_id(d.get("score"))) for d in dimensions]
-            if not levels or None in levels:
-                problems.error(f"{where}.competencyDimensions", "a language needs CEFR levels A1 to C2")
-            elif not re.fullmatch(r"[a-z]{2,3}", code.lower()):
-                problems.error(f"{where}.competencyIds", "a language needs its ISO 639 code")
-            else:
-                languages.add(language_code=code.lower(), level=min(levels))  # type: ignore[type-var]
+            levels = [cefr(_id(d.get("score"))) for d in dimensions] or [None]
+            add_language(languages, code or str(q.get("competencyName") or ""), levels, problems, where)
             return
         if code.startswith(ESCO_SKILL):
             skills.add(esco_uri=code, label=str(q.get("competencyName") or ""))
@@ -424,9 +429,9 @@ class EuresHrOpen(JsonAdapter):
         start = period_date(str(job.get("start") or ""))
         end = period_date(str(job.get("end") or ""), end=True)
         if job.get("start") and start is None:
-            problems.error(f"{where}.start", "not a date written YYYY, YYYY-MM or YYYY-MM-DD")
+            problems.warn(f"{where}.start", "not a date written YYYY, YYYY-MM or YYYY-MM-DD: dropped")
         if job.get("end") and end is None:
-            problems.error(f"{where}.end", "not a date written YYYY, YYYY-MM or YYYY-MM-DD")
+            problems.warn(f"{where}.end", "not a date written YYYY, YYYY-MM or YYYY-MM-DD: dropped")
         if start:
             w.period.start.CopyFrom(start)
         if end:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import langcodes
 import pycountry
@@ -77,7 +78,9 @@ def language_code(name: str) -> str | None:
         return None
     lowered = text.lower()
     if lowered in _iso639() and len(lowered) <= 3:
-        return lowered
+        # ISO 639-1 where the language has one ("ara" is "ar"), as the hub's records write it.
+        tag = langcodes.Language.get(lowered).language
+        return tag if tag in _iso639() else lowered
     try:
         tag = langcodes.find(text).language
     except LookupError:
@@ -132,3 +135,23 @@ class LanguageReader:
             if level is not None:
                 return LanguageEntry(text, self.code(" ".join(words[:cut])), level)
         return LanguageEntry(text, self.code(text), None)
+
+
+def add_language(languages: Any, written: str, levels: list[int | None], problems: Any, where: str) -> None:
+    """Add a language (a code or a name) at the lowest of the CEFR levels given for its
+    dimensions to a repeated LanguageSkill field; an unreadable one is dropped with a warning
+    naming the field (an optional field never refuses the record)."""
+    code = language_code(written) if written else None
+    given = [level for level in levels if level is not None]
+    if code is None:
+        problems.warn(where, "not an ISO 639 code nor a language name known to CLDR: dropped")
+    elif not given:
+        problems.warn(where, "no CEFR level A1 to C2 in any dimension: dropped")
+    elif any(lang.language_code == code for lang in languages):
+        problems.warn(where, "the same language twice: the first is kept")
+    else:
+        if len(given) < len(levels):
+            problems.warn(
+                where, f"CEFR levels for {len(given)} of {len(levels)} dimensions: the lowest given is kept"
+            )
+        languages.add(language_code=code, level=min(given))

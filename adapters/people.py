@@ -13,9 +13,11 @@ import functools
 import hashlib
 import hmac
 import re
-from datetime import date
+from datetime import UTC, date, datetime
+from typing import Any
 
 import phonenumbers
+import pycountry
 from spehub.v1 import common_pb2, profile_pb2
 
 from adapters.base import AdapterError
@@ -24,6 +26,14 @@ CEFR = {"A1": 1, "A2": 2, "B1": 3, "B2": 4, "C1": 5, "C2": 6, "NATIVE": 7}
 CEFR_NAMES = {v: k for k, v in CEFR.items()}
 MOBILITY = {"PERMANENT": 1, "TEMPORARY": 2, "SEASONAL": 3, "CIRCULAR": 4}
 MOBILITY_NAMES = {v: k for k, v in MOBILITY.items()}
+# What HR Open and HR-XML call the kinds of position a candidate seeks, as mobility types.
+MOBILITY_BY_OFFERING = {
+    "DirectHire": common_pb2.MOBILITY_TYPE_PERMANENT,
+    "Temporary": common_pb2.MOBILITY_TYPE_TEMPORARY,
+    "Seasonal": common_pb2.MOBILITY_TYPE_SEASONAL,
+    "Circular": common_pb2.MOBILITY_TYPE_CIRCULAR,
+}
+OFFERING_BY_MOBILITY = {v: k for k, v in MOBILITY_BY_OFFERING.items()}
 MIN_SUBJECT_KEY = 32
 PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 # Country codes some European formats write their own way.
@@ -151,3 +161,25 @@ def country(code: str) -> str:
     """An ISO 3166-1 alpha-2 code, upper case, with the European aliases (UK, EL) resolved."""
     upper = code.strip().upper()
     return COUNTRY_ALIASES.get(upper, upper)
+
+
+def birth(personal: profile_pb2.PersonalDetails, text: str, problems: Any, where: str) -> None:
+    """A birth date; only its year when only the year (or year and month) is given; else dropped."""
+    whole = full_date(text)
+    if whole is not None:
+        personal.birth_date.CopyFrom(whole)
+        return
+    found = PARTIAL_DATE.fullmatch(text.strip())
+    if found and 1900 <= int(found.group(1)) <= datetime.now(UTC).year:
+        personal.birth_year = int(found.group(1))
+        problems.warn(where, "not a whole date: only the year of birth is kept")
+    else:
+        problems.warn(where, "not a date written YYYY-MM-DD: dropped")
+
+
+def nationality(personal: profile_pb2.PersonalDetails, code: str, problems: Any, where: str) -> None:
+    value = country(code)
+    if len(value) != 2 or pycountry.countries.get(alpha_2=value) is None:
+        problems.warn(where, "not an ISO 3166-1 alpha-2 code: dropped")
+    elif value not in personal.nationality_country_codes:
+        personal.nationality_country_codes.append(value)

