@@ -17,11 +17,12 @@ warning. See docs/formats/europass.md for every field.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError  # nosec: types and errors only
+from xml.etree.ElementTree import Element, ParseError, SubElement  # nosec: building a tree, no parsing
 
 import pycountry
 from defusedxml import DefusedXmlException
@@ -59,6 +60,48 @@ def xml_root(path: Path, where: str) -> Element | Converted:
         return parse(path).getroot()  # type: ignore[no-any-return]
     except (OSError, ParseError, DefusedXmlException) as exc:
         return Converted(where, None, (Problem(where, "/", f"not readable XML ({type(exc).__name__})"),))
+
+
+# Europass v3 JSON writes a repeated element as an array under its own name; the XML wraps the
+# repetitions in a list element ("WorkExperience": [...] is WorkExperienceList/WorkExperience).
+_JSON_LISTS = {"WorkExperience", "Education", "MotherTongue", "ForeignLanguage", "Telephone", "Nationality"}
+_JSON_DATES = {"Birthdate", "From", "To"}
+
+
+def json_root(path: Path, where: str) -> Element | Converted:
+    """A Europass v3 JSON CV (the editor's JSON export) as the element tree its XML form gives:
+    the same reader then reads both. Or the refusal saying why it cannot be read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        document = data["SkillsPassport"]
+    except (OSError, ValueError) as exc:
+        return Converted(where, None, (Problem(where, "/", f"not readable JSON ({type(exc).__name__})"),))
+    except (KeyError, TypeError):
+        reason = "not a Europass v3 JSON CV (no SkillsPassport object)"
+        return Converted(where, None, (Problem(where, "/", reason),))
+    root = Element(f"{{{V3}}}SkillsPassport")
+    _json_children(root, document)
+    return root
+
+
+def _json_children(parent: Element, value: Any) -> None:
+    if not isinstance(value, dict):
+        parent.text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        return
+    for key, item in value.items():
+        if key in _JSON_DATES and isinstance(item, dict):  # {"Year": 1975, "Month": 3} → attributes
+            date = SubElement(parent, key)
+            for part, prefix in (("Year", ""), ("Month", "--"), ("Day", "---")):
+                if part in item:
+                    date.set(part.lower(), f"{prefix}{int(item[part]):0{4 if part == 'Year' else 2}d}")
+            continue
+        items = item if isinstance(item, list) else [item]
+        holder = SubElement(parent, f"{key}List") if key in _JSON_LISTS and isinstance(item, list) else parent
+        name = "Licence" if key == "Description" and parent.tag == "Driving" else key
+        if name == "Licence":
+            holder = SubElement(parent, "Description")
+        for one in items:
+            _json_children(SubElement(holder, name), one)
 
 
 def _local(tag: str) -> str:
@@ -121,7 +164,7 @@ class EuropassXml:
 
     def read(self, path: Path) -> Iterator[Converted]:
         where = f"{path}:/"
-        root = xml_root(path, where)
+        root = json_root(path, where) if path.suffix.lower() == ".json" else xml_root(path, where)
         if isinstance(root, Converted):
             yield root
             return
@@ -142,7 +185,10 @@ class EuropassXml:
             self._v4(root, profile, personal, problems)
         else:
             problems.error(
-                "/", f"<{_local(root.tag)}> is neither a Europass SkillsPassport (v3) nor a Candidate"
+                "/",
+                "the Europass format before 2013 (v2): open it in the Europass editor and save it as a v3 CV"
+                if _local(root.tag).lower() == "learnerinfo"
+                else f"<{_local(root.tag)}> is neither a Europass SkillsPassport (v3) nor a Candidate",
             )
         yield from problems.results(profile, personal)
 

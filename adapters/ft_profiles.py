@@ -21,20 +21,23 @@ from adapters.base import Converted, Problem, Problems
 from adapters.codelists import CodeLists
 from adapters.france_travail import eqf_of_level, level_label
 from adapters.json_offers import JsonAdapter
+from adapters.languages import LanguageReader, add_language
 from adapters.people import (
+    CEFR,
     CEFR_NAMES,
     Pseudonyms,
+    birth,
     candidate_pair,
-    cefr,
     country,
     date_text,
     e164,
     full_date,
+    nationality,
     period_date,
 )
 
 FORMAT = "spehub-ft-profile/1"
-NATIVE = {"langue maternelle", "maternelle", "natif"}
+LEVELS = LanguageReader()
 MOBILITY_BY_CONTRACT = {
     "CDI": common_pb2.MOBILITY_TYPE_PERMANENT,
     "CDD": common_pb2.MOBILITY_TYPE_TEMPORARY,
@@ -93,7 +96,7 @@ class FranceTravailProfiles(JsonAdapter):
     def fill_profile(
         self, profile: profile_pb2.CandidateProfile, o: dict[str, Any], residence: str, problems: Problems
     ) -> None:
-        error = problems.error
+        error, warn = problems.error, problems.warn
         profile.residence_country_code = residence
         wanted = o.get("metiersRecherches") or []
         if not wanted:
@@ -103,23 +106,17 @@ class FranceTravailProfiles(JsonAdapter):
         for j, skill in enumerate(o.get("competences") or []):
             uri, label = str(skill.get("codeEsco") or ""), str(skill.get("libelle") or "")
             if uri and not uri.startswith("http://data.europa.eu/esco/skill/"):
-                error(f"competences[{j}].codeEsco", "not an ESCO skill URI")
+                warn(f"competences[{j}].codeEsco", "not an ESCO skill URI: dropped")
             elif uri or label:
                 profile.skills.add(esco_uri=uri, label=label)
         for j, lang in enumerate(o.get("langues") or []):
-            code, level_text = str(lang.get("code") or "").lower(), str(lang.get("niveauCECRL") or "")
-            level = 7 if level_text.casefold() in NATIVE else cefr(level_text)
-            if level is None or not re.fullmatch(r"[a-z]{2,3}", code):
-                error(
-                    f"langues[{j}]",
-                    "needs an ISO 639 code and a CEFR level A1 to C2 (or 'langue maternelle')",
-                )
-            else:
-                profile.languages.add(language_code=code, level=level)  # type: ignore[arg-type]
+            code, level_text = str(lang.get("code") or ""), str(lang.get("niveauCECRL") or "")
+            word = LEVELS.level(level_text)  # A1…C2, or a level word ("courant", "langue maternelle")
+            add_language(profile.languages, code, [CEFR[word] if word else None], problems, f"langues[{j}]")
         for j, training in enumerate(o.get("formations") or []):
             title = str(training.get("intitule") or "")
             if not title:
-                error(f"formations[{j}].intitule", "missing")
+                warn(f"formations[{j}].intitule", "missing: the training is not carried")
                 continue
             q = profile.qualifications.add(
                 title=title, awarding_country_code=country(str(training.get("pays") or ""))
@@ -138,26 +135,26 @@ class FranceTravailProfiles(JsonAdapter):
                 if job.get(key):
                     value = period_date(str(job[key]), end=end)
                     if value is None:
-                        error(f"experiences[{j}].{key}", "not a date written YYYY-MM or YYYY-MM-DD")
+                        warn(f"experiences[{j}].{key}", "not a date written YYYY-MM or YYYY-MM-DD: dropped")
                     else:
                         target.CopyFrom(value)
         for j, licence in enumerate(o.get("permis") or []):
             if LICENCE.fullmatch(str(licence)):
                 profile.driving_licence_categories.append(str(licence))
             else:
-                error(f"permis[{j}]", "not a driving licence category such as 'B' or 'C1E'")
+                warn(f"permis[{j}]", "not a driving licence category such as 'B' or 'C1E': dropped")
         mobility = o.get("mobilite") or {}
         profile.desired_country_codes.extend(country(str(c)) for c in mobility.get("pays") or [])
         for j, contract in enumerate(mobility.get("typesContrat") or []):
             value = MOBILITY_BY_CONTRACT.get(str(contract))
             if value is None:
-                error(f"mobilite.typesContrat[{j}]", f"one of {sorted(MOBILITY_BY_CONTRACT)}")
+                warn(f"mobilite.typesContrat[{j}]", f"not one of {sorted(MOBILITY_BY_CONTRACT)}: dropped")
             elif value not in profile.mobility_types:
                 profile.mobility_types.append(value)
         if o.get("disponibleLe"):
             available = full_date(str(o["disponibleLe"]))
             if available is None:
-                error("disponibleLe", "not a date written YYYY-MM-DD")
+                warn("disponibleLe", "not a date written YYYY-MM-DD: dropped")
             else:
                 profile.available_from.CopyFrom(available)
         profile.summary = str(o.get("resume") or "")
@@ -177,16 +174,13 @@ class FranceTravailProfiles(JsonAdapter):
         if not personal.family_name:
             problems.error("nom", "missing")
         if o.get("dateNaissance"):
-            born = full_date(str(o["dateNaissance"]))
-            if born is None:
-                problems.error("dateNaissance", "not a date written YYYY-MM-DD")
-            else:
-                personal.birth_date.CopyFrom(born)
-        personal.nationality_country_codes.extend(country(str(c)) for c in o.get("nationalites") or [])
+            birth(personal, str(o["dateNaissance"]), problems, "dateNaissance")
+        for j, code in enumerate(o.get("nationalites") or []):
+            nationality(personal, str(code), problems, f"nationalites[{j}]")
         if o.get("telephone"):
             number = e164(str(o["telephone"]), residence)
             if number is None:
-                problems.error("telephone", f"not a valid phone number for {residence}")
+                problems.warn("telephone", f"not a valid phone number for {residence}: dropped")
             else:
                 personal.contacts.add(type=profile_pb2.CONTACT_TYPE_PHONE, value=number)
         if o.get("courriel"):

@@ -213,7 +213,10 @@ class EuresHrOpen(JsonAdapter):
                     continue
                 value = amount.get("value")
                 if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                    problems.error(f"offeredRemunerationPackage.ranges[{j}].{key}.value", "not an amount")
+                    problems.warn(
+                        f"offeredRemunerationPackage.ranges[{j}].{key}.value",
+                        "not an amount: the pay is dropped",
+                    )
                     return
                 minor = round(value * 100)
                 if key == "minimumAmount" or (key == "referenceAmount" and "Maximum" not in kind):
@@ -225,7 +228,10 @@ class EuresHrOpen(JsonAdapter):
         if low is None and high is None:
             return
         if interval not in INTERVALS:
-            problems.error("offeredRemunerationPackage.ranges[].intervalCode", f"one of {sorted(INTERVALS)}")
+            problems.warn(
+                "offeredRemunerationPackage.ranges[].intervalCode",
+                f"not one of {sorted(INTERVALS)}: the pay is dropped",
+            )
             return
         offer.pay.min_minor_units = low if low is not None else high  # type: ignore[assignment]
         offer.pay.max_minor_units = high if high is not None else low  # type: ignore[assignment]

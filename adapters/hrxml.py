@@ -29,7 +29,7 @@ from adapters.codelists import CodeLists, Resolution
 from adapters.europass import EuropassXml, _all, _at, _local, _text, xml_root
 from adapters.hropen import CLOSED, OFFERING, OFFERING_CODES
 from adapters.languages import add_language
-from adapters.people import CEFR_NAMES, cefr, country, date_text, full_date
+from adapters.people import CEFR_NAMES, cefr, country, date_text, dotted_date, full_date
 
 HR = "http://www.hr-xml.org/3"
 OA = "http://www.openapplications.org/oagis/9"
@@ -40,7 +40,6 @@ DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 # NACE Rev. 2 as NAV writes it ("C33.1.7") and as the schema keeps it ("C33.17").
 NAV_NACE = re.compile(r"([A-U])(\d{2})\.(\d)\.(\d)")
 NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")
-DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
 MONTHS = {"month": 1, "year": 12}
 
 
@@ -166,7 +165,7 @@ class EuresHrXml:
                 "PositionOfferingTypeCode",
                 f"{offering or 'missing'}: one of {sorted(OFFERING)} is needed",
             )
-        start = _date(
+        start = dotted_date(
             _text(p, "PositionPeriod", "StartDate", "DateText")
             or _text(p, "PositionPeriod", "StartDate", "FormattedDateTime")
         )
@@ -174,7 +173,7 @@ class EuresHrXml:
             warn("PositionPeriod/StartDate", "not a date: dropped")
         if contract is not None and start is not None:
             contract.start_date.CopyFrom(start)
-        deadline = _date(_text(p, "ApplicationCloseDate"))
+        deadline = dotted_date(_text(p, "ApplicationCloseDate"))
         if deadline is None and _text(p, "ApplicationCloseDate"):
             warn("ApplicationCloseDate", "not a date: dropped")
         months = 0
@@ -307,14 +306,6 @@ class EuresHrXml:
         profile.header.CopyFrom(record.header)
         profile.consent_record_id = record.consent_record_id
         return keep_resolutions(record, profile)
-
-
-def _date(text: str) -> common_pb2.Date | None:
-    """A date written YYYY-MM-DD or, as NAV writes DateText, DD.MM.YYYY; None otherwise."""
-    found = DAY_FIRST.fullmatch(text.strip())
-    if found:
-        return full_date(f"{found[3]}-{int(found[2]):02d}-{int(found[1]):02d}")
-    return full_date(text) if text else None
 
 
 def _x(text: str) -> str:

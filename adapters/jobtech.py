@@ -37,6 +37,10 @@ class JobTechAds(JsonAdapter):
     name = "jobtech-ads"
 
     def offers_in(self, data: Any) -> tuple[list[Any], str]:
+        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+            (key, ads), *_ = data.items()  # {"testannonser": [...]}: a named list of ads
+            if key not in ("hits",):
+                return ads, f"$.{key}[{{i}}]"
         if isinstance(data, dict) and isinstance(data.get("hits"), list):
             return data["hits"], "$.hits[{i}]"
         if isinstance(data, dict) and isinstance(data.get("hits"), dict):  # Elasticsearch shape
@@ -49,6 +53,12 @@ class JobTechAds(JsonAdapter):
 
         if not isinstance(ad, dict):
             return Converted(where, None, (Problem(where, "$", "an ad must be a JSON object"),))
+        if "annonsId" in ad or "annonsrubrik" in ad:  # the agency's internal (legacy) ad, Swedish keys
+            reason = (
+                "an ad in Arbetsförmedlingen's internal format (annonsId, annonsrubrik), not a JobSearch "
+                "ad: send the JobSearch form of it (JobTech's elastic-importers converts one to the other)"
+            )
+            return Converted(where, None, (Problem(where, "$", reason),))
         if ad.get("removed"):
             error("removed", "the ad was removed: withdraw the record instead of publishing it")
         offer = offer_pb2.JobOffer()
@@ -98,10 +108,13 @@ class JobTechAds(JsonAdapter):
         offer.employer.registration_id = str(employer.get("organization_number") or "")
         offer.employer.country_code = "SE"
         vacancies = ad.get("number_of_vacancies")
-        if isinstance(vacancies, int) and vacancies >= 1:
+        if vacancies is None:  # one position, said so (as France Travail's offers without nombrePostes)
+            warn("number_of_vacancies", "missing: taken as 1 position")
+            offer.positions = 1
+        elif isinstance(vacancies, int) and not isinstance(vacancies, bool) and vacancies >= 1:
             offer.positions = vacancies
         else:
-            error("number_of_vacancies", "missing or not a positive whole number")
+            error("number_of_vacancies", "not a positive whole number")
         address = ad.get("workplace_address") or {}
         if address.get("country") not in (None, "Sverige"):
             error("workplace_address.country", "only ads for work in Sweden are mapped")

@@ -36,6 +36,7 @@ MOBILITY_BY_OFFERING = {
 OFFERING_BY_MOBILITY = {v: k for k, v in MOBILITY_BY_OFFERING.items()}
 MIN_SUBJECT_KEY = 32
 PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
 # Country codes some European formats write their own way.
 COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
 
@@ -150,6 +151,15 @@ def full_date(text: str) -> common_pb2.Date | None:
     if not found or not found.group(3):
         return None
     return period_date(text)
+
+
+def dotted_date(text: str) -> common_pb2.Date | None:
+    """A date written DD.MM.YYYY (as Norwegian and German systems write them) or YYYY-MM-DD;
+    None for anything else ("na", "Snarest")."""
+    found = DAY_FIRST.fullmatch(text.strip())
+    if found:
+        return full_date(f"{found[3]}-{int(found[2]):02d}-{int(found[1]):02d}")
+    return full_date(text) if text else None
 
 
 def date_text(d: common_pb2.Date) -> str:

@@ -76,7 +76,7 @@ def test_2020_candidate_sample_converts_with_a_warning_when_a_country_is_given(c
     [
         ("europass-cl-example-v3.3.0.xml", "DocumentInfo/DocumentType", "only a Europass CV"),
         ("europass-lp-example-v3.3.0.xml", "DocumentInfo/DocumentType", "only a Europass CV"),
-        ("europass-cv-example-v2.0.xml", "/", "neither a Europass SkillsPassport"),
+        ("europass-cv-example-v2.0.xml", "/", "save it as a v3 CV"),
     ],
 )
 def test_official_examples_that_cannot_become_profiles_are_reported(adapter, name, field, reason):
@@ -209,3 +209,23 @@ def test_a_headline_nobody_can_settle_is_held_for_review_never_guessed(adapter, 
     held = profile.held
     assert profile.ok and held is not None and held.field == "Headline" and "held for review" in held.reason
     assert profile.record.occupations[0].isco08_code == ""  # nothing invented
+
+
+@pytest.mark.needs_samples
+def test_the_json_export_of_a_cv_gives_what_its_xml_gives(adapter, tmp_path):
+    """The Europass editor saves v3 CVs as JSON too: the official example in both forms, named
+    alike (the file name keys the candidate), converts to the same two records."""
+    records_of = {}
+    for suffix in ("xml", "json"):
+        copy = tmp_path / f"example.{suffix}"
+        copy.write_bytes((SAMPLES / "europass" / f"europass-cv-example-v3.3.0.{suffix}").read_bytes())
+        records_of[suffix] = [(r.ok, r.record) for r in adapter.read(copy)]
+    assert records_of["json"] == records_of["xml"] and all(ok for ok, _ in records_of["json"])
+
+
+def test_a_json_file_that_is_no_europass_cv_is_refused_saying_so(adapter, tmp_path):
+    for text, reason in (("{not json", "not readable JSON"), ('{"Candidate": {}}', "no SkillsPassport")):
+        path = tmp_path / "cv.json"
+        path.write_text(text, encoding="utf-8")
+        (result,) = adapter.read(path)
+        assert not result.ok and reason in result.problems[0].reason

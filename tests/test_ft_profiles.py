@@ -69,19 +69,35 @@ def _profile(**changes):
         ({"identifiant": None}, "identifiant"),
         ({"dateActualisation": "2026-10-02"}, "dateActualisation"),
         ({"format": "autre/2"}, "format"),
-        ({"langues": [{"code": "en", "niveauCECRL": "courant"}]}, "langues[0]"),
-        ({"telephone": "0612"}, "telephone"),
-        ({"mobilite": {"typesContrat": ["INTERIM"]}}, "mobilite.typesContrat[0]"),
-        ({"experiences": [{"debut": "sept. 2019"}]}, "experiences[0].debut"),
         ({"metiersRecherches": [{"codeRome": "Z9999"}]}, "metiersRecherches[0].codeRome"),
         ({"metiersRecherches": []}, "metiersRecherches"),
     ],
 )
-def test_each_bad_field_is_reported(adapter, changes, field):
+def test_a_profile_without_what_the_hub_needs_is_refused(adapter, changes, field):
     (result,) = adapter.convert_item(_profile(**changes), "f:$")
     assert not result.ok
     assert field in {p.field for p in result.problems}, result.problems
     assert "Lefèvre" not in " ".join(str(p) for p in result.problems)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"langues": [{"code": "en", "niveauCECRL": "so-so"}]}, "langues[0]"),
+        ({"telephone": "0612"}, "telephone"),
+        ({"mobilite": {"typesContrat": ["INTERIM"]}}, "mobilite.typesContrat[0]"),
+        ({"experiences": [{"debut": "sept. 2019"}]}, "experiences[0].debut"),
+        ({"dateNaissance": "12/04/1990"}, "dateNaissance"),
+        ({"nationalites": ["France"]}, "nationalites[0]"),
+    ],
+)
+def test_an_unreadable_optional_field_is_dropped_with_a_warning(adapter, changes, field):
+    profile, personal = adapter.convert_item(_profile(**changes), "f:$")
+    assert profile.ok and personal.ok
+    assert (field, "warning") in {(p.field, p.severity) for p in profile.problems}, profile.problems
+    assert "Lefèvre" not in " ".join(str(p) for p in profile.problems)
+    records.parse(PayloadKind.CANDIDATE_PROFILE, profile.record.SerializeToString())
+    records.parse(PayloadKind.PERSONAL_DETAILS, personal.record.SerializeToString())
 
 
 @settings(max_examples=40, deadline=None)

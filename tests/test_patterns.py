@@ -40,6 +40,9 @@ VALID = {
     "SCRIPT": "Arab",
     "NAV_NACE": "C33.1.7",
     "DAY_FIRST": "01.03.2019",
+    "AD_ID": "0b7c1a52-4f7e",
+    "STYRK": "7411.11",
+    "SN2007": "33.170",
     "_PARTICIPANT": "fr-francetravail",
     "_HEX64": "a" * 64,
 }

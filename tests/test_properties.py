@@ -56,6 +56,7 @@ FIELDS = {
         "removed",
     ],
     "eures-hropen": ["documentId", "positionProfiles", "person", "profiles", "validFrom", "statusCode"],
+    "nav-ads": ["uuid", "status", "updated", "title", "properties", "employer", "location", "categoryList"],
     "france-travail-profiles": [
         "identifiant",
         "dateActualisation",
