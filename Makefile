@@ -23,6 +23,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub adapters tests scripts bench
+	$(BIN)/ruff format --check hub adapters tests scripts bench
+	$(BIN)/mypy hub adapters
 
 ## Regenerate the Python code beside the .proto files.
 proto: $(STAMP)

@@ -425,7 +425,7 @@ def integrity(lists: CodeLists) -> IntegrityReport:
             }
         ),
         "rome_fiches": sorted(
-            {c for f in lists.rome_fiches.values() for c in f["candidates"] if not lists.is_unit(c)}  # type: ignore[attr-defined]
+            {c for f in lists.rome_fiches.values() for c in _candidates(f) if not lists.is_unit(c)}
         ),
         "jobtech": sorted({i for codes in lists.jobtech.values() for i in codes if not lists.is_unit(i)}),
     }
@@ -434,7 +434,7 @@ def integrity(lists: CodeLists) -> IntegrityReport:
         "rome_appellations": sum(
             1 for rows in lists.rome_appellations.values() for _, isco, *_ in rows if not isco
         ),
-        "rome_fiches_ambiguous": sum(1 for f in lists.rome_fiches.values() if len(f["candidates"]) != 1),  # type: ignore[arg-type]
+        "rome_fiches_ambiguous": sum(1 for f in lists.rome_fiches.values() if len(_candidates(f)) != 1),
         "jobtech": sum(1 for codes in lists.jobtech.values() if not codes),
     }
     return IntegrityReport(len(lists.isco_units), missing, dangling, unmapped)
@@ -457,3 +457,9 @@ def _common_prefix(codes: list[str]) -> str:
         while not code.startswith(prefix):
             prefix = prefix[:-1]
     return prefix
+
+
+def _candidates(fiche: dict[str, object]) -> list[str]:
+    """The ISCO-08 unit groups a ROME fiche's titles map to."""
+    found = fiche.get("candidates")
+    return [str(c) for c in found] if isinstance(found, list | dict) else []

@@ -57,9 +57,12 @@ FREE_TEXT_SKILLS = ("Communication", "Organisational", "JobRelated", "Computer",
 def xml_root(path: Path, where: str) -> Element | Converted:
     """The root element of an XML file parsed with defusedxml, or the refusal saying why not."""
     try:
-        return parse(path).getroot()  # type: ignore[no-any-return]
+        root = parse(path).getroot()
     except (OSError, ParseError, DefusedXmlException) as exc:
         return Converted(where, None, (Problem(where, "/", f"not readable XML ({type(exc).__name__})"),))
+    if root is None:
+        return Converted(where, None, (Problem(where, "/", "an XML file without a root element"),))
+    return root
 
 
 # Europass v3 JSON writes a repeated element as an array under its own name; the XML wraps the
@@ -139,7 +142,7 @@ def _language(code: str) -> str:
     code = code.strip().lower()
     if len(code) == 3:
         found = pycountry.languages.get(alpha_3=code)
-        if found is not None and getattr(found, "alpha_2", ""):
+        if found is not None and hasattr(found, "alpha_2"):
             return str(found.alpha_2)
     return code
 

@@ -34,7 +34,7 @@ CONTRACTS = {
     "MIS": (offer_pb2.CONTRACT_TYPE_TEMPORARY_AGENCY, common_pb2.MOBILITY_TYPE_TEMPORARY),
     "SAI": (offer_pb2.CONTRACT_TYPE_SEASONAL, common_pb2.MOBILITY_TYPE_SEASONAL),
 }
-CONTRACT_CODES = {v[0]: k for k, v in CONTRACTS.items()}
+CONTRACT_CODES: dict[int, str] = {v[0]: k for k, v in CONTRACTS.items()}
 # French qualification levels (Cadre national des certifications) to EQF, as France referenced them.
 EQF_BY_LEVEL = [
     ("cap, bep", common_pb2.EQF_LEVEL_3),
@@ -60,7 +60,7 @@ class FranceTravailOffers(JsonAdapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._resolved: dict[tuple[str, str], tuple[str | None, str]] = {}
+        self._resolved: dict[tuple[str, str], Resolution] = {}
 
     def offers_in(self, data: Any) -> tuple[list[Any], str]:
         if isinstance(data, dict) and "resultats" in data:
@@ -160,14 +160,16 @@ class FranceTravailOffers(JsonAdapter):
             desired = _months(str(get("experienceLibelle") or ""))
             if not desired:
                 warn("experienceLibelle", "desired experience with no duration in it: not carried")
-        level: dict[str, str] | None = None
+        position_level: dict[str, str] | None = None
         if get("qualificationCode"):
-            level = {
+            position_level = {
                 "system": "FT-QUALIFICATION",
                 "code": str(get("qualificationCode")),
                 "label": str(get("qualificationLibelle") or ""),
             }
-        offer = offer_pb2.JobOffer(
+        # Built from plain values in one constructor call (see the docstring); typed as a mapping
+        # because protobuf's stubs do not describe the dict form of nested messages.
+        fields: dict[str, Any] = dict(
             header=header,
             title=title,
             description=str(get("description") or ""),
@@ -191,14 +193,14 @@ class FranceTravailOffers(JsonAdapter):
                 else None
             ),
             desired_experience_months=desired,
-            position_level=level,
+            position_level=position_level,
             weekly_hours=int(hours.group(1)) + int(hours.group(2) or 0) / 60 if hours else 0,
             required_experience_months=_experience_months(o),
             required_skills=skills,
             required_qualifications=qualifications,
             target_country_codes=self.targets,
         )
-        return problems.result(offer)
+        return problems.result(offer_pb2.JobOffer(**fields))
 
     def _isco(self, rome: str, label: str) -> Resolution:
         """ISCO-08 for a ROME code and job title (the code lists' resolution, remembered: an export
@@ -263,7 +265,7 @@ def eqf_of_level(label: str) -> int:
 
 
 def level_label(eqf: int) -> str:
-    labels = {
+    labels: dict[int, str] = {
         common_pb2.EQF_LEVEL_3: "CAP, BEP et équivalents",
         common_pb2.EQF_LEVEL_4: "Bac ou équivalent",
         common_pb2.EQF_LEVEL_5: "Bac+2 ou équivalents",

@@ -146,11 +146,11 @@ class FranceTravailProfiles(JsonAdapter):
         mobility = o.get("mobilite") or {}
         profile.desired_country_codes.extend(country(str(c)) for c in mobility.get("pays") or [])
         for j, contract in enumerate(mobility.get("typesContrat") or []):
-            value = MOBILITY_BY_CONTRACT.get(str(contract))
-            if value is None:
+            wanted = MOBILITY_BY_CONTRACT.get(str(contract))
+            if wanted is None:
                 warn(f"mobilite.typesContrat[{j}]", f"not one of {sorted(MOBILITY_BY_CONTRACT)}: dropped")
-            elif value not in profile.mobility_types:
-                profile.mobility_types.append(value)
+            elif wanted not in profile.mobility_types:
+                profile.mobility_types.append(wanted)
         if o.get("disponibleLe"):
             available = full_date(str(o["disponibleLe"]))
             if available is None:

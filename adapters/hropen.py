@@ -246,7 +246,7 @@ class EuresHrOpen(JsonAdapter):
             error("$", "candidates are keyed by the SPE's subject key: give one (--subject-key-file)")
             yield problems.result(None)
             return
-        person = c.get("person") if isinstance(c.get("person"), dict) else {}
+        person: dict[str, Any] = c["person"] if isinstance(c.get("person"), dict) else {}
         doc_id = _id(c.get("documentId")) or _id(person.get("id"))
         if not doc_id:
             error("documentId.value", "missing: the candidate cannot be keyed")

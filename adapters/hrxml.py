@@ -188,7 +188,7 @@ class EuresHrXml:
             else:
                 warn(f"ExperienceCategory[{j + 1}]/Measure", "not a number of months or years: dropped")
         languages: list[Any] = []
-        offer = offer_pb2.JobOffer(
+        fields: dict[str, Any] = dict(
             header=header,
             title=title,
             description=_text(p, "PositionFormattedDescription", "Content"),
@@ -210,6 +210,7 @@ class EuresHrXml:
             application_deadline=deadline,
             target_country_codes=self.targets,
         )
+        offer = offer_pb2.JobOffer(**fields)
         for j, competency in enumerate(_all(p, "PositionQualifications", "PositionCompetency")):
             code = _text(competency, "CompetencyID")
             if _text(competency, "TaxonomyID") == "language":
@@ -293,14 +294,14 @@ class EuresHrXml:
             return record
         root = fromstring(self.write(record))
         if isinstance(record, offer_pb2.JobOffer):
-            again = self.convert_opening(root, where).record
+            again: Any = self.convert_opening(root, where).record
             if again is None:
                 return None
             again.header.CopyFrom(record.header)
             return keep_resolutions(record, again)
         assert self.candidates is not None
         results = list(self.candidates.convert(root, "round-trip", where))
-        profile = results[0].record if results else None
+        profile: Any = results[0].record if results else None
         if profile is None:
             return None
         profile.header.CopyFrom(record.header)

@@ -131,9 +131,9 @@ class LanguageReader:
             return LanguageEntry(text, self.code(name), self.level(level))
         words = text.split()
         for cut in range(1, len(words)):  # the longest level words at the end: "anglais bon niveau"
-            level = self.level(" ".join(words[cut:]))
-            if level is not None:
-                return LanguageEntry(text, self.code(" ".join(words[:cut])), level)
+            found = self.level(" ".join(words[cut:]))
+            if found is not None:
+                return LanguageEntry(text, self.code(" ".join(words[:cut])), found)
         return LanguageEntry(text, self.code(text), None)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -253,7 +254,7 @@ class Mapping:
                     f"[values.{name}] has words that differ only by case, accents or spacing",
                 )
         for name, table in values.items():
-            allowed: dict[str, Any] | tuple[str, ...] | None = {
+            allowed: Collection[str] | None = {
                 "cefr": CEFR,
                 "mobility": MOBILITY,
                 "purpose": PURPOSES,

@@ -119,7 +119,7 @@ class NavAds(JsonAdapter):
             if not nace:
                 warn(f"employer.properties.nace2[{j}].code", "not an SN2007 code: dropped")
             break
-        offer = offer_pb2.JobOffer(
+        fields: dict[str, Any] = dict(
             header=header,
             title=title,
             description=str(props.get("adtext") or ""),
@@ -142,6 +142,7 @@ class NavAds(JsonAdapter):
             application_deadline=deadline,
             target_country_codes=self.targets,
         )
+        offer = offer_pb2.JobOffer(**fields)
         return problems.result(offer)
 
     def _occupation(

@@ -50,8 +50,8 @@ def pack(converted: Iterable[Converted]) -> list[Packed]:
     return [
         (
             c.location,
-            type(c.record) if c.ok else None,
-            c.record.SerializeToString() if c.ok else b"",
+            type(c.record) if c.record is not None else None,
+            c.record.SerializeToString() if c.record is not None else b"",
             c.problems,
         )
         for c in converted

@@ -170,7 +170,8 @@ class TabularAdapter:
             if entry.problem:
                 error("languages", f"{text!r}: {entry.problem}: dropped", "warning")
             elif entry.code not in {lang.language_code for lang in profile.languages}:
-                profile.languages.add(language_code=entry.code, level=CEFR[entry.level])  # type: ignore[arg-type,index]
+                assert entry.code is not None and entry.level is not None  # no problem: both read
+                profile.languages.add(language_code=entry.code, level=CEFR[entry.level])
         for country in self._list(cell("desired_countries")):
             code = self._country(country)
             if code is None:
@@ -413,7 +414,7 @@ class TabularAdapter:
             self.mapping.columns["national_id"]: "round-trip",
             self.mapping.columns["family_name"]: "x",
         }
-        again = next(iter(self.convert_row(row, where))).record
+        again: Any = next(iter(self.convert_row(row, where))).record
         if again is None:
             return None
         again.header.CopyFrom(record.header)

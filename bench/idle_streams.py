@@ -40,7 +40,9 @@ def _summary(took: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--workers", type=int, default=32, help="SPEHUB_WORKERS of the hub")
@@ -69,7 +71,9 @@ def main() -> None:
     print(f"crowd: {crowd['open']} idle streams open, refused {crowd['refused']}")
     print(f"hub threads: {before} before the crowd, {during} during")
     print(f"unary, no crowd   ({len(quiet)} calls, failed {dict(failed_quiet)}): {_summary(quiet)}")
-    print(f"unary, with crowd ({len(busy)} calls, failed {dict(failed)}): {_summary(busy)}  (target p99 < 100 ms)")
+    print(
+        f"unary, with crowd ({len(busy)} calls, failed {dict(failed)}): {_summary(busy)}  (target p99 < 100 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -224,6 +224,7 @@ def _phone(rng: random.Random, country: Country) -> str:
         if phonenumbers.is_valid_number(phonenumbers.parse(number)):
             return number
     example = phonenumbers.example_number_for_type(country.code, phonenumbers.PhoneNumberType.MOBILE)
+    assert example is not None, country.code
     return phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -366,7 +367,7 @@ def offers(seed: int, count: int, now: datetime, start: int = 0) -> Iterator[off
             C.MOBILITY_TYPE_SEASONAL: offer_pb2.CONTRACT_TYPE_SEASONAL,
             C.MOBILITY_TYPE_PERMANENT: offer_pb2.CONTRACT_TYPE_PERMANENT,
         }.get(mobility, offer_pb2.CONTRACT_TYPE_FIXED_TERM)
-        offer.contract.type, offer.contract.mobility_type = contract, mobility  # type: ignore[assignment]
+        offer.contract.type, offer.contract.mobility_type = contract, mobility
         offer.contract.start_date.CopyFrom(proto_date(begin))
         if mobility == C.MOBILITY_TYPE_SEASONAL:
             offer.contract.seasonal_window.start.CopyFrom(proto_date(begin))

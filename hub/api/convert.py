@@ -54,7 +54,7 @@ def result_to_proto(r: RecordResult) -> exchange_pb2.RecordResult:
         payload_type=r.kind.payload_type if r.kind else envelope_pb2.PAYLOAD_TYPE_UNSPECIFIED,  # type: ignore[arg-type]
         record_id=r.record_id,
         version=r.version,
-        outcome=_OUTCOME[r.outcome.value],  # type: ignore[arg-type]
+        outcome=_OUTCOME[r.outcome.value],
         reason=exchange_pb2.RejectionReason.Value(f"REJECTION_REASON_{r.reason.value}")
         if r.reason
         else exchange_pb2.REJECTION_REASON_UNSPECIFIED,

@@ -24,6 +24,7 @@ import contextvars
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 import grpc
@@ -118,7 +119,7 @@ class Authenticator:
         directories: DirectoryProvider,
         tokens: TokenService,
         clock: Clock,
-        consume_token_id: Callable[[str, object], bool],
+        consume_token_id: Callable[[str, datetime], bool],
     ) -> None:
         self.directories = directories
         self.tokens = tokens

@@ -52,7 +52,7 @@ OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 Labels = tuple[str, str, str]
 
 
-class HubInterceptor(grpc.aio.ServerInterceptor):
+class HubInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, authenticator: Authenticator, metrics: HubMetrics, limits: ParticipantLimits) -> None:
         self.authenticator = authenticator
         self.metrics = metrics
@@ -60,7 +60,7 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(details)
@@ -99,7 +99,7 @@ class HubInterceptor(grpc.aio.ServerInterceptor):
                 f"{method}: streaming handlers must be async (an idle stream must not hold a thread)"
             )
         else:
-            wrapped = call.wrap_sync_unary(behavior)
+            wrapped = call.wrap_sync_unary(behavior)  # type: ignore[arg-type]  # a handler has its behaviour
         return factory(
             wrapped,
             request_deserializer=_tolerant(handler.request_deserializer),
@@ -236,7 +236,7 @@ class _Call:
     def wrap_async_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         """A coroutine method (health Check, client streams), on the event loop."""
 
-        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext) -> Any:
+        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: Caller | None = None
@@ -265,7 +265,9 @@ class _Call:
 
         The stream holds one of its caller's stream slots until it ends, and no thread meanwhile."""
 
-        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def wrapper(
+            request: Any, raw_context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: Caller | None = None
@@ -320,7 +322,7 @@ def _announce(context: Any) -> None:
     context.send_initial_metadata((("x-request-id", logs.request_id.get()),))
 
 
-async def _announce_async(context: grpc.aio.ServicerContext) -> None:
+async def _announce_async(context: Any) -> None:
     await context.send_initial_metadata((("x-request-id", logs.request_id.get()),))
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_async
+from grpc_health.v1.health import aio as health_async  # type: ignore[attr-defined]  # not in the stubs
 from grpc_reflection.v1alpha import reflection
 from spehub.v1 import (
     audit_pb2,

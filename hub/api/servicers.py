@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -62,7 +63,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         return exchange_pb2.WithdrawRecordResponse(withdrawn_at=timestamp(at))
 
     async def Publish(
-        self, request_iterator: AsyncIterator[exchange_pb2.PublishRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[exchange_pb2.PublishRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[exchange_pb2.PublishResponse]:
         # While a batch is stored (on a worker thread, SQLite's writer lock taken), the next one is
         # verified on the verify threads (which release the GIL) and parsed: one stream keeps both
@@ -200,7 +203,7 @@ class DeliveryServicer(delivery_pb2_grpc.DeliveryServiceServicer):
         self.delivery = delivery
 
     async def Subscribe(
-        self, request: delivery_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+        self, request: delivery_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[delivery_pb2.SubscribeResponse]:
         after = request.after_sequence if request.HasField("after_sequence") else None
         # The client learns at once that the subscription is established, even with nothing pending:

@@ -207,7 +207,9 @@ class Directory:
             except SignatureError as exc:
                 raise ConfigError(f"{where}: {exc}") from exc
         revoked = data.get("revoked_certificates", [])
-        if not isinstance(revoked, list) or not all(isinstance(h, str) and HEX64.fullmatch(h) for h in revoked):
+        if not isinstance(revoked, list) or not all(
+            isinstance(h, str) and HEX64.fullmatch(h) for h in revoked
+        ):
             raise ConfigError(f"{origin}: revoked_certificates must be SHA-256 hashes in lower-case hex")
         return cls(
             trust_domain=str(data.get("trust_domain", "")),

@@ -39,8 +39,10 @@ FIT_WORDS = {
     MINOR: "same ISCO-08 minor group",
     SUB_MAJOR: "same ISCO-08 sub-major group",
 }
-LEVELS = {v: k.removeprefix("CEFR_LEVEL_") for k, v in common_pb2.CefrLevel.items()}
-MOBILITY_WORDS = {v: k.removeprefix("MOBILITY_TYPE_").lower() for k, v in common_pb2.MobilityType.items()}
+LEVELS: dict[int, str] = {v: k.removeprefix("CEFR_LEVEL_") for k, v in common_pb2.CefrLevel.items()}
+MOBILITY_WORDS: dict[int, str] = {
+    v: k.removeprefix("MOBILITY_TYPE_").lower() for k, v in common_pb2.MobilityType.items()
+}
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ def name(event_type: int | None) -> str:
     """A step's name for messages: "SELECTION", or "no cycle yet"."""
     if event_type is None:
         return "no cycle yet"
-    return m.MobilityEventType.Name(event_type).removeprefix("MOBILITY_EVENT_TYPE_")
+    return m.MobilityEventType.Name(m.MobilityEventType.ValueType(event_type)).removeprefix(
+        "MOBILITY_EVENT_TYPE_"
+    )
 
 
 def check_step(event_type: int, state: int | None, parties: frozenset[Party]) -> None:

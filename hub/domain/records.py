@@ -93,7 +93,7 @@ _KIND_TO_TYPE = {
     PayloadKind.CONSENT: envelope_pb2.PAYLOAD_TYPE_CONSENT,
     PayloadKind.MOBILITY_EVENT: envelope_pb2.PAYLOAD_TYPE_MOBILITY_EVENT,
 }
-_TYPE_TO_KIND = {v: k for k, v in _KIND_TO_TYPE.items()}
+_TYPE_TO_KIND: dict[int, PayloadKind] = {v: k for k, v in _KIND_TO_TYPE.items()}
 
 
 @dataclass(frozen=True)
@@ -440,11 +440,11 @@ def _personal(c: _Checker, p: profile_pb2.PersonalDetails) -> PersonalIndex:
         ):
             c.fail(f"contacts[{i}].value", "is not an e-mail address")
         c.text(contact.value, f"contacts[{i}].value", required=True, limit=500)
-    for i, name in enumerate(p.other_scripts):
-        if not SCRIPT.fullmatch(name.script):
+    for i, written in enumerate(p.other_scripts):
+        if not SCRIPT.fullmatch(written.script):
             c.fail(f"other_scripts[{i}].script", "must be an ISO 15924 script code such as Arab or Latn")
-        c.text(name.given_names, f"other_scripts[{i}].given_names", limit=500)
-        c.text(name.family_name, f"other_scripts[{i}].family_name", required=True, limit=500)
+        c.text(written.given_names, f"other_scripts[{i}].given_names", limit=500)
+        c.text(written.family_name, f"other_scripts[{i}].family_name", required=True, limit=500)
     return PersonalIndex(p.profile_record_id, p.consent_record_id)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from adapters.base import AdapterError, Converted, Tally, load
+from adapters.base import Adapter, AdapterError, Converted, Tally, load
 from adapters.codelists import CodeLists, integrity
 from adapters.resolver import Answer, Resolver
 from hub.domain import records
@@ -48,7 +48,7 @@ def build_adapter(
     mapping: str = "",
     subject_key: bytes = b"",
     country: str = "",
-) -> object:
+) -> Adapter:
     """An adapter set up from command-line options (each adapter takes what it needs). Raises AdapterError."""
     options: dict[str, object] = {
         "codelists": lists,

@@ -28,7 +28,7 @@ def _dev_pki(args: argparse.Namespace) -> int:
         return 1
     registry = pki.generate_dev_pki(out)
     print(f"development PKI written to {out} (NOT for production):")
-    for p in registry["participants"]:  # type: ignore[union-attr]
+    for p in registry["participants"]:  # type: ignore[attr-defined]
         print(f"  {p['id']:24} {p['country_code']}  {p['kind']}")
     return 0
 

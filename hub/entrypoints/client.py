@@ -135,7 +135,7 @@ def run_mobility(a: argparse.Namespace) -> int:
         event = mobility_pb2.MobilityEvent(
             application_origin_participant_id=a.origin or a.participant,
             application_id=a.application,
-            type=EVENTS[a.step],  # type: ignore[arg-type]
+            type=EVENTS[a.step],
             occurred_on=proto_date(on),
             profile_record_id=a.profile,
             offer_origin_participant_id=a.offer_origin,

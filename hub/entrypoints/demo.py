@@ -21,6 +21,7 @@ from spehub.v1 import (
     consent_pb2,
     delivery_pb2,
     delivery_pb2_grpc,
+    envelope_pb2,
     exchange_pb2,
     exchange_pb2_grpc,
     offer_pb2,
@@ -66,7 +67,7 @@ class Identity:
         """mTLS, with hub access tokens obtained and renewed on the way."""
         return authorized_channel(target, ca_pem, self.cert_pem, self.key_pem)
 
-    def seal(self, record: object, kind: PayloadKind) -> object:
+    def seal(self, record: object, kind: PayloadKind) -> envelope_pb2.SignedEnvelope:
         key = load_private_key(self.signing_key_pem, f"signing key of {self.participant_id}")
         return seal(record, kind, self.participant_id, self.key_id, key, datetime.now(UTC))  # type: ignore[arg-type]
 
@@ -235,7 +236,7 @@ def run_demo(target: str, pki_dir: Path, out_dir: Path, say: object = print) -> 
     )
     with origin.channel(target, ca) as channel:
         stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
-        requests = [exchange_pb2.PublishRequest(request_id="demo-1", envelopes=batch)] * 2  # type: ignore[list-item]
+        requests = [exchange_pb2.PublishRequest(request_id="demo-1", envelopes=batch)] * 2
         responses = list(stub.Publish(iter(requests), timeout=30))
     _print_results(responses[0])
     out("   the same batch again (a retry): nothing is stored twice")
@@ -251,7 +252,7 @@ def run_demo(target: str, pki_dir: Path, out_dir: Path, say: object = print) -> 
         offer = agency.seal(demo_offer(AGENCY, "ft-offer-1", version, now), PayloadKind.JOB_OFFER)
         (resp,) = stub.Publish(
             iter([exchange_pb2.PublishRequest(request_id="demo-2", envelopes=[offer])]), timeout=30
-        )  # type: ignore[list-item]
+        )
         _print_results(resp)
 
         out(f"3. {AGENCY} searches the pool: ISCO group 92, French B1 or better, wants FR, seasonal")

@@ -21,6 +21,7 @@ systems deleted the data too.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import io
@@ -32,9 +33,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from spehub.v1 import (
+    common_pb2,
     consent_pb2,
     delivery_pb2,
     delivery_pb2_grpc,
@@ -199,7 +203,7 @@ class ReviewQueue:
             "SELECT id, location, field, title, lang FROM review WHERE state = 'held' ORDER BY id"
         ).fetchall()
 
-    def decide(self, review_id: int, isco08: str, esco_uri: str = "") -> list[object]:
+    def decide(self, review_id: int, isco08: str, esco_uri: str = "") -> list[Message]:
         """A person's answer for a held record: kept as an alias of its title, applied to the held
         records, which are returned (to be signed and queued) and leave the queue. Raises KeyError."""
         row = self.db.execute(
@@ -209,7 +213,7 @@ class ReviewQueue:
             raise KeyError(review_id)
         title, lang, blob = row
         self.add_alias(title, lang, isco08, esco_uri)
-        out = []
+        out: list[Message] = []
         for name, data in json.loads(blob):
             record = MESSAGES[name].FromString(base64.b64decode(data))
             for occupation in _unresolved_occupations(record):
@@ -251,7 +255,9 @@ class ReviewQueue:
             raise ValueError("not an alias file exported by `spe-hub gateway aliases export`")
         mine = self.aliases()
         added = 0
-        for key, entry in data["aliases"].items():  # type: ignore[union-attr]
+        aliases = data["aliases"]
+        assert isinstance(aliases, dict)
+        for key, entry in aliases.items():
             isco = str(entry.get("isco08", ""))
             if key in mine or not (isco.isdigit() and 1 <= len(isco) <= 4):
                 continue
@@ -261,7 +267,7 @@ class ReviewQueue:
         return added
 
 
-MESSAGES = {
+MESSAGES: dict[str, type[Message]] = {
     "JobOffer": offer_pb2.JobOffer,
     "CandidateProfile": profile_pb2.CandidateProfile,
     "PersonalDetails": profile_pb2.PersonalDetails,
@@ -269,7 +275,7 @@ MESSAGES = {
 }
 
 
-def _unresolved_occupations(record: object) -> list[object]:
+def _unresolved_occupations(record: object) -> list[common_pb2.Occupation]:
     if isinstance(record, profile_pb2.CandidateProfile):
         return [o for o in record.occupations if not o.isco08_code]
     if isinstance(record, offer_pb2.JobOffer) and not record.occupation.isco08_code:
@@ -279,7 +285,7 @@ def _unresolved_occupations(record: object) -> list[object]:
 
 def _occupation_title(record: object) -> str:
     found = _unresolved_occupations(record)
-    return str(found[0].title) if found else ""  # type: ignore[attr-defined]
+    return str(found[0].title) if found else ""
 
 
 class Gateway:
@@ -291,7 +297,7 @@ class Gateway:
         self.key = load_private_key(signing_key_pem, f"signing key of {participant_id}")
         self.outbox = outbox
 
-    def queue(self, records: Iterable[object], progress: bool | None = None) -> int:
+    def queue(self, records: Iterable[Any], progress: bool | None = None) -> int:
         """Sign and queue records (in chunks, so memory stays flat). Returns how many were new.
 
         Versions follow content: a record whose content (all but its version and update time)
@@ -304,19 +310,16 @@ class Gateway:
         for record in tqdm(
             records, desc="signing", unit="rec", disable=(progress is False and True) or None, file=sys.stderr
         ):
-            kind = KIND_BY_MESSAGE[record.DESCRIPTOR.name]  # type: ignore[attr-defined]
+            kind = KIND_BY_MESSAGE[record.DESCRIPTOR.name]
             version = self.outbox.version_for(
-                kind.payload_type,
-                record.header.record_id,  # type: ignore[attr-defined]
-                record.header.version,  # type: ignore[attr-defined]
-                _content_sha256(record),
+                kind.payload_type, record.header.record_id, record.header.version, _content_sha256(record)
             )
             if version is None:
                 self.unchanged += 1
                 continue
-            record.header.version = version  # type: ignore[attr-defined]
-            env = seal(record, kind, self.participant_id, self.key_id, self.key, datetime.now(UTC))  # type: ignore[arg-type]
-            header = record.header  # type: ignore[attr-defined]
+            record.header.version = version
+            env = seal(record, kind, self.participant_id, self.key_id, self.key, datetime.now(UTC))
+            header = record.header
             chunk.append((kind.payload_type, header.record_id, header.version, env.SerializeToString()))
             if len(chunk) >= 1000:
                 added += self.outbox.add(chunk)
@@ -360,7 +363,13 @@ class Gateway:
             return FlushReport(
                 sent, **totals, pending=self.outbox.counts().get("pending", 0), link_error=exc.code().name
             )
-        return FlushReport(sent, **totals, pending=self.outbox.counts().get("pending", 0))
+        return FlushReport(
+            sent,
+            totals["accepted"],
+            totals["duplicate"],
+            totals["rejected"],
+            pending=self.outbox.counts().get("pending", 0),
+        )
 
 
 @dataclass
@@ -569,7 +578,7 @@ def receive(
                 )
                 if not confirmed:
                     report.held_deletion = d.sequence
-                    stream.cancel()
+                    stream.cancel()  # type: ignore[no-untyped-call]
                     break
                 report.erased += 1
             done = d.sequence
@@ -608,9 +617,9 @@ def _receive_record(
     report.written += 1
 
 
-def _content_sha256(record: object) -> bytes:
+def _content_sha256(record: Any) -> bytes:
     """SHA-256 of a record's content: its deterministic bytes without version and update time."""
-    copy = type(record)()  # type: ignore[operator]
+    copy = type(record)()
     copy.CopyFrom(record)
     copy.header.ClearField("version")
     copy.header.ClearField("updated_at")
@@ -651,11 +660,11 @@ def converted_records(
         yield converted.record  # type: ignore[attr-defined]
 
 
-def run(args: object) -> int:
+def run(args: argparse.Namespace) -> int:
     """``spe-hub gateway send``: convert, sign and queue the files, then send the queue."""
     from hub.entrypoints.adapters import build_adapter, load_codelists
 
-    a = args  # argparse.Namespace
+    a = args
     adapter = None
     if a.files:
         lists = load_codelists(a.codelists)
@@ -683,7 +692,7 @@ def run(args: object) -> int:
     review = ReviewQueue(outbox)
     report: list[str] = []
     refused_rows = 0
-    if adapter is not None:
+    if adapter is not None and lists is not None:
         lists.use_aliases(review.aliases())  # the SPE's reviewed answers win over the resolver
         for name in a.files:
             held: list[object] = []
@@ -721,11 +730,11 @@ def run(args: object) -> int:
     return 3 if refused_rows else 0
 
 
-def run_review(args: object) -> int:
+def run_review(args: argparse.Namespace) -> int:
     """``spe-hub gateway review``: list the records held for their occupation, or decide one."""
     from hub.entrypoints.adapters import load_codelists
 
-    a = args  # argparse.Namespace
+    a = args
     outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
     review = ReviewQueue(outbox)
     lists = load_codelists(a.codelists)
@@ -781,9 +790,9 @@ def run_review(args: object) -> int:
         outbox.close()
 
 
-def run_aliases(args: object) -> int:
+def run_aliases(args: argparse.Namespace) -> int:
     """``spe-hub gateway aliases export|import FILE``: share reviewed answers with other SPEs."""
-    a = args  # argparse.Namespace
+    a = args
     outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
     review = ReviewQueue(outbox)
     try:
@@ -804,18 +813,18 @@ def run_aliases(args: object) -> int:
         outbox.close()
 
 
-def _channel(a: object) -> grpc.Channel:
+def _channel(a: argparse.Namespace) -> grpc.Channel:
     """The SPE's authorised channel to the hub, from its folder of the PKI."""
     from hub.api.client import pki_channel
 
-    return pki_channel(a.hub, Path(a.pki), a.participant)  # type: ignore[attr-defined]
+    return pki_channel(a.hub, Path(a.pki), a.participant)
 
 
-def run_receive(args: object) -> int:
+def run_receive(args: argparse.Namespace) -> int:
     """``spe-hub gateway receive``: write the SPE's deliveries in its national format."""
     from hub.entrypoints.adapters import build_adapter, load_codelists
 
-    a = args  # argparse.Namespace
+    a = args
     lists = load_codelists(a.codelists)
     if lists is None:
         return 2
@@ -859,10 +868,10 @@ def run_receive(args: object) -> int:
     return 1 if report.link_error or report.held_deletion else 0
 
 
-def add_parser(sub: object) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "gateway", help="an SPE's gateway: national files → signed records → outbox → hub"
-    )  # type: ignore[attr-defined]
+    )
     actions = parser.add_subparsers(dest="action", required=True)
     p = actions.add_parser("send", help="convert, sign and queue FILEs (none: only send what is pending)")
     p.add_argument("adapter")

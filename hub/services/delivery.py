@@ -123,7 +123,7 @@ class DeliveryService:
         opened = self.sealer.open([rows[i].envelope for i in records])
         clear = dict(zip(records, opened, strict=True))
         out = [
-            row if i not in clear else dataclasses.replace(row, envelope=clear[i])
+            row if i not in clear else dataclasses.replace(row, envelope=clear[i])  # type: ignore[arg-type]
             for i, row in enumerate(rows)
             if i not in clear or clear[i] is not None
         ]

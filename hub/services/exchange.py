@@ -411,7 +411,7 @@ class ExchangeService:
 
     def _erase_cycles(
         self, uow: UnitOfWork, origin_id: str, consent_record_id: str, now_us: int
-    ) -> list[tuple[str, int, int]]:
+    ) -> list[tuple[str, DeliveryKind, int]]:
         """Erase the candidate from their mobility cycles: the events (sealed with the key just
         destroyed) are withdrawn, the cycles keep only their counts, and the other party of each
         cycle is told to delete every event of it. Returns those deletion notices."""
@@ -571,7 +571,7 @@ _ACTIVE, _PAUSED, _WITHDRAWN = (
     consent_pb2.CONSENT_STATUS_WITHDRAWN,
 )
 # status now -> {status before (None: first version) -> event}
-_CONSENT_EVENT = {
+_CONSENT_EVENT: dict[int, dict[int | None, str]] = {
     _ACTIVE: {
         None: "consent.granted",
         _ACTIVE: "consent.amended",

@@ -84,7 +84,9 @@ class Sealer:
         payload = item.envelope.payload
         return dataclasses.replace(
             item,
-            stored_payload=sealing.seal(key, item.parsed.origin_id, consent_record_id, payload, candidate_origin),
+            stored_payload=sealing.seal(
+                key, item.parsed.origin_id, consent_record_id, payload, candidate_origin
+            ),
             digest=sealing.keyed_digest(key, payload),
         )
 

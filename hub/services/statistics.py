@@ -26,7 +26,7 @@ from hub.store.store import Store
 
 THRESHOLD = 5
 ANY = "any"
-EVENT_KINDS = {
+EVENT_KINDS: dict[int, str] = {
     mobility_pb2.MOBILITY_EVENT_TYPE_APPLICATION: "applications",
     mobility_pb2.MOBILITY_EVENT_TYPE_SELECTION: "selections",
     mobility_pb2.MOBILITY_EVENT_TYPE_DEPARTURE: "departures",
@@ -34,7 +34,9 @@ EVENT_KINDS = {
     mobility_pb2.MOBILITY_EVENT_TYPE_REINTEGRATION: "reintegrations",
 }
 KINDS = ("profiles", "offers", *EVENT_KINDS.values())
-MOBILITY = {v: k.removeprefix("MOBILITY_TYPE_").lower() for k, v in common_pb2.MobilityType.items() if v}
+MOBILITY: dict[int, str] = {
+    v: k.removeprefix("MOBILITY_TYPE_").lower() for k, v in common_pb2.MobilityType.items() if v
+}
 
 
 @dataclass(frozen=True, order=True)

@@ -91,7 +91,8 @@ class KeyStore:
             insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
             with self.engine.begin() as conn:
                 if insert is not None:
-                    conn.execute(insert(data_keys).on_conflict_do_nothing(), rows)
+                    # Both dialects' insert() have it; the union of their types does not say so.
+                    conn.execute(insert(data_keys).on_conflict_do_nothing(), rows)  # type: ignore[attr-defined]
                 else:
                     for row in rows:
                         try:

@@ -577,7 +577,8 @@ class UnitOfWork:
                     status=idx.status,
                     purpose_mask=idx.purpose_mask,
                     valid_from_us=_us(idx.valid_from),
-                    valid_until_us=_us(idx.valid_until),
+                    # The consent policy sets valid_until before a consent is stored.
+                    valid_until_us=_us(idx.valid_until),  # type: ignore[arg-type]
                 )
                 for pid in idx.recipient_participants:
                     add(t.consent_recipients, record_pk=pk, participant_id=pid, country_code=None)
@@ -840,7 +841,7 @@ class UnitOfWork:
                     signed_at_nanos=micros * 1000,
                     received_at_us=cp.at_us,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
         )
 
     def disclosed_to(self, origin_id: str, consent_record_id: str) -> list[str]:
@@ -1553,7 +1554,7 @@ class UnitOfWork:
     def open_cycle(self, state: int, now_us: int, **columns: Any) -> int:
         """Create a cycle in ``state`` (columns: see schema.mobility_cycles). Returns its id."""
         values = {**columns, "state": state, "updated_at_us": now_us}
-        return int(self.conn.execute(insert(t.mobility_cycles).values(**values)).inserted_primary_key[0])
+        return int(self.conn.execute(insert(t.mobility_cycles).values(**values)).inserted_primary_key[0])  # type: ignore[index]
 
     def set_cycle_state(self, cycle_id: int, state: int, now_us: int) -> None:
         mc = t.mobility_cycles.c
