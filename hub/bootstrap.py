@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
+import socketserver
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from cryptography import x509
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from hub import pki
 from hub.api.identity import Authenticator
@@ -304,13 +307,37 @@ def build_hub(
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         try:
-            http, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
+            http = serve_metrics(host.strip("[]"), int(port), metrics.registry)
         except OSError as exc:
             hub.stop(0)
             raise ConfigError(f"cannot serve metrics on {settings.metrics_address}: {exc.strerror}") from exc
         hub.metrics_http = http
         hub.metrics_port = http.server_port
     return hub
+
+
+class _MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _MetricsServer6(_MetricsServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged: Prometheus calls every few seconds."""
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> WSGIServer:
+    """The /metrics HTTP server on a thread of its own (prometheus_client's exposition), polling
+    for shutdown every 50 ms rather than prometheus_client's 500: a hub stops without waiting."""
+    server_class = _MetricsServer6 if ":" in host else _MetricsServer
+    httpd = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+    threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="metrics-http"
+    ).start()
+    return httpd
 
 
 def overdue_deletions(store: Store, clock: Clock, after: timedelta) -> dict[str, int]:

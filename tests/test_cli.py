@@ -161,3 +161,42 @@ def test_serve_refuses_bad_settings_with_a_clear_message(tmp_path):
     assert result.returncode == 2
     assert "SPEHUB_TLS_CERT must be set in production" in result.stderr
     assert not Path(tmp_path / "certs").exists()
+
+
+def test_a_newcomers_mistakes_get_one_line_and_an_exit_code(tmp_path, capsys, monkeypatch):
+    """No traceback: a missing file, an unreachable hub, a missing code-list folder."""
+    assert main(["verify", str(tmp_path / "missing.pb")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.pb: No such file or directory" in err
+    port = _free_port()  # nothing listens there
+    assert main(["demo", "--hub", f"127.0.0.1:{port}", "--out", str(tmp_path / "demo")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"127.0.0.1:{port} answered UNAVAILABLE" in err[0]
+    assert main(["codelists", "import", str(tmp_path / "nowhere")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    # Every client command names the hub with --hub, whose default comes from SPEHUB_TARGET.
+    monkeypatch.setenv("SPEHUB_TARGET", f"127.0.0.1:{port}")
+    from hub.entrypoints.cli import build_parser
+
+    parser = build_parser()
+    for argv in (
+        ["demo"],
+        ["gateway", "send", "tabular", "--participant", "x"],
+        ["records", "publish", "offer", "f", "--participant", "x"],
+    ):
+        assert parser.parse_args(argv).hub == f"127.0.0.1:{port}", argv
+
+
+def test_help_shows_defaults_and_the_adapters(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one line an option: argparse wraps at the terminal's width
+    with pytest.raises(SystemExit):
+        main(["gateway", "send", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: certs/dev)" in out and "nav-ads" in out and "eures-hrxml" in out
+
+
+def test_commands_other_than_serve_do_not_print_alembics_migration_lines(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPEHUB_DATABASE_URL", f"sqlite:///{tmp_path / 'hub.sqlite3'}")
+    assert main(["stats"]) == 0
+    captured = capsys.readouterr()
+    assert "alembic" not in captured.err and "Running upgrade" not in captured.err

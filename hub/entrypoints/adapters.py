@@ -15,6 +15,7 @@ from adapters.codelists import CodeLists, integrity
 from adapters.resolver import Answer, Resolver
 from hub.domain import records
 from hub.domain.records import PayloadKind, RecordRejection
+from hub.entrypoints.options import adapter_help
 
 DEFAULT_CODELISTS = Path(os.environ.get("SPEHUB_CODELISTS", "var/codelists"))
 KIND_OF = {
@@ -329,7 +330,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = actions.add_parser(
         "check", help="report, record by record, what an SPE's IT team must fix (exit 1 if any)"
     )
-    p.add_argument("name")
+    p.add_argument("name", help=adapter_help())
     p.add_argument("files", nargs="+")
     p.add_argument("--origin", required=True, help="the publishing participant's id")
     p.add_argument(

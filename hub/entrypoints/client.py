@@ -31,6 +31,7 @@ from spehub.v1 import (
 from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.clock import proto_date
 from hub.domain.records import PayloadKind
+from hub.entrypoints.options import add_hub_option
 
 TYPES: dict[str, tuple[PayloadKind, Any]] = {
     "consent": (PayloadKind.CONSENT, consent_pb2.Consent),
@@ -185,7 +186,7 @@ def run_mobility(a: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--participant", required=True)
     p.add_argument("--pki", default="certs/dev", help="folder with ca.pem and participants/<id>/")
-    p.add_argument("--hub", default="127.0.0.1:50051")
+    add_hub_option(p)
 
 
 def _guard(func: Any) -> Any:

@@ -61,6 +61,7 @@ from hub.domain.envelopes import open_envelope
 from hub.domain.records import PayloadKind, RecordRejection, message_of
 from hub.domain.signing import load_private_key
 from hub.entrypoints import csvout
+from hub.entrypoints.options import adapter_help, add_hub_option
 
 KIND_BY_MESSAGE = {
     "JobOffer": PayloadKind.JOB_OFFER,
@@ -851,7 +852,11 @@ def run_receive(args: argparse.Namespace) -> int:
         f"{report.written} record(s) written to {inbox.folder / 'records'}, {report.withdrawn} withdrawal(s), "
         f"{report.erased} erasure(s), {report.refused} refused (bad signature: see notices.csv); "
         f"{report.checkpoints} audit checkpoint(s) kept in {inbox.folder / 'witness.jsonl'}; "
-        f"acknowledged through {report.acknowledged}"
+        + (
+            f"every delivery up to sequence {report.acknowledged} acknowledged to the hub"
+            if report.acknowledged
+            else "nothing new to acknowledge"
+        )
     )
     if report.checkpoint_went_back:
         print(
@@ -874,11 +879,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     actions = parser.add_subparsers(dest="action", required=True)
     p = actions.add_parser("send", help="convert, sign and queue FILEs (none: only send what is pending)")
-    p.add_argument("adapter")
+    p.add_argument("adapter", help=adapter_help())
     p.add_argument("files", nargs="*")
     p.add_argument("--participant", required=True)
     p.add_argument("--pki", default="certs/dev", help="folder with ca.pem and participants/<id>/")
-    p.add_argument("--hub", default="127.0.0.1:50051")
+    add_hub_option(p)
     p.add_argument("--outbox", default="")
     p.add_argument("--codelists", default="var/codelists")
     p.add_argument("--mapping", default="")
@@ -911,13 +916,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = actions.add_parser(
         "receive", help="write the SPE's deliveries (offers, notices) in its national format"
     )
-    p.add_argument("adapter")
+    p.add_argument("adapter", help=adapter_help())
     p.add_argument("--participant", required=True)
     p.add_argument(
         "--out", required=True, help="folder for records/<origin>/<record>.v<version>.* and notices.csv"
     )
     p.add_argument("--pki", default="certs/dev", help="folder with ca.pem and participants/<id>/")
-    p.add_argument("--hub", default="127.0.0.1:50051")
+    add_hub_option(p)
     p.add_argument("--codelists", default="var/codelists")
     p.add_argument("--mapping", default="", help="the mapping file, for the tabular adapter")
     p.add_argument("--subject-key-file", default="")

@@ -21,6 +21,7 @@ from spehub.v1 import exchange_pb2, exchange_pb2_grpc
 from hub import synth
 from hub.api.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
+from hub.entrypoints.options import add_hub_option
 
 TYPE_NAMES = {
     PayloadKind.CONSENT: "consent",
@@ -133,7 +134,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--countries", default="", help="origin countries, e.g. SN,MA (default: all ten)")
     p.add_argument("--out", default="", help="write protobuf JSON lines here")
     p.add_argument("--publish", action="store_true", help="sign and publish to the hub")
-    p.add_argument("--hub", default="127.0.0.1:50051")
+    add_hub_option(p)
     p.add_argument("--pki", default="certs/dev")
     p.add_argument("--batch", type=int, default=500)
     p.set_defaults(func=run)
