@@ -38,7 +38,7 @@ from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import ConfigError, HubError
-from hub.metrics import HubMetrics, watch_corridors, watch_gauges, watch_overdue_deletions
+from hub.metrics import HubMetrics, watch_corridors, watch_gauges, watch_overdue_deletions, watch_sources
 from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
@@ -265,6 +265,7 @@ def build_hub(
             if not c.suppressed
         ],
     )
+    watch_sources(metrics)  # after every scrape-time source: it reports how they answered
     running = start_server(
         settings.listen_address,
         tls,

@@ -187,12 +187,22 @@ def test_missing_token_is_unauthenticated(hub, raw, connect):
     assert "IssueToken" in err.details()
 
 
-def test_expired_just_inside_the_leeway_is_accepted(hub, raw, test_pki, clock, connect):
-    token = _token(test_pki, clock, exp=int((clock() - timedelta(seconds=20)).timestamp()))
+def test_expired_just_inside_the_leeway_is_accepted_and_just_outside_refused(
+    hub, raw, test_pki, clock, connect
+):
+    """The token check allows LEEWAY_SECONDS (30) of clock difference, and not one second more."""
     stub = pool_pb2_grpc.PoolServiceStub(raw)
-    stub.SearchOffers(
-        pool_pb2.SearchOffersRequest(), metadata=[("authorization", f"Bearer {token}")], timeout=10
+    inside = _token(test_pki, clock, exp=int((clock() - timedelta(seconds=20)).timestamp()))
+    answer = stub.SearchOffers(
+        pool_pb2.SearchOffersRequest(), metadata=[("authorization", f"Bearer {inside}")], timeout=10
     )
+    assert isinstance(answer, pool_pb2.SearchOffersResponse)
+    outside = _token(test_pki, clock, exp=int((clock() - timedelta(seconds=31)).timestamp()))
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.SearchOffers(
+            pool_pb2.SearchOffersRequest(), metadata=[("authorization", f"Bearer {outside}")], timeout=10
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_jku_header_is_refused_and_nothing_is_fetched(hub, raw, test_pki, clock, connect):

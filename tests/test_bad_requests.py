@@ -1,9 +1,11 @@
-"""Random and truncated protobuf bytes on every RPC: a clear INVALID_ARGUMENT, never INTERNAL, nothing leaked."""
+"""Random and truncated protobuf bytes on every RPC: the status each request must get (INVALID_ARGUMENT
+for bytes that are no request, after authorisation), never INTERNAL, nothing leaked."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spehub.v1 import exchange_pb2, pool_pb2
@@ -13,13 +15,17 @@ from tests.conftest import make_participant
 
 SN = "sn-anpej"
 STREAMING_REQUESTS = {"/spehub.v1.ExchangeService/Publish"}
-ALLOWED = {
+# What a request that parses may get, depending on what it asks (it is a well-formed request).
+PARSED = {
     grpc.StatusCode.INVALID_ARGUMENT,
-    # Authorisation comes before parsing: a method the caller has no scope or role for.
-    grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.OK,
+}
+REQUESTS = {
+    "/spehub.v1.ExchangeService/Publish": exchange_pb2.PublishRequest,
+    "/spehub.v1.PoolService/SearchProfiles": pool_pb2.SearchProfilesRequest,
+    "/spehub.v1.PoolService/MatchCandidates": pool_pb2.MatchCandidatesRequest,
 }
 
 
@@ -54,9 +60,26 @@ def _call(channel, method, payload):
         return exc.code(), exc.details() or ""
 
 
-def _check(code, details):
-    assert code in ALLOWED, (code, details)
+def _clean(details):
     assert "Traceback" not in details and 'File "' not in details
+
+
+def _parses(method, data):
+    try:
+        REQUESTS[method].FromString(data)
+    except DecodeError:
+        return False
+    return True
+
+
+def _check(method, data, code, details):
+    """Bytes that are no request get INVALID_ARGUMENT; a request that parses gets an answer to
+    what it asks, never INTERNAL or UNKNOWN."""
+    _clean(details)
+    if _parses(method, data):
+        assert code in PARSED, (method, code, details)
+    else:
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (method, code, details)
 
 
 GARBAGE = [b"\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 3, b"\x12\x05abc", bytes(range(256))]
@@ -66,9 +89,19 @@ GARBAGE = [b"\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 3, b"\x12\x05abc", by
     "method", sorted(m for m in METHOD_SCOPES if m != "/spehub.v1.DirectoryService/IssueToken")
 )
 def test_garbage_on_every_rpc_is_refused_cleanly(sn, method):
+    """Authorisation comes first: a method the caller has no scope or role for is
+    PERMISSION_DENIED whatever the bytes (as an empty request shows); any other method refuses
+    bytes that are no request with INVALID_ARGUMENT."""
+    empty, _ = _call(sn.channel, method, b"")
+    expected = (
+        grpc.StatusCode.PERMISSION_DENIED
+        if empty == grpc.StatusCode.PERMISSION_DENIED
+        else grpc.StatusCode.INVALID_ARGUMENT
+    )
     for payload in GARBAGE:
         code, details = _call(sn.channel, method, payload)
-        _check(code, details)
+        _clean(details)
+        assert code == expected, (method, payload, code, details)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -79,7 +112,7 @@ def test_random_bytes_to_publish_and_search(sn, data):
         "/spehub.v1.PoolService/SearchProfiles",
         "/spehub.v1.PoolService/MatchCandidates",
     ):
-        _check(*_call(sn.channel, method, data))
+        _check(method, data, *_call(sn.channel, method, data))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -92,4 +125,5 @@ def test_truncated_requests(sn, cut):
         ("/spehub.v1.ExchangeService/Publish", publish),
     ):
         raw = message.SerializeToString()
-        _check(*_call(sn.channel, method, raw[: max(0, len(raw) - cut % max(1, len(raw)))]))
+        cut_bytes = raw[: max(0, len(raw) - cut % max(1, len(raw)))]
+        _check(method, cut_bytes, *_call(sn.channel, method, cut_bytes))

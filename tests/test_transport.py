@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import grpc
@@ -111,7 +112,19 @@ def test_metrics_endpoint_exports_grpc_and_record_families(hub, connect):
     sn.publish_one_batch([good, bad])
     with pytest.raises(grpc.RpcError):
         sn.pool.SearchProfiles(pool_pb2.SearchProfilesRequest(page_size=-1), timeout=5)
-    body = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
+    # The server counts a call as handled once its status is sent: the client may see the error
+    # a moment before the count moves, so the scrape waits (bounded) for the last call's line.
+    last = (
+        'grpc_server_handled_total{grpc_code="INVALID_ARGUMENT",grpc_method="SearchProfiles",'
+        'grpc_service="spehub.v1.PoolService",grpc_type="unary"} 1.0'
+    )
+    for _ in range(50):
+        body = (
+            urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
+        )
+        if last in body:
+            break
+        time.sleep(0.1)
     assert (
         'grpc_server_handled_total{grpc_code="OK",grpc_method="Publish",'
         'grpc_service="spehub.v1.ExchangeService",grpc_type="bidi_stream"} 1.0' in body
