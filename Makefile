@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint proto
+.PHONY: serve test test-fast lint proto
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ serve: $(STAMP)
 ## Run the tests (SQLite; set SPEHUB_TEST_DATABASE_URL for PostgreSQL).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## The suite without what takes seconds or starts processes (about a minute less): while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not processes"
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub adapters tests scripts bench

@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/idle_streams.py [--streams 1000] [--rounds 40] [--workers 32]
 
 A hub process (`spe-hub serve`, SQLite, a fresh development PKI with one revoked
-certificate) on a loopback port; a second process (tests/idle_streams.py) opens
+certificate) on a loopback port; a second process (tests/support/idle_streams.py) opens
 --streams Subscribe and health Watch streams spread over the 13 participants,
 plus 30 tries from the revoked certificate, and holds them idle. Then each of
 the 13 participants makes --rounds ListParticipants calls in turn, and the
@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.idle_streams import (
+from tests.support.idle_streams import (
     pki_with_revoked_certificate,
     started_crowd,
     thread_count,
     unary_latencies,
 )
-from tests.processes import HubProcess, hub_env
+from tests.support.processes import HubProcess, hub_env
 
 TRUST_DOMAIN = "bench.spehub.invalid"
 

@@ -39,7 +39,7 @@ from hub.config import DEV_TRUST_DOMAIN
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
 from hub.entrypoints.demo import demo_profile
-from tests.processes import free_port, hub_env
+from tests.support.processes import free_port, hub_env
 
 ORIGINS = ("sn-anpej", "ml-anpe", "ma-anapec")
 

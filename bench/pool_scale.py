@@ -42,7 +42,7 @@ from hub.domain.records import PayloadKind
 from hub.services.matching import KEEP, Rankings
 from hub.store import schema
 from hub.store.store import Store
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 FT = "fr-francetravail"
 

@@ -14,8 +14,8 @@ from spehub.v1 import delivery_pb2, directory_pb2, directory_pb2_grpc, envelope_
 
 from hub.domain import signing
 from hub.domain.records import PayloadKind
-from tests.conftest import make_participant, raw_channel, started_hub
-from tests.records import demo_consent, demo_offer, demo_profile
+from tests.support.hubs import make_participant, raw_channel, started_hub
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 SN, ML, FT, SE, OP = "sn-anpej", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen", "op-hub"
 PROFILE, OFFER, CONSENT = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import phonenumbers
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,7 @@ def _library(raw: str, region: str) -> phonenumbers.PhoneNumber | None:
     st.sampled_from([" ", ".", "-", ""]),
     st.sampled_from(["", "+", "00", "0"]),
 )
+@pytest.mark.slow
 def test_plain_national_numbers_read_as_libphonenumber_reads_them(region, groups, separator, prefix):
     raw = prefix + separator.join(groups)
     fast = _plain_national(raw, region)

@@ -63,3 +63,18 @@ def test_rule_catches_an_offender(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("import grpc\nfrom sqlalchemy import select\n")
     assert _imports(bad) == {"grpc", "sqlalchemy"}
+
+
+def test_tests_share_helpers_through_tests_support_only():
+    """A test module imports what it shares from tests/support/, never from another test module
+    or from conftest.py (whose fixtures pytest provides by name)."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for name in _imports(path):
+            if name == "tests.conftest" or name.startswith("tests.test_"):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    for path in sorted((ROOT / "tests" / "support").glob("*.py")):
+        for name in _imports(path):
+            if name.startswith("tests.") and not name.startswith("tests.support"):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, "\n".join(offenders)

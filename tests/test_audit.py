@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
 from hub.store import schema as t
-from tests.records import demo_consent, demo_offer, demo_profile
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 SN, FT = "sn-anpej", "fr-francetravail"
 
@@ -155,10 +155,10 @@ class _AsJson:
 def _witness(hub, test_pki, tmp_path, pid=SN):
     """The participant's gateway receives its deliveries, checkpoints included; its witness file."""
     from hub.entrypoints.gateway import Inbox, fetch_directory, receive
-    from tests.test_gateway import _channel
+    from tests.support.gateways import participant_channel
 
     inbox = Inbox(tmp_path / pid, _AsJson())
-    with _channel(hub.port, test_pki, pid) as channel:
+    with participant_channel(hub.port, test_pki, pid) as channel:
         report = receive(channel, inbox, fetch_directory(channel), confirm_deletions=True)
     inbox.close()
     return report, tmp_path / pid / "witness.jsonl"

@@ -31,8 +31,8 @@ from hub.api.client import secure_channel
 from hub.api.scopes import METHOD_SCOPES
 from hub.domain.records import PayloadKind
 from hub.domain.tokens import thumbprint
-from tests.conftest import TRUST_DOMAIN, raw_channel
-from tests.records import demo_profile
+from tests.support.hubs import TRUST_DOMAIN, raw_channel
+from tests.support.records import demo_profile
 
 SN = "sn-anpej"
 ISSUER = f"spiffe://{TRUST_DOMAIN}/hub"

@@ -17,14 +17,14 @@ from spehub.v1 import delivery_pb2, delivery_pb2_grpc
 
 from hub import pki
 from hub.api.client import secure_channel
-from tests.conftest import TRUST_DOMAIN, make_participant, raw_channel, started_hub
-from tests.idle_streams import (
+from tests.support.hubs import TRUST_DOMAIN, make_participant, raw_channel, started_hub
+from tests.support.idle_streams import (
     pki_with_revoked_certificate,
     started_crowd,
     thread_count,
     unary_latencies,
 )
-from tests.processes import HubProcess, hub_env
+from tests.support.processes import HubProcess, hub_env
 
 SN = "sn-anpej"
 
@@ -138,6 +138,8 @@ def test_a_closed_subscription_frees_its_slot(test_pki, database_url, clock):
         sn.channel.close()
 
 
+@pytest.mark.processes
+@pytest.mark.slow
 def test_a_thousand_idle_streams_leave_every_participant_served(tmp_path: Path):
     """1,000 idle Subscribe and health Watch streams over the 13 participants, plus a revoked
     certificate trying more, against a real hub process with only 4 worker threads: every

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from spehub.v1 import exchange_pb2, pool_pb2
 
 from hub.api.scopes import METHOD_SCOPES
-from tests.conftest import make_participant
+from tests.support.hubs import make_participant
 
 SN = "sn-anpej"
 STREAMING_REQUESTS = {"/spehub.v1.ExchangeService/Publish"}

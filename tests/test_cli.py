@@ -94,6 +94,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.processes
 def test_serve_with_no_arguments_then_sigterm_shuts_down_gracefully(tmp_path):
     """`spe-hub serve` in an empty folder: dev PKI generated, SQLite created, health SERVING, clean exit."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -148,6 +149,7 @@ def test_serve_with_no_arguments_then_sigterm_shuts_down_gracefully(tmp_path):
             proc.wait()
 
 
+@pytest.mark.processes
 def test_serve_refuses_bad_settings_with_a_clear_message(tmp_path):
     env = {**os.environ, "SPEHUB_ENV": "production"}
     result = subprocess.run(

@@ -11,7 +11,7 @@ from hub import pki
 from hub.bootstrap import build_hub
 from hub.config import Settings
 from hub.errors import ConfigError
-from tests.conftest import hub_settings
+from tests.support.hubs import hub_settings
 
 
 def test_defaults_are_the_embedded_development_setup():

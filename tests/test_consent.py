@@ -17,7 +17,8 @@ from hub.domain.audit import Disclosure
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
 from hub.store import schema as t
-from tests.records import demo_consent, demo_offer, demo_personal, demo_profile
+from tests.support.consents import consent_for, found, publish_candidate
+from tests.support.records import demo_consent, demo_offer, demo_personal
 
 SN, MA, FT, SE = "sn-anpej", "ma-anapec", "fr-francetravail", "se-arbetsformedlingen"
 PERSONAL = "pd-1"
@@ -32,42 +33,6 @@ def _ok(results):
     ), [(r.field, r.message) for r in results]
 
 
-def _consent(origin, now, version=1, **kw):
-    consent = demo_consent(origin, "c-1", version, now, recipient_countries=("FR",))
-    for key, value in kw.items():
-        setattr(consent, key, value)
-    return consent
-
-
-def _candidate(sn, consent, contact_release_for: str | None = None):
-    """Publish a consent, a profile and a personal view for one candidate."""
-    now = sn.clock()
-    if contact_release_for:
-        consent.purposes.append(
-            consent_pb2.PurposeGrant(
-                purpose=consent_pb2.PURPOSE_CONTACT_RELEASE,
-                notice_version="2026-01",
-                notice_language_code="fr",
-            )
-        )
-        consent.recipients.append(
-            consent_pb2.Recipient(
-                participant_id=contact_release_for,
-                transfer_basis=consent_pb2.TRANSFER_BASIS_AUTHORITY_AGREEMENT,
-                basis_reference="SN-FR agreement",
-            )
-        )
-    _ok(
-        sn.publish_one_batch(
-            [
-                sn.seal(consent, PayloadKind.CONSENT),
-                sn.seal(demo_profile(SN, "p-1", "c-1", 1, now), PayloadKind.CANDIDATE_PROFILE),
-                sn.seal(demo_personal(SN, PERSONAL, "p-1", "c-1", 1, now), PayloadKind.PERSONAL_DETAILS),
-            ]
-        )
-    )
-
-
 def _personal(p):
     return p.exchange.GetRecord(
         exchange_pb2.GetRecordRequest(origin_participant_id=SN, payload_type=2, record_id=PERSONAL),
@@ -75,14 +40,10 @@ def _personal(p):
     )
 
 
-def _found(p) -> int:
-    return len(p.pool.SearchProfiles(pool_pb2.SearchProfilesRequest(), timeout=10).profiles)
-
-
 def test_personal_view_needs_a_contact_release_naming_the_recipient(hub, connect):
     sn, ft = connect(SN), connect(FT)
-    _candidate(sn, _consent(SN, sn.clock()))  # FR may search, no contact release
-    assert _found(ft) == 1
+    publish_candidate(sn, consent_for(SN, sn.clock()))  # FR may search, no contact release
+    assert found(ft) == 1
     with pytest.raises(grpc.RpcError) as err:
         _personal(ft)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -92,7 +53,7 @@ def test_personal_view_needs_a_contact_release_naming_the_recipient(hub, connect
 
 def test_contact_release_gives_the_exact_signed_personal_view_and_is_recorded(hub, connect):
     sn, ft = connect(SN), connect(FT)
-    _candidate(sn, _consent(SN, sn.clock()), contact_release_for=FT)
+    publish_candidate(sn, consent_for(SN, sn.clock()), contact_release_for=FT)
     got = _personal(ft).envelope
     assert b"Diop" in got.payload and got.signer_participant_id == SN
     with pytest.raises(grpc.RpcError):
@@ -108,13 +69,13 @@ def test_contact_release_gives_the_exact_signed_personal_view_and_is_recorded(hu
 
 def test_contact_release_to_a_country_is_not_enough(hub, connect):
     sn, ft = connect(SN), connect(FT)
-    consent = _consent(SN, sn.clock())
+    consent = consent_for(SN, sn.clock())
     consent.purposes.append(
         consent_pb2.PurposeGrant(
             purpose=consent_pb2.PURPOSE_CONTACT_RELEASE, notice_version="2026-01", notice_language_code="fr"
         )
     )
-    _candidate(sn, consent)  # contact release granted, but to the country FR only
+    publish_candidate(sn, consent)  # contact release granted, but to the country FR only
     with pytest.raises(grpc.RpcError) as err:
         _personal(ft)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -122,7 +83,7 @@ def test_contact_release_to_a_country_is_not_enough(hub, connect):
 
 def test_personal_data_is_sealed_at_rest(hub, connect):
     sn = connect(SN)
-    _candidate(sn, _consent(SN, sn.clock()))
+    publish_candidate(sn, consent_for(SN, sn.clock()))
     with hub.store.unit_of_work() as uow:
         payloads = [row.payload for row in uow.conn.execute(t.envelopes.select())]
     sealed = [p for p in payloads if sealing.is_sealed(p)]
@@ -132,8 +93,8 @@ def test_personal_data_is_sealed_at_rest(hub, connect):
 
 def test_erasure_makes_an_old_database_copy_unreadable_and_notifies_who_saw_it(hub, connect, clock):
     sn, ft = connect(SN), connect(FT)
-    _candidate(sn, _consent(SN, sn.clock()), contact_release_for=FT)
-    assert _found(ft) == 1
+    publish_candidate(sn, consent_for(SN, sn.clock()), contact_release_for=FT)
+    assert found(ft) == 1
     _personal(ft)
     with hub.store.unit_of_work() as uow:  # a backup taken before the erasure
         old_copy = [(row.origin_id, row.payload) for row in uow.conn.execute(t.envelopes.select())]
@@ -141,14 +102,14 @@ def test_erasure_makes_an_old_database_copy_unreadable_and_notifies_who_saw_it(h
     before = [e for e in sealer.open([_stored(o, p) for o, p in old_copy if sealing.is_sealed(p)])]
     assert all(e is not None and e.payload != b"" for e in before)  # readable while the key exists
 
-    erase = _consent(
+    erase = consent_for(
         SN, sn.clock(), version=2, status=consent_pb2.CONSENT_STATUS_WITHDRAWN, erasure_requested=True
     )
     _ok(sn.publish_one_batch([sn.seal(erase, PayloadKind.CONSENT)]))
 
     after = sealer.open([_stored(o, p) for o, p in old_copy if sealing.is_sealed(p)])
     assert after == [None, None]  # the old copy no longer yields the personal data
-    assert _found(ft) == 0
+    assert found(ft) == 0
     with pytest.raises(grpc.RpcError) as err:
         _personal(ft)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -230,31 +191,31 @@ def test_transfer_problem_table(origin, destination, basis, refused):
 
 def test_consent_validity_policy(hub, connect, clock):
     sn, ft = connect(SN), connect(FT)
-    too_long = _consent(SN, sn.clock())
+    too_long = consent_for(SN, sn.clock())
     too_long.valid_until.FromDatetime(sn.clock() + timedelta(days=800))
     (result,) = sn.publish_one_batch([sn.seal(too_long, PayloadKind.CONSENT)])
     assert result.field == "valid_until" and "730" in result.message
-    open_ended = _consent(SN, sn.clock())
+    open_ended = consent_for(SN, sn.clock())
     open_ended.ClearField("valid_until")
-    _candidate(sn, open_ended)
-    assert _found(ft) == 1
+    publish_candidate(sn, open_ended)
+    assert found(ft) == 1
     # valid_from is a day ago: the default 365 days end 364 days from now.
     clock.advance(days=363)
-    assert _found(connect(FT)) == 1  # fresh connections: tokens follow the moved clock
+    assert found(connect(FT)) == 1  # fresh connections: tokens follow the moved clock
     clock.advance(days=2)
-    assert _found(connect(FT)) == 0  # default validity of 365 days ran out
+    assert found(connect(FT)) == 0  # default validity of 365 days ran out
 
 
 def test_no_personal_data_in_logs_metrics_or_errors(hub, connect, caplog):
     caplog.set_level(logging.DEBUG)
     sn, ft = connect(SN), connect(FT)
-    _candidate(sn, _consent(SN, sn.clock()), contact_release_for=FT)
+    publish_candidate(sn, consent_for(SN, sn.clock()), contact_release_for=FT)
     bad = demo_personal(SN, "pd-bad", "p-1", "c-1", 1, sn.clock())
     bad.contacts[0].value = "Awa Diop 1998"
     bad.birth_date.month = 13
     messages = [r.message for r in sn.publish_one_batch([sn.seal(bad, PayloadKind.PERSONAL_DETAILS)])]
     _personal(ft)
-    _found(ft)
+    found(ft)
     with pytest.raises(grpc.RpcError) as err:
         _personal(connect(SE))
     messages.append(err.value.details())
@@ -276,11 +237,11 @@ def test_deletions_overdue_command(hub, test_pki, database_url, monkeypatch, cap
 
 def test_each_recipient_sees_its_own_stable_pseudonym(hub, connect):
     sn, ft, se = connect(SN), connect(FT), connect(SE)
-    consent = _consent(SN, sn.clock())
+    consent = consent_for(SN, sn.clock())
     consent.recipients.append(
         consent_pb2.Recipient(country_code="SE", transfer_basis=consent_pb2.TRANSFER_BASIS_ADEQUACY)
     )
-    _candidate(sn, consent)
+    publish_candidate(sn, consent)
 
     def pseudonyms(p):
         return [
@@ -294,7 +255,7 @@ def test_each_recipient_sees_its_own_stable_pseudonym(hub, connect):
 
 
 def _disclose_by_search(sn, ft):
-    assert _found(ft) == 1
+    assert found(ft) == 1
 
 
 def _disclose_by_get(sn, ft):
@@ -345,9 +306,9 @@ def test_no_disclosure_action_is_written_outside_the_one_list():
 @pytest.mark.parametrize("action", list(Disclosure), ids=lambda a: a.value)
 def test_each_kind_of_disclosure_leads_to_a_deletion_notice(hub, connect, action):
     sn, ft, se = connect(SN), connect(FT), connect(SE)
-    _candidate(sn, _consent(SN, sn.clock()), contact_release_for=FT)
+    publish_candidate(sn, consent_for(SN, sn.clock()), contact_release_for=FT)
     DISCLOSE[action](sn, ft)
-    erase = _consent(
+    erase = consent_for(
         SN, sn.clock(), version=2, status=consent_pb2.CONSENT_STATUS_WITHDRAWN, erasure_requested=True
     )
     _ok(sn.publish_one_batch([sn.seal(erase, PayloadKind.CONSENT)]))

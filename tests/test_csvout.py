@@ -14,8 +14,8 @@ from hub.domain.records import PayloadKind
 from hub.entrypoints import csvout
 from hub.entrypoints.gateway import Inbox, fetch_directory, receive
 from hub.services.statistics import Cell, Corridor
-from tests.records import demo_offer
-from tests.test_gateway import SN, _channel, _sn_inbox
+from tests.support.gateways import SN, participant_channel, sn_inbox
+from tests.support.records import demo_offer
 
 ROOT = Path(__file__).resolve().parent.parent
 FT = "fr-francetravail"
@@ -54,8 +54,8 @@ def test_the_tabular_inbox_neutralises_another_participants_offer(
     offer.place.locality = HOSTILE["locality"]
     results = ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)])
     assert results[0].outcome == 1, results[0].message
-    inbox = _sn_inbox(codelists, tmp_path)
-    with _channel(hub.port, test_pki, SN) as channel:
+    inbox = sn_inbox(codelists, tmp_path)
+    with participant_channel(hub.port, test_pki, SN) as channel:
         report = receive(channel, inbox, fetch_directory(channel))
     inbox.close()
     assert report.written == 1

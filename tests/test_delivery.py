@@ -9,7 +9,7 @@ import pytest
 from spehub.v1 import delivery_pb2, offer_pb2
 
 from hub.domain.records import PayloadKind
-from tests.records import demo_offer
+from tests.support.records import demo_offer
 
 SN, ML, MA, FT = "sn-anpej", "ml-anpe", "ma-anapec", "fr-francetravail"
 
@@ -71,7 +71,7 @@ def test_cursor_survives_a_hub_restart(test_pki, database_url, clock):
     from prometheus_client import CollectorRegistry
 
     from hub.bootstrap import build_hub
-    from tests.conftest import hub_settings, make_participant
+    from tests.support.hubs import hub_settings, make_participant
 
     def start():
         return build_hub(

@@ -14,7 +14,7 @@ from hub.entrypoints.cli import main
 from hub.entrypoints.participants import verify_export
 from hub.errors import ConfigError
 from hub.services.directory import export_signature_valid
-from tests.conftest import TRUST_DOMAIN
+from tests.support.hubs import TRUST_DOMAIN
 
 SN = "sn-anpej"
 

@@ -13,7 +13,7 @@ from adapters.base import load
 from hub.domain import records
 from hub.domain.records import PayloadKind
 from hub.entrypoints.adapters import check_file
-from tests.conftest import SAMPLES
+from tests.support.hubs import SAMPLES
 
 HERE = Path(__file__).resolve().parent
 CV = HERE / "fixtures" / "europass" / "SN-2026-00017.xml"
@@ -164,6 +164,7 @@ def test_a_birth_year_alone_is_kept_and_a_mother_tongue_may_be_a_name(adapter, t
 
 
 @pytest.mark.needs_samples
+@pytest.mark.slow
 def test_conformance_kit_and_gateway_options_for_cvs(codelists, tmp_path, capsys):
     from hub.entrypoints.cli import main
 

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import envelope_pb2, exchange_pb2, pool_pb2
 
 from hub.domain.records import PayloadKind
-from tests.records import demo_consent, demo_offer, demo_personal, demo_profile
+from tests.support.records import demo_consent, demo_offer, demo_personal, demo_profile
 
 SN = "sn-anpej"
 FT = "fr-francetravail"
@@ -249,7 +249,7 @@ def test_oversized_message_is_refused_and_the_stream_refuses_nothing_else(hub, c
 
 
 def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, clock):
-    from tests.conftest import make_participant, started_hub
+    from tests.support.hubs import make_participant, started_hub
 
     with started_hub(test_pki, database_url, clock, max_batch_records=2) as small:
         sn = make_participant(small.port, test_pki, SN, clock)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 
 import grpc
+import pytest
 from spehub.v1 import delivery_pb2, exchange_pb2, offer_pb2
 
 from hub import synth
 from hub.domain.records import PayloadKind
 from hub.store.store import Store
-from tests.conftest import TRUST_DOMAIN, make_participant
-from tests.processes import HubProcess, hub_env
+from tests.support.hubs import TRUST_DOMAIN, make_participant
+from tests.support.processes import HubProcess, hub_env
+
+pytestmark = pytest.mark.processes  # starts hubs as processes of their own
 
 SN, FT = "sn-anpej", "fr-francetravail"
 
@@ -35,6 +38,7 @@ def _offers(n, start=0):
 def test_sigkill_mid_publication_keeps_every_acknowledged_record_and_retries_duplicate_nothing(
     test_pki, database_url, tmp_path, clock
 ):
+
     env = _env(test_pki, database_url, tmp_path)
     hub = HubProcess.start(env, tmp_path / "hub-1.log", tmp_path)
     offers = _offers(400)
@@ -146,8 +150,8 @@ def test_database_unreachable_gives_unavailable_no_partial_write_and_recovers(te
     from sqlalchemy.engine import make_url
 
     from hub.bootstrap import build_hub
-    from tests.conftest import hub_settings
-    from tests.processes import TcpProxy
+    from tests.support.hubs import hub_settings
+    from tests.support.processes import TcpProxy
 
     base = os.environ.get("SPEHUB_TEST_DATABASE_URL", "")
     if not base.startswith("postgresql"):

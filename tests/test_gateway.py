@@ -15,7 +15,6 @@ from spehub.v1 import consent_pb2, delivery_pb2, delivery_pb2_grpc, envelope_pb2
 from adapters.base import load
 from adapters.france_travail import FranceTravailOffers
 from adapters.tabular import TabularAdapter
-from hub.api.client import authorized_channel
 from hub.bootstrap import build_hub, overdue_deletions
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
@@ -30,7 +29,8 @@ from hub.entrypoints.gateway import (
     fetch_directory,
     receive,
 )
-from tests.conftest import hub_settings
+from tests.support.gateways import SN, participant_channel, sn_inbox
+from tests.support.hubs import hub_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "samples"
@@ -44,16 +44,6 @@ def _gateway(test_pki, pid, tmp_path) -> Gateway:
         (folder / "key-id").read_text().strip(),
         (folder / "signing-key.pem").read_bytes(),
         Outbox(tmp_path / "outbox.sqlite3"),
-    )
-
-
-def _channel(port, test_pki, pid):
-    folder = test_pki.participant_dir(pid)
-    return authorized_channel(
-        f"127.0.0.1:{port}",
-        test_pki.ca_pem,
-        (folder / "client.pem").read_bytes(),
-        (folder / "client-key.pem").read_bytes(),
     )
 
 
@@ -78,7 +68,7 @@ def test_send_then_resend_stores_each_record_once(hub, test_pki, codelists, tmp_
     gateway = _gateway(test_pki, FT, tmp_path)
     assert gateway.queue(records, progress=False) == 2
     assert gateway.queue(records, progress=False) == 0  # the same records again: nothing new queued
-    with _channel(hub.port, test_pki, FT) as channel:
+    with participant_channel(hub.port, test_pki, FT) as channel:
         first = gateway.flush(channel)
         again = gateway.flush(channel)
     assert (first.accepted, first.pending, first.link_error) == (2, 0, "")
@@ -96,13 +86,13 @@ def test_link_down_keeps_everything_then_delivers_exactly_once(
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    with _channel(dead, test_pki, FT) as channel:
+    with participant_channel(dead, test_pki, FT) as channel:
         down = gateway.flush(channel, timeout=2)
     assert down.link_error == "UNAVAILABLE" and down.pending == 2 and down.sent == 0
 
     hub = build_hub(hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry())
     try:
-        with _channel(hub.port, test_pki, FT) as channel:
+        with participant_channel(hub.port, test_pki, FT) as channel:
             up = gateway.flush(channel)
             assert (up.accepted, up.pending) == (2, 0)
             # A crash after the hub answered but before the outbox recorded it: both come back pending…
@@ -140,7 +130,7 @@ def test_an_export_without_consent_publishes_nothing(hub, test_pki, codelists, t
         converted_records(adapter.read(ROOT / "tests" / "fixtures" / "tabular" / "senegal.csv"), report),
         progress=False,
     )
-    with _channel(hub.port, test_pki, "sn-anpej") as channel:
+    with participant_channel(hub.port, test_pki, "sn-anpej") as channel:
         result = gateway.flush(channel)
     assert (result.sent, result.accepted, result.rejected) == (0, 0, 0)
     assert _stored(hub) == 0
@@ -179,19 +169,12 @@ def test_gateway_command(hub, test_pki, codelists, tmp_path, capsys):
 
 # -- the receiving side ------------------------------------------------------------------------
 
-SN = "sn-anpej"
-
-
-def _sn_inbox(codelists, tmp_path, inbox_class=None):
-    adapter = TabularAdapter(codelists, ROOT / "adapters" / "mappings" / "sn-anpej.toml", b"k" * 32)
-    return (inbox_class or Inbox)(tmp_path / "inbox", adapter)
-
 
 def _publish_offers(hub, test_pki, codelists, tmp_path):
     records, _ = _offers(codelists)
     gateway = _gateway(test_pki, FT, tmp_path)
     gateway.queue(records, progress=False)
-    with _channel(hub.port, test_pki, FT) as channel:
+    with participant_channel(hub.port, test_pki, FT) as channel:
         assert gateway.flush(channel).accepted == 2
     return records
 
@@ -208,13 +191,13 @@ def test_receive_writes_offers_in_the_national_format_exactly_once(hub, test_pki
                 raise RuntimeError("power cut")
             return super().write_record(*args)
 
-    with _channel(hub.port, test_pki, SN) as channel:
+    with participant_channel(hub.port, test_pki, SN) as channel:
         directory = fetch_directory(channel)
-        crashing = _sn_inbox(codelists, tmp_path, CrashingInbox)
+        crashing = sn_inbox(codelists, tmp_path, CrashingInbox)
         with pytest.raises(RuntimeError):
             receive(channel, crashing, directory)
         crashing.close()
-        inbox = _sn_inbox(codelists, tmp_path)
+        inbox = sn_inbox(codelists, tmp_path)
         report = receive(channel, inbox, directory)
         again = receive(channel, inbox, directory)
     assert (report.written, report.refused, report.link_error) == (2, 0, "")
@@ -235,8 +218,8 @@ def test_receive_writes_offers_in_the_national_format_exactly_once(hub, test_pki
 @pytest.mark.needs_samples
 def test_receive_removes_withdrawn_offers_and_lists_the_notice(hub, test_pki, codelists, tmp_path, connect):
     offers = _publish_offers(hub, test_pki, codelists, tmp_path)
-    inbox = _sn_inbox(codelists, tmp_path)
-    with _channel(hub.port, test_pki, SN) as channel:
+    inbox = sn_inbox(codelists, tmp_path)
+    with participant_channel(hub.port, test_pki, SN) as channel:
         directory = fetch_directory(channel)
         receive(channel, inbox, directory)
         withdrawn = offers[0].header.record_id
@@ -260,7 +243,7 @@ def test_receive_removes_withdrawn_offers_and_lists_the_notice(hub, test_pki, co
 def test_a_record_whose_signature_fails_is_refused_not_written(hub, test_pki, codelists, tmp_path):
     """End to end: the receiving SPE checks the origin's signature itself; the hub cannot forge a record."""
     _publish_offers(hub, test_pki, codelists, tmp_path)
-    with _channel(hub.port, test_pki, SN) as channel:
+    with participant_channel(hub.port, test_pki, SN) as channel:
         directory = fetch_directory(channel)
         stub = delivery_pb2_grpc.DeliveryServiceStub(channel)
         (first, *_) = [
@@ -269,7 +252,7 @@ def test_a_record_whose_signature_fails_is_refused_not_written(hub, test_pki, co
     forged = delivery_pb2.Delivery()
     forged.CopyFrom(first)
     forged.envelope.payload = forged.envelope.payload.replace(b"FT-", b"FX-", 1)  # altered after signing
-    inbox = _sn_inbox(codelists, tmp_path)
+    inbox = sn_inbox(codelists, tmp_path)
     report = ReceiveReport()
     _receive_record(forged, inbox, directory, report)
     assert report.refused == 1 and report.written == 0
@@ -281,18 +264,18 @@ def test_a_record_whose_signature_fails_is_refused_not_written(hub, test_pki, co
 def test_a_deletion_notice_holds_the_cursor_until_the_spe_confirms(
     hub, connect, clock, test_pki, codelists, tmp_path
 ):
-    from tests.test_consent import _candidate, _consent, _found
+    from tests.support.consents import consent_for, found, publish_candidate
 
     sn, ft = connect(SN), connect(FT)
-    _candidate(sn, _consent(SN, sn.clock()))
-    assert _found(ft) == 1  # France Travail saw the candidate
-    erase = _consent(
+    publish_candidate(sn, consent_for(SN, sn.clock()))
+    assert found(ft) == 1  # France Travail saw the candidate
+    erase = consent_for(
         SN, sn.clock(), version=2, status=consent_pb2.CONSENT_STATUS_WITHDRAWN, erasure_requested=True
     )
     sn.publish_one_batch([sn.seal(erase, PayloadKind.CONSENT)])
     adapter = load("eures-hropen", codelists=codelists, origin_participant_id=FT)
     inbox = Inbox(tmp_path / "ft-inbox", adapter)
-    with _channel(hub.port, test_pki, FT) as channel:
+    with participant_channel(hub.port, test_pki, FT) as channel:
         directory = fetch_directory(channel)
         held = receive(channel, inbox, directory)
         assert held.held_deletion and held.erased == 0
@@ -347,7 +330,7 @@ def test_the_directory_export_is_checked_with_the_hubs_public_key(hub, test_pki,
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     wrong = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    with _channel(hub.port, test_pki, SN) as channel:
+    with participant_channel(hub.port, test_pki, SN) as channel:
         assert SN in fetch_directory(channel, pem).participants
         with pytest.raises(ValueError, match="does not verify"):
             fetch_directory(channel, wrong)
@@ -356,7 +339,7 @@ def test_the_directory_export_is_checked_with_the_hubs_public_key(hub, test_pki,
 def test_a_link_dropping_mid_file_loses_nothing_and_doubles_nothing(hub, test_pki, tmp_path):
     """The hub link goes down after three of ten batches; the next run sends the rest, each record once."""
     from hub import synth
-    from tests.processes import TcpProxy
+    from tests.support.processes import TcpProxy
 
     offers = []
     for i, offer in enumerate(synth.offers(4, 200, synth.now_utc())):
@@ -378,11 +361,11 @@ def test_a_link_dropping_mid_file_loses_nothing_and_doubles_nothing(hub, test_pk
 
     gateway.outbox.mark = mark_then_cut
     try:
-        with _channel(proxy.port, test_pki, FT) as channel:
+        with participant_channel(proxy.port, test_pki, FT) as channel:
             first = gateway.flush(channel, batch=20, timeout=5)
         assert first.link_error and first.accepted == 60 and first.pending == 140
         proxy.restore()
-        with _channel(proxy.port, test_pki, FT) as channel:
+        with participant_channel(proxy.port, test_pki, FT) as channel:
             second = gateway.flush(channel, batch=20)
         assert (second.accepted, second.duplicate, second.pending, second.link_error) == (140, 0, 0, "")
         assert _stored(hub) == 200

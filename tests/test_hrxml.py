@@ -11,7 +11,7 @@ from adapters.base import load
 from hub.domain import records
 from hub.domain.records import PayloadKind
 from hub.entrypoints.adapters import check_file
-from tests.conftest import SAMPLES
+from tests.support.hubs import SAMPLES
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "hrxml"
 VACANCY = HERE / "vacancy_seasonal_es.xml"

@@ -22,7 +22,7 @@ from spehub.v1 import (
 
 from hub.domain import caps, records
 from hub.domain.records import PayloadKind, Reason, RecordRejection
-from tests.records import demo_offer, demo_profile
+from tests.support.records import demo_offer, demo_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 SN, FT = "sn-anpej", "fr-francetravail"
@@ -130,7 +130,7 @@ def test_a_search_with_5000_isco_prefixes_is_invalid_not_unavailable(hub, connec
 
 
 def test_too_many_scopes_in_a_token_request_are_invalid(hub, test_pki):
-    from tests.conftest import raw_channel
+    from tests.support.hubs import raw_channel
 
     with raw_channel(hub.port, test_pki, SN) as channel, pytest.raises(grpc.RpcError) as err:
         directory_pb2_grpc.DirectoryServiceStub(channel).IssueToken(

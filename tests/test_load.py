@@ -14,13 +14,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import grpc
+import pytest
 from prometheus_client import CollectorRegistry
 from spehub.v1 import delivery_pb2, exchange_pb2, offer_pb2, pool_pb2
 
 from hub import pki, synth
 from hub.bootstrap import build_hub
 from hub.domain.records import PayloadKind
-from tests.conftest import TRUST_DOMAIN, hub_settings, make_participant
+from tests.support.hubs import TRUST_DOMAIN, hub_settings, make_participant
 
 DURATION = 8.0
 SPE_COUNTRIES = ("SN", "ML", "MA", "BJ", "CM", "TG", "GH", "CV", "TN", "MR", "SN", "MA", "ML", "GH")
@@ -52,6 +53,7 @@ class _Pki:
         return self.root / "participants" / pid
 
 
+@pytest.mark.slow
 def test_twenty_participants_at_once(tmp_path, database_url, clock, capsys):
     root = tmp_path / "pki"
     spes, agencies = _load_pki(root)

@@ -16,9 +16,19 @@ from hub.domain.records import PayloadKind
 from hub.services.matching import MATCHING_BIT, Rankings
 from hub.store import schema as t
 from hub.store.store import RANKING_LOCK, Audience, UnitOfWork
-from tests.conftest import make_participant, started_hub
-from tests.records import demo_consent, demo_offer, demo_profile
-from tests.test_matching import FT, ML, SKILL, SN, _ids, _matches, _offer, _ok, add_experience
+from tests.support.hubs import make_participant, started_hub
+from tests.support.matching import (
+    FT,
+    ML,
+    SKILL,
+    SN,
+    add_experience,
+    match_candidates,
+    ok,
+    profile_ids,
+    publish_offer,
+)
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 OFFER = PayloadKind.JOB_OFFER.payload_type
 PROFILE = PayloadKind.CANDIDATE_PROFILE.payload_type
@@ -50,7 +60,7 @@ def _publish(
     profile.mobility_types[:] = [common_pb2.MOBILITY_TYPE_SEASONAL]
     del profile.work_experiences[:]
     add_experience(profile, now, months)
-    _ok(
+    ok(
         sn.publish_one_batch(
             [sn.seal(consent, PayloadKind.CONSENT), sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)]
         )
@@ -64,7 +74,7 @@ def _two_skill_offer(ft):
     offer.required_skills.add(label=SKILL)
     offer.required_skills.add(label=SECOND)
     offer.required_experience_months = 24
-    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
 
 
 # Scores from 200 to 1000 with ties: three occupation levels, 0-2 skills, 0-24 months.
@@ -146,6 +156,7 @@ def test_a_kept_ranking_answers_as_the_full_query(pool, hub, clock):
     assert {pk for _, pk in kept} - {pk for pk, _ in full}
 
 
+@pytest.mark.slow
 def test_a_kept_ranking_stays_exact_as_the_pool_changes(pool, hub, clock):
     sn, ft = pool
     _rank(hub, clock)
@@ -174,17 +185,17 @@ def test_a_kept_ranking_stays_exact_as_the_pool_changes(pool, hub, clock):
     # A new candidate better than any kept: scored from the profiles published since.
     _publish(sn, "newcomer", isco="7112", skills=(SKILL, SECOND), months=36)
     changed()
-    assert _ids(_matches(ft, "o-mason", page_size=1)) == ["p-v0"]  # equal scores: by record
+    assert profile_ids(match_candidates(ft, "o-mason", page_size=1)) == ["p-v0"]  # equal scores: by record
     # The best kept candidate republished with less: its kept score no longer counts.
     _publish(sn, name[best[0]], version=2, isco="7121", skills=(), months=0)
     changed()
     # Consent paused, then active again: out, then back, without a new ranking.
     _publish(sn, name[best[1]], version=2, status=PAUSED)
     changed()
-    assert f"p-{name[best[1]]}" not in _ids(_matches(ft, "o-mason", page_size=100))
+    assert f"p-{name[best[1]]}" not in profile_ids(match_candidates(ft, "o-mason", page_size=100))
     _publish(sn, name[best[1]], version=3)
     changed()
-    assert f"p-{name[best[1]]}" in _ids(_matches(ft, "o-mason", page_size=100))
+    assert f"p-{name[best[1]]}" in profile_ids(match_candidates(ft, "o-mason", page_size=100))
     # Withdrawn by its origin.
     sn.exchange.WithdrawRecord(
         exchange_pb2.WithdrawRecordRequest(payload_type=PROFILE, record_id=f"p-{name[best[2]]}"),
@@ -204,7 +215,7 @@ def test_a_kept_ranking_stays_exact_as_the_pool_changes(pool, hub, clock):
 
 def test_matches_over_grpc_come_from_the_ranking_once_kept(pool, hub, clock, monkeypatch):
     _, ft = pool
-    cold = _matches(ft, "o-mason", page_size=5)
+    cold = match_candidates(ft, "o-mason", page_size=5)
     assert hub.rankings is not None and hub.rankings.rank_pending() == 1
     full_query = []
     original = UnitOfWork.match_candidates
@@ -214,15 +225,15 @@ def test_matches_over_grpc_come_from_the_ranking_once_kept(pool, hub, clock, mon
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(UnitOfWork, "match_candidates", spy)
-    warm = _matches(ft, "o-mason", page_size=5)
-    assert _ids(warm) == _ids(cold) and [c.match for c in warm.candidates] == [
+    warm = match_candidates(ft, "o-mason", page_size=5)
+    assert profile_ids(warm) == profile_ids(cold) and [c.match for c in warm.candidates] == [
         c.match for c in cold.candidates
     ]
     assert full_query == []
     # The next page is the same too; past the 500 kept it would fall back to the full query.
     assert (
-        _ids(_matches(ft, "o-mason", page_size=5, page_token=warm.next_page_token))
-        == _ids(_matches(ft, "o-mason", page_size=100))[5:10]
+        profile_ids(match_candidates(ft, "o-mason", page_size=5, page_token=warm.next_page_token))
+        == profile_ids(match_candidates(ft, "o-mason", page_size=100))[5:10]
     )
 
 
@@ -246,7 +257,7 @@ def test_a_stale_ranking_is_not_used_and_is_ranked_again(pool, hub, clock):
     offer = demo_offer(ft.id, "o-mason", 2, ft.clock(), targets=("SN",))
     offer.occupation.isco08_code = "7121"
     offer.place.country_code = "FR"
-    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
     with hub.store.unit_of_work() as uow:
         assert uow.ranking_state(pk) is None  # dropped with the old version's index rows
     assert rankings.rank_pending() == 1
@@ -261,7 +272,7 @@ def test_a_stale_ranking_is_not_used_and_is_ranked_again(pool, hub, clock):
 
 
 def test_closed_offers_are_not_ranked(hub, connect, clock):
-    _offer(connect(FT))  # open for 30 days
+    publish_offer(connect(FT))  # open for 30 days
     clock.advance(days=31)
     assert Rankings(hub.store, clock).rank_pending() == 0
     clock.advance(days=-2)
@@ -271,7 +282,7 @@ def test_closed_offers_are_not_ranked(hub, connect, clock):
 def test_the_hub_ranks_open_offers_in_the_background(test_pki, database_url, clock):
     with started_hub(test_pki, database_url, clock, match_ranking_seconds=1) as running:
         ft = make_participant(running.port, test_pki, FT, clock)
-        _offer(ft)
+        publish_offer(ft)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with running.store.unit_of_work() as uow:
@@ -308,7 +319,7 @@ def test_postgresql_publications_hold_the_ranking_lock_from_their_ids(hub, conne
 
     event.listen(hub.store.engine, "before_cursor_execute", seen)
     try:
-        _offer(connect(FT))
+        publish_offer(connect(FT))
     finally:
         event.remove(hub.store.engine, "before_cursor_execute", seen)
     lock = next(i for i, s in enumerate(statements) if f"pg_advisory_xact_lock_shared({RANKING_LOCK})" in s)
@@ -324,7 +335,7 @@ def _watermark(hub) -> int:
 def test_rank_offers_command(hub, connect, database_url, monkeypatch, capsys):
     from hub.entrypoints.cli import main
 
-    _offer(connect(FT))
+    publish_offer(connect(FT))
     monkeypatch.setenv("SPEHUB_DATABASE_URL", database_url)
     assert main(["db", "rank-offers"]) == 0
     assert "ranked the candidates of 1 open offer(s)" in capsys.readouterr().out
@@ -343,8 +354,8 @@ def test_a_failing_offer_does_not_stop_the_ranking_of_the_others(hub, connect, c
     from hub.metrics import HubMetrics
 
     ft = connect(FT)
-    _offer(ft, "o-broken")
-    _offer(ft, "o-fine")
+    publish_offer(ft, "o-broken")
+    publish_offer(ft, "o-fine")
     with hub.store.unit_of_work() as uow:
         broken, fine = (uow.current_record(FT, OFFER, rid)[0] for rid in ("o-broken", "o-fine"))
     real = UnitOfWork.rank_offer

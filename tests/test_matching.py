@@ -12,15 +12,20 @@ from spehub.v1 import common_pb2, consent_pb2, exchange_pb2, offer_pb2, pool_pb2
 
 from hub.domain.records import PayloadKind
 from hub.store import schema as t
-from tests.records import demo_consent, demo_offer, demo_profile
-
-SN, MA, ML, FT, SE = "sn-anpej", "ma-anapec", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen"
-SKILL = "pose de parpaings"
-
-
-def _ok(results):
-    outcomes = [exchange_pb2.RecordOutcome.Name(r.outcome) for r in results]
-    assert outcomes == ["RECORD_OUTCOME_ACCEPTED"] * len(results), [(r.field, r.message) for r in results]
+from tests.support.matching import (
+    FT,
+    MA,
+    ML,
+    SE,
+    SKILL,
+    SN,
+    add_experience,
+    match_candidates,
+    ok,
+    profile_ids,
+    publish_offer,
+)
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 
 def _candidate(
@@ -51,7 +56,7 @@ def _candidate(
     start = now.date() + timedelta(days=available_in_days)
     profile.available_from.CopyFrom(common_pb2.Date(year=start.year, month=start.month, day=start.day))
     add_experience(profile, now, months)
-    _ok(
+    ok(
         sn.publish_one_batch(
             [sn.seal(consent, PayloadKind.CONSENT), sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)]
         )
@@ -59,57 +64,11 @@ def _candidate(
     return f"p-{name}"
 
 
-def add_experience(profile, now, months: int) -> None:
-    """``months`` of work experience in Senegal, ending with last month (none for 0)."""
-    if months:
-        end = now.date().replace(day=1) - timedelta(days=1)  # the end of last month
-        first = (end.year * 12 + end.month - 1) - months + 1
-        profile.work_experiences.add(
-            country_code="SN",
-            period=common_pb2.DateRange(
-                start=common_pb2.Date(year=first // 12, month=first % 12 + 1, day=1),
-                end=common_pb2.Date(year=end.year, month=end.month, day=end.day),
-            ),
-        )
-
-
-def _offer(publisher, record_id="o-mason", isco="7112", work_country="FR", targets=("SN", "ML"), **kw):
-    offer = demo_offer(publisher.id, record_id, 1, publisher.clock(), targets=targets)
-    offer.occupation.isco08_code = isco
-    offer.title = "Maçon saisonnier"
-    offer.place.country_code = work_country
-    offer.required_skills.add(label=SKILL)
-    offer.required_experience_months = 12
-    for key, value in kw.items():
-        setattr(offer, key, value)
-    _ok(publisher.publish_one_batch([publisher.seal(offer, PayloadKind.JOB_OFFER)]))
-    return record_id
-
-
-def _matches(p, offer_id="o-mason", page_size=0, page_token="", origin=""):
-    return p.pool.MatchCandidates(
-        pool_pb2.MatchCandidatesRequest(
-            offer_record_id=offer_id,
-            page_size=page_size,
-            page_token=page_token,
-            offer_origin_participant_id=origin,
-        ),
-        timeout=10,
-    )
-
-
-def _ids(response):
-    return [
-        profile_pb2.CandidateProfile.FromString(c.profile.payload).header.record_id
-        for c in response.candidates
-    ]
-
-
 @pytest.fixture
 def pool(hub, connect):
     """Candidates a counsellor would rank at a glance, and the ones that must not appear."""
     sn, ft = connect(SN), connect(FT)
-    _offer(ft)
+    publish_offer(ft)
     for name, kwargs in (
         ("exact", {}),  # same unit group, the skill, two years: the best
         ("minor", {"isco": "7114"}),  # same minor group (711), otherwise equal
@@ -132,8 +91,8 @@ def pool(hub, connect):
 
 def test_candidates_are_ranked_as_a_counsellor_expects(pool, hub):
     _, ft = pool
-    response = _matches(ft)
-    assert _ids(response) == [
+    response = match_candidates(ft)
+    assert profile_ids(response) == [
         "p-exact",
         "p-minor",
         "p-no-experience",
@@ -141,7 +100,7 @@ def test_candidates_are_ranked_as_a_counsellor_expects(pool, hub):
         "p-no-skill",
         "p-no-skill-2",
     ]
-    scores = {i: c.match.score for i, c in zip(_ids(response), response.candidates, strict=True)}
+    scores = {i: c.match.score for i, c in zip(profile_ids(response), response.candidates, strict=True)}
     assert scores == {
         "p-exact": 1000,  # 500 occupation + 300 skills + 200 experience
         "p-minor": 850,
@@ -167,56 +126,58 @@ def test_candidates_are_ranked_as_a_counsellor_expects(pool, hub):
     # Each candidate shown is a disclosure in the audit log, under the candidate's consent.
     with hub.store.unit_of_work() as uow:
         rows = uow.conn.execute(t.audit_log.select().where(t.audit_log.c.action == "disclose.match")).all()
-    assert sorted(r.record_id for r in rows) == sorted(_ids(response))
+    assert sorted(r.record_id for r in rows) == sorted(profile_ids(response))
     assert {r.purpose for r in rows} == {"matching"} and {r.actor for r in rows} == {FT}
 
 
 def test_pages_are_stable_and_complete(pool):
     _, ft = pool
-    everything = _ids(_matches(ft))
+    everything = profile_ids(match_candidates(ft))
     seen, token = [], ""
     for _ in range(10):
-        page = _matches(ft, page_size=4, page_token=token)
-        seen += _ids(page)
+        page = match_candidates(ft, page_size=4, page_token=token)
+        seen += profile_ids(page)
         token = page.next_page_token
         if not token:
             break
     assert seen == everything
-    assert _ids(_matches(ft)) == everything  # the same order every time
+    assert profile_ids(match_candidates(ft)) == everything  # the same order every time
     with pytest.raises(grpc.RpcError) as err:
-        _matches(ft, page_token="bm90LWEtdG9rZW4")
+        match_candidates(ft, page_token="bm90LWEtdG9rZW4")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_withdrawn_consent_removes_the_candidate_at_once(pool):
     sn, ft = pool
-    assert "p-exact" in _ids(_matches(ft))
+    assert "p-exact" in profile_ids(match_candidates(ft))
     withdrawn = demo_consent(SN, "c-exact", 2, sn.clock(), recipient_countries=("FR",))
     withdrawn.status = consent_pb2.CONSENT_STATUS_WITHDRAWN
-    _ok(sn.publish_one_batch([sn.seal(withdrawn, PayloadKind.CONSENT)]))
-    assert "p-exact" not in _ids(_matches(ft))
+    ok(sn.publish_one_batch([sn.seal(withdrawn, PayloadKind.CONSENT)]))
+    assert "p-exact" not in profile_ids(match_candidates(ft))
 
 
 def test_only_the_offers_origin_or_its_target_spes_may_match_it(pool, connect):
     sn, _ = pool
     # An origin SPE the offer is addressed to ranks its own candidates (no disclosure to anyone).
     # Its consents need not name France Travail: nothing leaves the SPE.
-    assert _ids(_matches(sn, origin=FT))[:3] == ["p-exact", "p-not-for-france", "p-minor"]
-    assert _ids(_matches(connect(ML), origin=FT)) == []  # addressed to Mali too, but no Malian candidates
+    assert profile_ids(match_candidates(sn, origin=FT))[:3] == ["p-exact", "p-not-for-france", "p-minor"]
+    assert (
+        profile_ids(match_candidates(connect(ML), origin=FT)) == []
+    )  # addressed to Mali too, but no Malian candidates
     for caller, origin in ((connect(MA), FT), (connect(SE), FT), (sn, "")):
         with pytest.raises(grpc.RpcError) as err:
-            _matches(caller, origin=origin)
+            match_candidates(caller, origin=origin)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_offers_for_a_candidate_are_ranked_and_filtered(hub, connect):
     sn, ft, se = connect(SN), connect(FT), connect(SE)
     profile = _candidate(sn, "mason")
-    _offer(ft, "o-exact")
-    _offer(ft, "o-minor", isco="7114")
-    _offer(ft, "o-farm", isco="9211")  # another occupation
-    _offer(se, "o-sweden", work_country="SE")  # not among the candidate's destinations
-    _offer(ft, "o-mali-only", targets=("ML",))  # addressed to Mali, not Senegal
+    publish_offer(ft, "o-exact")
+    publish_offer(ft, "o-minor", isco="7114")
+    publish_offer(ft, "o-farm", isco="9211")  # another occupation
+    publish_offer(se, "o-sweden", work_country="SE")  # not among the candidate's destinations
+    publish_offer(ft, "o-mali-only", targets=("ML",))  # addressed to Mali, not Senegal
     response = sn.pool.MatchOffers(pool_pb2.MatchOffersRequest(profile_record_id=profile), timeout=10)
     ids = [offer_pb2.JobOffer.FromString(o.offer.payload).header.record_id for o in response.offers]
     assert ids == ["o-exact", "o-minor"]
@@ -228,7 +189,7 @@ def test_offers_for_a_candidate_are_ranked_and_filtered(hub, connect):
 
 def test_a_profile_whose_consent_does_not_grant_matching_gets_no_offers(hub, connect):
     sn, ft = connect(SN), connect(FT)
-    _offer(ft)
+    publish_offer(ft)
     profile = _candidate(sn, "search-only", purposes=(consent_pb2.PURPOSE_POOL_SEARCH,))
     with pytest.raises(grpc.RpcError) as err:
         sn.pool.MatchOffers(pool_pb2.MatchOffersRequest(profile_record_id=profile), timeout=10)
@@ -245,11 +206,11 @@ def test_partial_skills_and_experience_score_alike_in_sql_and_in_the_rules(hub, 
     offer.required_skills.add(label="lire un plan")
     offer.required_skills.add(label="coffrage")
     offer.required_experience_months = 12
-    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
     _candidate(sn, "partial", skills=(SKILL, "coffrage"), months=5)
     _candidate(sn, "full", skills=(SKILL, "coffrage", "lire un plan"), months=30)
-    response = _matches(ft, "o-partial")
-    assert _ids(response) == ["p-full", "p-partial"]
+    response = match_candidates(ft, "o-partial")
+    assert profile_ids(response) == ["p-full", "p-partial"]
     partial = response.candidates[1].match
     assert partial.score == 500 + 300 * 2 // 3 + 200 * 5 // 12 == 783
     assert list(partial.skills_missing) == ["lire un plan"] and partial.experience_months == 5
@@ -264,10 +225,10 @@ def test_one_month_of_twelve_and_one_skill_of_seven_is_answered(hub, connect):
     for i in range(7):
         offer.required_skills.add(label=f"savoir {i}")
     offer.required_experience_months = 12
-    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
     _candidate(sn, "one-of-seven", skills=("savoir 3",), months=1)
-    response = _matches(ft, "o-seven")
-    assert _ids(response) == ["p-one-of-seven"]
+    response = match_candidates(ft, "o-seven")
+    assert profile_ids(response) == ["p-one-of-seven"]
     assert response.candidates[0].match.score == 500 + 300 * 1 // 7 + 200 * 1 // 12 == 558
 
 
@@ -276,13 +237,13 @@ def test_a_disagreement_between_sql_and_the_rules_is_logged_and_answered(hub, co
     from hub.domain import matching
 
     sn, ft = connect(SN), connect(FT)
-    _offer(ft)
+    publish_offer(ft)
     _candidate(sn, "shifted")
     real = matching.experience_points
     monkeypatch.setattr(matching, "experience_points", lambda months, required: real(months, required) - 1)
     with caplog.at_level("ERROR", logger="spehub"):
-        response = _matches(ft)
-    assert _ids(response) == ["p-shifted"]
+        response = match_candidates(ft)
+    assert profile_ids(response) == ["p-shifted"]
     assert response.candidates[0].match.score == 500 + 300 + 200 - 1
     assert "match disagreement" in caplog.text
 
@@ -317,7 +278,7 @@ def test_sql_and_the_rules_give_the_same_score(
     for label in required_skills:
         offer.required_skills.add(label=label)
     offer.required_experience_months = required_months
-    _ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
+    ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
     expected = {}
     for i, (skills, months) in enumerate(candidates):
         name = f"r{_EXAMPLE}-{i}"
@@ -329,8 +290,8 @@ def test_sql_and_the_rules_give_the_same_score(
             + matching.experience_points(months, required_months)
         )
     with caplog.at_level("ERROR", logger="spehub"):
-        response = _matches(ft, offer_id, page_size=10)
-    got = {rid: c.match.score for rid, c in zip(_ids(response), response.candidates, strict=True)}
+        response = match_candidates(ft, offer_id, page_size=10)
+    got = {rid: c.match.score for rid, c in zip(profile_ids(response), response.candidates, strict=True)}
     assert got == expected
     assert "match disagreement" not in caplog.text
 
@@ -342,7 +303,7 @@ def test_a_profile_known_only_at_a_coarser_group_is_found_and_matched_for_what_i
     """A title the resolver could settle only at sub-major group 61: a search for 61 finds it, one
     for 611 does not, and matching scores it as a sub-major fit and says why."""
     sn, ft = connect(SN), connect(FT)
-    _offer(ft, isco="6111")
+    publish_offer(ft, isco="6111")
     now = sn.clock()
     consent = demo_consent(SN, "c-coarse", 1, now, recipient_countries=("FR",))
     profile = demo_profile(SN, "p-coarse", "c-coarse", 1, now, isco="61")
@@ -354,7 +315,7 @@ def test_a_profile_known_only_at_a_coarser_group_is_found_and_matched_for_what_i
     profile.languages[1].level = common_pb2.CEFR_LEVEL_B2
     profile.desired_country_codes[:] = ["FR"]
     profile.mobility_types[:] = [common_pb2.MOBILITY_TYPE_SEASONAL]
-    _ok(
+    ok(
         sn.publish_one_batch(
             [sn.seal(consent, PayloadKind.CONSENT), sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)]
         )
@@ -368,8 +329,8 @@ def test_a_profile_known_only_at_a_coarser_group_is_found_and_matched_for_what_i
 
     assert found("61") == ["p-coarse"] and found("6") == ["p-coarse"]
     assert found("611") == [] and found("6111") == []
-    response = _matches(ft)
-    assert _ids(response) == ["p-coarse"]
+    response = match_candidates(ft)
+    assert profile_ids(response) == ["p-coarse"]
     match = response.candidates[0].match
     assert match.occupation_fit == pool_pb2.OCCUPATION_FIT_SAME_SUB_MAJOR_GROUP
     assert (

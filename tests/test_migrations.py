@@ -14,8 +14,8 @@ from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
 from hub.store import migrate
 from hub.store import schema as t
-from tests.conftest import hub_settings, make_participant
-from tests.records import demo_consent, demo_offer, demo_profile
+from tests.support.hubs import hub_settings, make_participant
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 SN, FT = "sn-anpej", "fr-francetravail"
 # Tables of revision 0001 (everything the first release stored).

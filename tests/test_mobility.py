@@ -20,7 +20,7 @@ from spehub.v1 import (
 
 from hub.domain import mobility as rules
 from hub.domain.records import PayloadKind
-from tests.records import demo_consent, demo_offer, demo_profile
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 MA, SN, FT = "ma-anapec", "sn-anpej", "fr-francetravail"
 E = mobility_pb2

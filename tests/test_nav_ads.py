@@ -13,7 +13,7 @@ from adapters.base import load
 from hub.domain import records
 from hub.domain.records import PayloadKind
 from hub.entrypoints.adapters import check_file
-from tests.conftest import SAMPLES
+from tests.support.hubs import SAMPLES
 
 AD = Path(__file__).resolve().parent / "fixtures" / "nav" / "ad_seasonal.json"
 

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from spehub.v1 import delivery_pb2, exchange_pb2
 
 from hub.domain.records import PayloadKind
-from tests.records import demo_consent, demo_offer, demo_personal, demo_profile
+from tests.support.records import demo_consent, demo_offer, demo_personal, demo_profile
 
 SN, FT = "sn-anpej", "fr-francetravail"
 

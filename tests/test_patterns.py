@@ -18,7 +18,7 @@ from spehub.v1 import exchange_pb2, pool_pb2
 import adapters
 import hub
 from hub.domain.records import PayloadKind
-from tests.records import demo_profile
+from tests.support.records import demo_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 # A valid example of each validation pattern. A new pattern needs its example here.

@@ -9,7 +9,7 @@ import pytest
 from spehub.v1 import common_pb2, consent_pb2, exchange_pb2, pool_pb2
 
 from hub.domain.records import PayloadKind
-from tests.records import demo_consent, demo_offer, demo_profile
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 SN, ML, FT, SE = "sn-anpej", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen"
 

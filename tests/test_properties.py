@@ -18,7 +18,9 @@ from adapters.base import load
 from adapters.tabular import TabularAdapter
 from hub.domain import consent_policy, records
 from hub.domain.records import PayloadKind, RecordRejection
-from tests.test_tabular import MAPPINGS
+from tests.support.gateways import ROOT
+
+MAPPINGS = ROOT / "adapters" / "mappings"
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 JSON = st.recursive(

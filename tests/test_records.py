@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hub.domain import records, signing
 from hub.domain.records import PayloadKind, RecordRejection
-from tests.records import demo_consent, demo_offer, demo_personal, demo_profile
+from tests.support.records import demo_consent, demo_offer, demo_personal, demo_profile
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 

@@ -12,8 +12,11 @@ from hub.domain.records import PayloadKind
 from hub.domain.tokens import HubKeyRing
 from hub.services.audit import AuditService
 from hub.store.store import Store
-from tests.conftest import TRUST_DOMAIN, make_participant
-from tests.processes import HubProcess, hub_env
+from tests.support.hubs import TRUST_DOMAIN, make_participant
+from tests.support.processes import HubProcess, hub_env
+
+pytestmark = pytest.mark.processes  # starts hubs as processes of their own
+
 
 SN, ML, FT = "sn-anpej", "ml-anpe", "fr-francetravail"
 CANDIDATES, OFFERS = 120, 40

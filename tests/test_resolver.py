@@ -134,6 +134,7 @@ def test_common_group():
     assert common_group(["7112", "2221"]) == ""
 
 
+@pytest.mark.slow
 def test_resolve_command_and_its_json(capsys, tmp_path):
     titles = tmp_path / "titles.txt"
     titles.write_text("Soudeur\n\nOuvrier\n", encoding="utf-8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.base import load
-from tests.conftest import SAMPLES
+from tests.support.hubs import SAMPLES
 
 KEY = b"k" * 32
 # file → (adapter, the reasons of its refused records; () when every record converts)

@@ -11,7 +11,7 @@ from spehub.v1 import common_pb2, consent_pb2, exchange_pb2, mobility_pb2
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
 from hub.services.statistics import Corridor, cells, corridor_counts
-from tests.records import demo_consent, demo_offer, demo_profile
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 SN, FT = "sn-anpej", "fr-francetravail"
 STATS = (consent_pb2.PURPOSE_POOL_SEARCH, consent_pb2.PURPOSE_MATCHING, consent_pb2.PURPOSE_STATISTICS)

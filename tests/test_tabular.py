@@ -307,6 +307,7 @@ def _outcome(results):
     return [(r.location, r.record.SerializeToString() if r.ok else None, r.problems) for r in results]
 
 
+@pytest.mark.slow
 def test_a_large_export_converted_by_worker_processes_gives_what_one_process_gives(codelists, tmp_path):
     """Chunks cross the process boundary and come back in file order; a job-seeker repeated within
     a chunk, across chunks, and bad rows are reported exactly as one process reports them."""
@@ -340,6 +341,7 @@ class _ParallelFranceTravail(FranceTravailOffers):
 
 
 @pytest.mark.needs_samples
+@pytest.mark.slow
 def test_a_large_json_file_converted_by_worker_processes_gives_what_one_process_gives(
     codelists, tmp_path, monkeypatch
 ):

@@ -12,7 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from spehub.v1 import pool_pb2, pool_pb2_grpc
 
 from hub import pki
-from tests.conftest import TRUST_DOMAIN
+from tests.support.hubs import TRUST_DOMAIN
 
 
 def _channel(hub, ca_pem: bytes, cert: pki.Issued | None) -> grpc.Channel:
@@ -103,7 +103,7 @@ def test_health_and_reflection(hub, test_pki, connect):
 
 def test_metrics_endpoint_exports_grpc_and_record_families(hub, connect):
     from hub.domain.records import PayloadKind
-    from tests.records import demo_profile
+    from tests.support.records import demo_profile
 
     sn = connect("sn-anpej")
     good = sn.seal(demo_profile("sn-anpej", "p-1", "c-1", 1, sn.clock()), PayloadKind.CANDIDATE_PROFILE)

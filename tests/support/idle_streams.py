@@ -1,6 +1,6 @@
 """A hostile crowd of idle streams, for the availability test and bench/idle_streams.py.
 
-Run as a process of its own (``python -m tests.idle_streams PORT PKI_DIR STREAMS``): it opens
+Run as a process of its own (``python -m tests.support.idle_streams PORT PKI_DIR STREAMS``): it opens
 STREAMS Subscribe and health Watch streams (rounded up), spread over every participant of the
 PKI, plus ``--revoked-streams`` from each revoked certificate in the folder's ``revoked/``, on the
 asyncio client so that it needs no thread per stream. Each stream counts as open once the hub
@@ -129,7 +129,7 @@ def started_crowd(port: int, root: Path, streams: int, revoked_streams: int) -> 
         [
             sys.executable,
             "-m",
-            "tests.idle_streams",
+            "tests.support.idle_streams",
             str(port),
             str(root),
             str(streams),
@@ -141,7 +141,7 @@ def started_crowd(port: int, root: Path, streams: int, revoked_streams: int) -> 
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert proc.stdout is not None
