@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast lint proto
+.PHONY: serve test test-fast lint proto docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ lint: $(STAMP)
 ## Regenerate the Python code beside the .proto files.
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+
+## Regenerate docs/configuration.md and docs/cli.md from the code (a test fails when they drift).
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_reference.py

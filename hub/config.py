@@ -19,6 +19,51 @@ from hub.errors import ConfigError
 DEV_PKI_DIR = Path("certs/dev")
 DEV_TRUST_DOMAIN = "dev.spehub.invalid"
 
+
+@dataclass(frozen=True)
+class Variable:
+    """One SPEHUB_* environment variable: the setting it sets, how it is read, its bounds."""
+
+    name: str
+    field: str
+    kind: str  # choice | path | text | int | number
+    low: int = 0
+    high: int = 0
+
+
+# Every variable the hub reads (docs/configuration.md is generated from this table and the
+# settings' docstrings: scripts/gen_reference.py).
+VARIABLES = (
+    Variable("SPEHUB_ENV", "env", "choice"),
+    Variable("SPEHUB_LISTEN", "listen_address", "text"),
+    Variable("SPEHUB_METRICS_LISTEN", "metrics_address", "text"),
+    Variable("SPEHUB_DATABASE_URL", "database_url", "text"),
+    Variable("SPEHUB_KEYSTORE_URL", "keystore_url", "text"),
+    Variable("SPEHUB_TRUST_DOMAIN", "trust_domain", "text"),
+    Variable("SPEHUB_TLS_CERT", "tls_cert_file", "path"),
+    Variable("SPEHUB_TLS_KEY", "tls_key_file", "path"),
+    Variable("SPEHUB_CLIENT_CA", "client_ca_file", "path"),
+    Variable("SPEHUB_REGISTRY", "registry_file", "path"),
+    Variable("SPEHUB_TOKEN_KEYS", "token_keys_dir", "path"),
+    Variable("SPEHUB_MASTER_KEY_FILE", "master_key_file", "path"),
+    Variable("SPEHUB_MAX_MESSAGE_BYTES", "max_message_bytes", "int", 64 * 1024, 64 * 1024 * 1024),
+    Variable("SPEHUB_MAX_BATCH_RECORDS", "max_batch_records", "int", 1, 100_000),
+    Variable("SPEHUB_WORKERS", "workers", "int", 4, 1024),
+    Variable("SPEHUB_VERIFY_THREADS", "verify_threads", "int", 1, 256),
+    Variable("SPEHUB_CLOCK_SKEW_SECONDS", "clock_skew_seconds", "int", 0, 3600),
+    Variable("SPEHUB_TOKEN_TTL_SECONDS", "token_ttl_seconds", "int", 30, 3600),
+    Variable("SPEHUB_CONSENT_DEFAULT_DAYS", "consent_default_days", "int", 1, 3650),
+    Variable("SPEHUB_CONSENT_MAX_DAYS", "consent_max_days", "int", 1, 3650),
+    Variable("SPEHUB_DELETION_ACK_HOURS", "deletion_ack_hours", "int", 1, 24 * 365),
+    Variable("SPEHUB_STATISTICS_CACHE_SECONDS", "statistics_cache_seconds", "int", 0, 86_400),
+    Variable("SPEHUB_MATCH_RANKING_SECONDS", "match_ranking_seconds", "int", 0, 86_400),
+    Variable("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 100_000),
+    Variable("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", "int", 1, 1000),
+    Variable("SPEHUB_RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "number", 1, 1_000_000),
+    Variable("SPEHUB_AUDIT_CHECKPOINT_SECONDS", "audit_checkpoint_seconds", "number", 1, 86400),
+    Variable("SPEHUB_GRACE_SECONDS", "grace_seconds", "number", 0, 600),
+)
+
 _PATH_DEFAULTS = {
     "tls_cert_file": ("SPEHUB_TLS_CERT", DEV_PKI_DIR / "hub" / "server.pem"),
     "tls_key_file": ("SPEHUB_TLS_KEY", DEV_PKI_DIR / "hub" / "server-key.pem"),
@@ -110,51 +155,27 @@ class Settings:
         if env not in ("development", "production"):
             raise ConfigError(f"SPEHUB_ENV must be 'development' or 'production', not {env!r}")
         kwargs: dict[str, object] = {"env": env}
-        for field, (var, _default) in _PATH_DEFAULTS.items():
-            if environ.get(var):
-                kwargs[field] = Path(environ[var])
-            elif env == "production":
-                raise ConfigError(f"{var} must be set in production (the development PKI is refused there)")
-        for var, field in (
-            ("SPEHUB_LISTEN", "listen_address"),
-            ("SPEHUB_METRICS_LISTEN", "metrics_address"),
-            ("SPEHUB_DATABASE_URL", "database_url"),
-            ("SPEHUB_KEYSTORE_URL", "keystore_url"),
-            ("SPEHUB_TRUST_DOMAIN", "trust_domain"),
-        ):
-            if var in environ:
-                kwargs[field] = environ[var]
+        for var in VARIABLES:
+            if var.kind == "choice":
+                continue
+            if var.kind == "path" and not environ.get(var.name) and env == "production":
+                raise ConfigError(
+                    f"{var.name} must be set in production (the development PKI is refused there)"
+                )
+            if var.name not in environ or (var.kind == "path" and not environ[var.name]):
+                continue
+            if var.kind == "path":
+                kwargs[var.field] = Path(environ[var.name])
+            elif var.kind == "text":
+                kwargs[var.field] = environ[var.name]
+            elif var.kind == "int":
+                kwargs[var.field] = _int(environ, var.name, var.low, var.high)
+            else:  # "number": read as a whole number, kept as a float
+                kwargs[var.field] = float(_int(environ, var.name, var.low, var.high))
         if env == "production":
-            for var in ("SPEHUB_DATABASE_URL", "SPEHUB_TRUST_DOMAIN", "SPEHUB_KEYSTORE_URL"):
-                if not environ.get(var):
-                    raise ConfigError(f"{var} must be set in production")
-        for var, field, low, high in (
-            ("SPEHUB_MAX_MESSAGE_BYTES", "max_message_bytes", 64 * 1024, 64 * 1024 * 1024),
-            ("SPEHUB_MAX_BATCH_RECORDS", "max_batch_records", 1, 100_000),
-            ("SPEHUB_WORKERS", "workers", 4, 1024),
-            ("SPEHUB_VERIFY_THREADS", "verify_threads", 1, 256),
-            ("SPEHUB_CLOCK_SKEW_SECONDS", "clock_skew_seconds", 0, 3600),
-            ("SPEHUB_TOKEN_TTL_SECONDS", "token_ttl_seconds", 30, 3600),
-            ("SPEHUB_CONSENT_DEFAULT_DAYS", "consent_default_days", 1, 3650),
-            ("SPEHUB_CONSENT_MAX_DAYS", "consent_max_days", 1, 3650),
-            ("SPEHUB_DELETION_ACK_HOURS", "deletion_ack_hours", 1, 24 * 365),
-            ("SPEHUB_STATISTICS_CACHE_SECONDS", "statistics_cache_seconds", 0, 86_400),
-            ("SPEHUB_MATCH_RANKING_SECONDS", "match_ranking_seconds", 0, 86_400),
-            ("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", 1, 100_000),
-            ("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", 1, 1000),
-        ):
-            if var in environ:
-                kwargs[field] = _int(environ, var, low, high)
-        if "SPEHUB_RATE_LIMIT_PER_SECOND" in environ:
-            kwargs["rate_limit_per_second"] = float(
-                _int(environ, "SPEHUB_RATE_LIMIT_PER_SECOND", 1, 1_000_000)
-            )
-        if "SPEHUB_AUDIT_CHECKPOINT_SECONDS" in environ:
-            kwargs["audit_checkpoint_seconds"] = float(
-                _int(environ, "SPEHUB_AUDIT_CHECKPOINT_SECONDS", 1, 86400)
-            )
-        if "SPEHUB_GRACE_SECONDS" in environ:
-            kwargs["grace_seconds"] = float(_int(environ, "SPEHUB_GRACE_SECONDS", 0, 600))
+            for name in ("SPEHUB_DATABASE_URL", "SPEHUB_TRUST_DOMAIN", "SPEHUB_KEYSTORE_URL"):
+                if not environ.get(name):
+                    raise ConfigError(f"{name} must be set in production")
         settings = cls(**kwargs)  # type: ignore[arg-type]
         settings.validate()
         return settings

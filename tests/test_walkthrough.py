@@ -1,4 +1,4 @@
-"""The README's walkthrough, run line by line against a real hub (so the README stays true)."""
+"""docs/walkthrough.md, run line by line against a real hub (so the walkthrough stays true)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _commands() -> list[list[str]]:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "walkthrough.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- walkthrough:.*?-->\s*```sh\n(.*?)```", readme, re.S)
-    assert block, "the README has lost its walkthrough block"
+    assert block, "docs/walkthrough.md has lost its walkthrough block"
     return [
         shlex.split(line)[1:] for line in block.group(1).splitlines() if line.startswith(".venv/bin/spe-hub ")
     ]
