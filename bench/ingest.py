@@ -34,7 +34,7 @@ from spehub.v1 import exchange_pb2, exchange_pb2_grpc
 
 from bench.signatures import p256_verifier, rate
 from hub import pki
-from hub.api.client import authorized_channel, seal
+from hub.client import authorized_channel, seal
 from hub.config import DEV_TRUST_DOMAIN
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key

@@ -37,7 +37,7 @@ from spehub.v1 import exchange_pb2, exchange_pb2_grpc, pool_pb2, pool_pb2_grpc
 
 from bench.ingest import start_hub, wait_ready
 from hub import pki, synth
-from hub.api.client import pki_channel, pki_signing_key, seal
+from hub.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
 from hub.services.matching import KEEP, Rankings
 from hub.store import schema

@@ -41,6 +41,9 @@ RULES = {
     "hub.store": ("grpc", "hub.api", "hub.services", "hub.bootstrap"),
     "hub.services": ("grpc", "sqlalchemy", "hub.api", "hub.bootstrap"),
     "hub.api": ("sqlalchemy", "hub.bootstrap"),
+    # The gateway and the client are what an SPE runs: they talk to the hub over the wire only.
+    "hub.gateway": ("sqlalchemy", "hub.store", "hub.services", "hub.api", "hub.bootstrap", "hub.entrypoints"),
+    "hub.client": ("sqlalchemy", "hub.store", "hub.services", "hub.api", "hub.bootstrap", "hub.entrypoints"),
     # Adapters depend only on the schema (and their own code lists).
     "adapters": ("grpc", "sqlalchemy", "hub", "prometheus_client"),
 }

@@ -154,7 +154,7 @@ class _AsJson:
 
 def _witness(hub, test_pki, tmp_path, pid=SN):
     """The participant's gateway receives its deliveries, checkpoints included; its witness file."""
-    from hub.entrypoints.gateway import Inbox, fetch_directory, receive
+    from hub.gateway import Inbox, fetch_directory, receive
     from tests.support.gateways import participant_channel
 
     inbox = Inbox(tmp_path / pid, _AsJson())
@@ -182,7 +182,7 @@ def test_every_checkpoint_is_delivered_and_kept_by_the_gateways(logged, test_pki
 def test_a_checkpoint_delivered_twice_is_kept_once(tmp_path):
     from spehub.v1 import delivery_pb2
 
-    from hub.entrypoints.gateway import Inbox
+    from hub.gateway import Inbox
 
     inbox = Inbox(tmp_path / "inbox", object())
     cp = delivery_pb2.AuditCheckpoint(sequence=7, entry_hash=b"\x01" * 32, key_id="k", signature=b"s")

@@ -27,8 +27,8 @@ from spehub.v1 import (
 )
 
 from hub import pki
-from hub.api.client import secure_channel
 from hub.api.scopes import METHOD_SCOPES
+from hub.client import secure_channel
 from hub.domain.records import PayloadKind
 from hub.domain.tokens import thumbprint
 from tests.support.hubs import TRUST_DOMAIN, raw_channel

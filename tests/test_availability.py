@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from spehub.v1 import delivery_pb2, delivery_pb2_grpc
 
 from hub import pki
-from hub.api.client import secure_channel
+from hub.client import secure_channel
 from tests.support.hubs import TRUST_DOMAIN, make_participant, raw_channel, started_hub
 from tests.support.idle_streams import (
     pki_with_revoked_certificate,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from spehub.v1 import delivery_pb2, envelope_pb2
 
+from hub import csvout
 from hub.domain.records import PayloadKind
-from hub.entrypoints import csvout
-from hub.entrypoints.gateway import Inbox, fetch_directory, receive
+from hub.gateway import Inbox, fetch_directory, receive
 from hub.services.statistics import Cell, Corridor
 from tests.support.gateways import SN, participant_channel, sn_inbox
 from tests.support.records import demo_offer

@@ -9,11 +9,10 @@ import pytest
 from spehub.v1 import directory_pb2, directory_pb2_grpc
 
 from hub.domain import signing
-from hub.domain.directory import Directory
+from hub.domain.directory import Directory, export_signature_valid
 from hub.entrypoints.cli import main
 from hub.entrypoints.participants import verify_export
 from hub.errors import ConfigError
-from hub.services.directory import export_signature_valid
 from tests.support.hubs import TRUST_DOMAIN
 
 SN = "sn-anpej"

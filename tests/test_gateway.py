@@ -18,17 +18,18 @@ from adapters.tabular import TabularAdapter
 from hub.bootstrap import build_hub, overdue_deletions
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
-from hub.entrypoints.gateway import (
+from hub.gateway import (
     Gateway,
+    GatewayError,
     Inbox,
     Outbox,
     ReceiveReport,
     ReviewQueue,
-    _receive_record,
     converted_records,
     fetch_directory,
     receive,
 )
+from hub.gateway.receiver import _receive_record
 from tests.support.gateways import SN, participant_channel, sn_inbox
 from tests.support.hubs import hub_settings
 
@@ -332,7 +333,7 @@ def test_the_directory_export_is_checked_with_the_hubs_public_key(hub, test_pki,
     wrong = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     with participant_channel(hub.port, test_pki, SN) as channel:
         assert SN in fetch_directory(channel, pem).participants
-        with pytest.raises(ValueError, match="does not verify"):
+        with pytest.raises(GatewayError, match="does not verify"):
             fetch_directory(channel, wrong)
 
 

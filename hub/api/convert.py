@@ -8,25 +8,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import common_pb2, envelope_pb2, exchange_pb2, mobility_pb2, pool_pb2
 
 from hub.domain import codes, matching, records
-from hub.domain.envelopes import Envelope
 from hub.errors import InvalidRequestError
 from hub.services.exchange import RecordResult
 from hub.store.store import CycleRow, OfferFilter, ProfileFilter, StoredEnvelope
 
 from .errors import STATUS_FOR_REASON
-
-
-def envelope_from_proto(msg: envelope_pb2.SignedEnvelope) -> Envelope:
-    return Envelope(
-        payload=msg.payload,
-        payload_type=msg.payload_type,
-        signer_id=msg.signer_participant_id,
-        key_id=msg.key_id,
-        signature=msg.signature,
-        signed_at_seconds=msg.signed_at.seconds,
-        signed_at_nanos=msg.signed_at.nanos,
-        has_signed_at=msg.HasField("signed_at"),
-    )
 
 
 def envelope_to_proto(stored: StoredEnvelope) -> envelope_pb2.SignedEnvelope:

@@ -30,6 +30,7 @@ from hub.clock import Clock, timestamp
 from hub.domain import audit, signing
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
+from hub.domain.envelopes import envelope_from_proto
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.audit import AuditService
@@ -75,7 +76,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         pending: tuple[str, asyncio.Future[PreparedBatch]] | None = None
         try:
             async for request in request_iterator:
-                envelopes = [convert.envelope_from_proto(e) for e in request.envelopes]
+                envelopes = [envelope_from_proto(e) for e in request.envelopes]
                 # to_thread runs in a copy of this call's context: log lines keep the request id and caller.
                 following = (
                     request.request_id,

@@ -228,3 +228,16 @@ def _time(value: str, where: str) -> datetime:
     if parsed.tzinfo is None:
         raise ConfigError(f"{where} must carry a time zone (e.g. 'Z' or '+00:00')")
     return parsed.astimezone(UTC)
+
+
+# The directory export the hub signs, as its own kind of signed document (docs/trust.md).
+EXPORT_TYPE = "spehub.v1.DirectoryExport"
+EXPORT_SIGNER = "hub"
+
+
+def export_signature_valid(
+    public_key: object, key_id: str, seconds: int, nanos: int, body: bytes, signature: bytes
+) -> bool:
+    """Whether ``signature`` is the hub's signature of a directory export ``body`` signed at that time."""
+    message = signing.signing_input(EXPORT_TYPE, EXPORT_SIGNER, key_id, seconds, nanos, body)
+    return signing.verify(public_key, signature, message)  # type: ignore[arg-type]

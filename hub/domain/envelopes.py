@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from spehub.v1 import envelope_pb2
+
 from hub.domain import signing
 from hub.domain.directory import Directory, Participant, ParticipantKind, SigningKey
 from hub.domain.records import ParsedRecord, PayloadKind, Reason, RecordRejection, parse
@@ -153,3 +155,16 @@ def check_origin(rec: ParsedRecord, env: Envelope) -> None:
             f"record origin {rec.origin_id!r} is not its signer {env.signer_id!r}",
             "header.origin_participant_id",
         )
+
+
+def envelope_from_proto(msg: envelope_pb2.SignedEnvelope) -> Envelope:
+    return Envelope(
+        payload=msg.payload,
+        payload_type=msg.payload_type,
+        signer_id=msg.signer_participant_id,
+        key_id=msg.key_id,
+        signature=msg.signature,
+        signed_at_seconds=msg.signed_at.seconds,
+        signed_at_nanos=msg.signed_at.nanos,
+        has_signed_at=msg.HasField("signed_at"),
+    )

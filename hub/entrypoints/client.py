@@ -28,7 +28,7 @@ from spehub.v1 import (
     profile_pb2,
 )
 
-from hub.api.client import pki_channel, pki_signing_key, seal
+from hub.client import pki_channel, pki_signing_key, seal
 from hub.clock import proto_date
 from hub.domain.records import PayloadKind
 from hub.entrypoints.options import add_hub_option

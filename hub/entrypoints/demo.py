@@ -30,11 +30,10 @@ from spehub.v1 import (
     profile_pb2,
 )
 
-from hub.api.client import authorized_channel, seal
-from hub.api.convert import envelope_from_proto
+from hub.client import authorized_channel, seal
 from hub.clock import proto_date, timestamp
 from hub.domain.directory import Directory
-from hub.domain.envelopes import open_envelope
+from hub.domain.envelopes import envelope_from_proto, open_envelope
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
 

@@ -20,14 +20,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hub.clock import system_clock
 from hub.config import Settings
 from hub.domain import signing
-from hub.domain.directory import Directory
+from hub.domain.directory import Directory, export_signature_valid
 from hub.domain.tokens import HubKeyRing
 from hub.errors import ConfigError
 from hub.services.directory import (
     DirectoryAdmin,
     DirectoryProvider,
     export_directory,
-    export_signature_valid,
 )
 from hub.store.store import Store
 

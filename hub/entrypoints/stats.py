@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 
+from hub import csvout
 from hub.clock import system_clock
 from hub.config import Settings
-from hub.entrypoints import csvout
 from hub.services.statistics import KINDS, THRESHOLD, cells, corridor_counts
 from hub.store.store import Store
 

@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from spehub.v1 import exchange_pb2, exchange_pb2_grpc
 
 from hub import synth
-from hub.api.client import pki_channel, pki_signing_key, seal
+from hub.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
 from hub.entrypoints.options import add_hub_option
 

@@ -13,9 +13,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from spehub.v1 import envelope_pb2
 
-from hub.api.convert import envelope_from_proto
 from hub.domain.directory import Directory
-from hub.domain.envelopes import open_envelope
+from hub.domain.envelopes import envelope_from_proto, open_envelope
 from hub.domain.records import ParsedRecord, RecordRejection
 from hub.errors import HubError
 

@@ -18,6 +18,8 @@ from hub.clock import Clock, to_us
 from hub.domain import codes, signing
 from hub.domain.audit import AuditDraft
 from hub.domain.directory import (
+    EXPORT_SIGNER,
+    EXPORT_TYPE,
     KEY_ID,
     PARTICIPANT_ID,
     Directory,
@@ -29,9 +31,6 @@ from hub.domain.records import HEX64
 from hub.domain.tokens import HubKeyRing
 from hub.errors import InvalidRequestError, NotFoundError, SignatureError
 from hub.store.store import Store, UnitOfWork
-
-EXPORT_TYPE = "spehub.v1.DirectoryExport"
-EXPORT_SIGNER = "hub"
 
 
 def _time(us: int | None) -> datetime | None:
@@ -271,14 +270,6 @@ def _audit(
 ) -> None:
     """An administrative act in the audit log: the participant is the origin, the key or certificate the record."""
     uow.append_audit([AuditDraft(actor, action, participant_id, 0, detail, 0)], at_us)
-
-
-def export_signature_valid(
-    public_key: object, key_id: str, seconds: int, nanos: int, body: bytes, signature: bytes
-) -> bool:
-    """Whether ``signature`` is the hub's signature of a directory export ``body`` signed at that time."""
-    message = signing.signing_input(EXPORT_TYPE, EXPORT_SIGNER, key_id, seconds, nanos, body)
-    return signing.verify(public_key, signature, message)  # type: ignore[arg-type]
 
 
 def export_directory(

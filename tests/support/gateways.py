@@ -8,8 +8,8 @@ import grpc
 
 from adapters.codelists import CodeLists
 from adapters.tabular import TabularAdapter
-from hub.api.client import authorized_channel
-from hub.entrypoints.gateway import Inbox
+from hub.client import authorized_channel
+from hub.gateway import Inbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SN = "sn-anpej"

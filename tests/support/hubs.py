@@ -21,8 +21,8 @@ from spehub.v1 import (
 )
 
 from hub import pki
-from hub.api.client import authorized_channel, seal
 from hub.bootstrap import Hub, build_hub
+from hub.client import authorized_channel, seal
 from hub.config import Settings
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
@@ -138,7 +138,7 @@ class Participant:
 
 def raw_channel(port: int, test_pki: TestPki, pid: str) -> grpc.Channel:
     """A participant's mTLS channel without the token plugin: the test sets the metadata itself."""
-    from hub.api.client import secure_channel
+    from hub.client import secure_channel
 
     folder = test_pki.participant_dir(pid)
     return secure_channel(

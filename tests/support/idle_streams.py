@@ -32,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spehub.v1 import delivery_pb2, delivery_pb2_grpc, directory_pb2, directory_pb2_grpc
 
 from hub import pki
-from hub.api.client import authorized_channel
+from hub.client import authorized_channel
 
 
 def _credentials(ca: bytes, cert: bytes, key: bytes) -> grpc.ChannelCredentials:

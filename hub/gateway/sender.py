@@ -1,0 +1,158 @@
+"""Signing and queueing an SPE's records, and sending the queue to the hub."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from spehub.v1 import (
+    envelope_pb2,
+    exchange_pb2,
+    exchange_pb2_grpc,
+)
+from tqdm import tqdm
+
+from adapters.base import Tally
+from hub.client import seal
+from hub.domain.records import PayloadKind
+from hub.domain.signing import load_private_key
+from hub.gateway.outbox import FlushReport, Outbox
+
+KIND_BY_MESSAGE = {
+    "JobOffer": PayloadKind.JOB_OFFER,
+    "CandidateProfile": PayloadKind.CANDIDATE_PROFILE,
+    "PersonalDetails": PayloadKind.PERSONAL_DETAILS,
+    "Consent": PayloadKind.CONSENT,
+}
+DONE = ("accepted", "duplicate")
+
+
+class Gateway:
+    """Signs and queues an SPE's records, and sends the queue to the hub."""
+
+    def __init__(self, participant_id: str, key_id: str, signing_key_pem: bytes, outbox: Outbox) -> None:
+        self.participant_id = participant_id
+        self.key_id = key_id
+        self.key = load_private_key(signing_key_pem, f"signing key of {participant_id}")
+        self.outbox = outbox
+
+    def queue(self, records: Iterable[Any], progress: bool | None = None) -> int:
+        """Sign and queue records (in chunks, so memory stays flat). Returns how many were new.
+
+        Versions follow content: a record whose content (all but its version and update time)
+        is the newest the gateway signed is skipped and counted in ``unchanged``; changed
+        content is signed as the next version, so a corrected re-export is a new version at the
+        hub, never a VERSION_CONFLICT."""
+        added = 0
+        self.unchanged = 0
+        chunk: list[tuple[int, str, int, bytes]] = []
+        for record in tqdm(
+            records, desc="signing", unit="rec", disable=(progress is False and True) or None, file=sys.stderr
+        ):
+            kind = KIND_BY_MESSAGE[record.DESCRIPTOR.name]
+            version = self.outbox.version_for(
+                kind.payload_type, record.header.record_id, record.header.version, _content_sha256(record)
+            )
+            if version is None:
+                self.unchanged += 1
+                continue
+            record.header.version = version
+            env = seal(record, kind, self.participant_id, self.key_id, self.key, datetime.now(UTC))
+            header = record.header
+            chunk.append((kind.payload_type, header.record_id, header.version, env.SerializeToString()))
+            if len(chunk) >= 1000:
+                added += self.outbox.add(chunk)
+                chunk = []
+        return added + self.outbox.add(chunk)
+
+    unchanged = 0
+
+    def flush(self, channel: grpc.Channel, batch: int = 200, timeout: float = 60.0) -> FlushReport:
+        """Send every pending envelope. Stops at the first link failure, leaving the rest pending."""
+        stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+        totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        sent = 0
+        try:
+            while True:
+                rows = self.outbox.pending(batch)
+                if not rows:
+                    break
+                request = exchange_pb2.PublishRequest(
+                    request_id=f"outbox-{rows[0][0]}",
+                    envelopes=[envelope_pb2.SignedEnvelope.FromString(blob) for _, blob in rows],
+                )
+                (response,) = list(stub.Publish(iter([request]), timeout=timeout))
+                marks = []
+                for (seq, _), result in zip(rows, response.results, strict=True):
+                    state = (
+                        exchange_pb2.RecordOutcome.Name(result.outcome)
+                        .removeprefix("RECORD_OUTCOME_")
+                        .lower()
+                    )
+                    totals[state] += 1
+                    reason = (
+                        ""
+                        if state in DONE
+                        else f"{exchange_pb2.RejectionReason.Name(result.reason)}: {result.field}: {result.message}"
+                    )
+                    marks.append((seq, state, reason))
+                self.outbox.mark(marks)
+                sent += len(rows)
+        except grpc.RpcError as exc:
+            return FlushReport(
+                sent, **totals, pending=self.outbox.counts().get("pending", 0), link_error=exc.code().name
+            )
+        return FlushReport(
+            sent,
+            totals["accepted"],
+            totals["duplicate"],
+            totals["rejected"],
+            pending=self.outbox.counts().get("pending", 0),
+        )
+
+
+def _content_sha256(record: Any) -> bytes:
+    """SHA-256 of a record's content: its deterministic bytes without version and update time."""
+    copy = type(record)()
+    copy.CopyFrom(record)
+    copy.header.ClearField("version")
+    copy.header.ClearField("updated_at")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
+
+
+def converted_records(
+    results: Iterable[object],
+    report: list[str],
+    held: list[object] | None = None,
+    tally: Tally | None = None,
+) -> Iterator[object]:
+    """The records of an adapter's output that may be published; problems go to ``report``,
+    records held for review (an occupation a person must decide) to ``held``, records kept local
+    (no consent) nowhere: neither is ever published. ``tally`` counts the rows."""
+    seen: dict[str, str] = {}
+    tally = tally if tally is not None else Tally()
+    shown: set[str] = set()  # a row's problems, once, though each of its records carries them
+    for converted in results:
+        location = converted.location  # type: ignore[attr-defined]
+        if location not in seen:
+            shown.clear()
+        for problem in map(str, converted.problems):  # type: ignore[attr-defined]
+            if problem not in shown:
+                shown.add(problem)
+                report.append(problem)
+        if converted.record is None:  # type: ignore[attr-defined]
+            tally.count(location, "refused", seen)
+            continue
+        if converted.local is not None:  # type: ignore[attr-defined]
+            tally.count(location, "local", seen)
+            continue
+        tally.count(location, "held" if converted.held is not None else "ok", seen)  # type: ignore[attr-defined]
+        if converted.held is not None:  # type: ignore[attr-defined]
+            if held is not None:
+                held.append(converted)
+            continue
+        yield converted.record  # type: ignore[attr-defined]
