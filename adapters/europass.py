@@ -51,6 +51,7 @@ V4 = "http://www.europass.eu/1.0"
 HR = "http://www.hr-xml.org/3"  # EURES HR-XML 3.x: the Europass Candidate's own vocabulary
 ESCO_OCCUPATION = "http://data.europa.eu/esco/occupation/"
 LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
+NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")  # NACE Rev. 2, at any level
 FREE_TEXT_SKILLS = ("Communication", "Organisational", "JobRelated", "Computer", "Other")
 
 
@@ -235,6 +236,11 @@ class EuropassXml:
                 ),
                 description=_text(job, "Activities").replace("<br />", "\n"),
             )
+            sector = _text(job, "Employer", "Sector", "Code")
+            if sector and NACE.fullmatch(sector):
+                w.nace_code = sector
+            elif sector:
+                problems.warn(f"WorkExperience[{j + 1}]/Employer/Sector", "not a NACE Rev. 2 code: dropped")
             self._period(
                 w, _at(period, "From"), _at(period, "To"), problems, f"WorkExperience[{j + 1}]/Period"
             )
@@ -574,12 +580,14 @@ def _professional(p: profile_pb2.CandidateProfile) -> str:
         period = (_v3_date("From", w.period.start) if w.period.HasField("start") else "") + (
             _v3_date("To", w.period.end) if w.period.HasField("end") else ""
         )
-        country_part = (
-            f"<Employer><ContactInfo><Address><Contact><Country><Code>{w.country_code}</Code></Country>"
-            "</Contact></Address></ContactInfo></Employer>"
+        contact = (
+            f"<ContactInfo><Address><Contact><Country><Code>{w.country_code}</Code></Country>"
+            "</Contact></Address></ContactInfo>"
             if w.country_code
             else ""
         )
+        sector = f"<Sector><Code>{w.nace_code}</Code></Sector>" if w.nace_code else ""
+        country_part = f"<Employer>{contact}{sector}</Employer>" if contact or sector else ""
         jobs += (
             f"<WorkExperience><Period>{period}</Period>"
             f"<Position><Code>{w.occupation.esco_uri or w.occupation.isco08_code}</Code>"

@@ -230,3 +230,25 @@ def test_a_json_file_that_is_no_europass_cv_is_refused_saying_so(adapter, tmp_pa
         path.write_text(text, encoding="utf-8")
         (result,) = adapter.read(path)
         assert not result.ok and reason in result.problems[0].reason
+
+
+def test_the_employers_nace_sector_is_carried_and_round_trips(adapter, tmp_path):
+    """Europass's Employer/Sector/Code (NACE Rev. 2) goes to the work period's nace_code; a code
+    that is no NACE code is dropped with a warning naming the field."""
+    text = CV.read_text("utf-8")
+    employer_end = "</ContactInfo>\n        </Employer>"
+    assert employer_end in text
+    path = tmp_path / "SN-3.xml"
+    path.write_text(
+        text.replace(employer_end, "</ContactInfo><Sector><Code>F43.99</Code></Sector></Employer>", 1)
+    )
+    profile, _ = adapter.read(path)
+    assert profile.ok and profile.record.work_experiences[0].nace_code == "F43.99"
+    records.parse(PayloadKind.CANDIDATE_PROFILE, profile.record.SerializeToString())
+    assert adapter.round_trip(profile.record, "again") == profile.record
+    path.write_text(
+        text.replace(employer_end, "</ContactInfo><Sector><Code>BTP</Code></Sector></Employer>", 1)
+    )
+    profile, _ = adapter.read(path)
+    assert profile.ok and not profile.record.work_experiences[0].nace_code
+    assert any(p.field == "WorkExperience[1]/Employer/Sector" for p in profile.problems)

@@ -28,6 +28,7 @@ PARTICIPANT_ID = re.compile(r"[a-z0-9][a-z0-9.-]{1,62}")
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 SCRIPT = re.compile(r"[A-Z][a-z]{3}")  # ISO 15924
+NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")  # NACE Rev. 2: section, division, group or class
 MAX_TEXT = 20_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TS_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -398,6 +399,8 @@ def _profile(c: _Checker, p: profile_pb2.CandidateProfile) -> ProfileIndex:
         if start and end and end < start:
             c.fail(f"work_experiences[{i}].period", "ends before it starts")
         c.text(w.description, f"work_experiences[{i}].description")
+        if w.nace_code and not NACE.fullmatch(w.nace_code):
+            c.fail(f"work_experiences[{i}].nace_code", "must be a NACE Rev. 2 code such as F, F43 or F43.21")
     for i, cat in enumerate(p.driving_licence_categories):
         if not re.fullmatch(r"[A-Z][A-Z0-9]{0,3}", cat):
             c.fail(f"driving_licence_categories[{i}]", "must be a licence category such as 'B' or 'CE'")

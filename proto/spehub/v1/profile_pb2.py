@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from spehub.v1 import common_pb2 as spehub_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17spehub/v1/profile.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\"\x86\x04\n\x10\x43\x61ndidateProfile\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12\x19\n\x11\x63onsent_record_id\x18\x02 \x01(\t\x12\x1e\n\x16residence_country_code\x18\x03 \x01(\t\x12*\n\x0boccupations\x18\x04 \x03(\x0b\x32\x15.spehub.v1.Occupation\x12 \n\x06skills\x18\x05 \x03(\x0b\x32\x10.spehub.v1.Skill\x12+\n\tlanguages\x18\x06 \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12\x30\n\x0equalifications\x18\x07 \x03(\x0b\x32\x18.spehub.v1.Qualification\x12\x33\n\x10work_experiences\x18\x08 \x03(\x0b\x32\x19.spehub.v1.WorkExperience\x12\"\n\x1a\x64riving_licence_categories\x18\t \x03(\t\x12\x1d\n\x15\x64\x65sired_country_codes\x18\n \x03(\t\x12/\n\x0emobility_types\x18\x0b \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12\'\n\x0e\x61vailable_from\x18\x0c \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x0f\n\x07summary\x18\r \x01(\t\"\x8c\x01\n\x0eWorkExperience\x12)\n\noccupation\x18\x01 \x01(\x0b\x32\x15.spehub.v1.Occupation\x12\x14\n\x0c\x63ountry_code\x18\x02 \x01(\t\x12$\n\x06period\x18\x03 \x01(\x0b\x32\x14.spehub.v1.DateRange\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xca\x02\n\x0fPersonalDetails\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12\x19\n\x11profile_record_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsent_record_id\x18\x03 \x01(\t\x12\x13\n\x0bgiven_names\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x05 \x01(\t\x12#\n\nbirth_date\x18\x06 \x01(\x0b\x32\x0f.spehub.v1.Date\x12!\n\x19nationality_country_codes\x18\x07 \x03(\t\x12$\n\x08\x63ontacts\x18\x08 \x03(\x0b\x32\x12.spehub.v1.Contact\x12,\n\rother_scripts\x18\t \x03(\x0b\x32\x15.spehub.v1.ScriptName\x12\x12\n\nbirth_year\x18\n \x01(\r\"F\n\nScriptName\x12\x0e\n\x06script\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\">\n\x07\x43ontact\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.spehub.v1.ContactType\x12\r\n\x05value\x18\x02 \x01(\t*t\n\x0b\x43ontactType\x12\x1c\n\x18\x43ONTACT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ONTACT_TYPE_PHONE\x10\x01\x12\x16\n\x12\x43ONTACT_TYPE_EMAIL\x10\x02\x12\x17\n\x13\x43ONTACT_TYPE_POSTAL\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17spehub/v1/profile.proto\x12\tspehub.v1\x1a\x16spehub/v1/common.proto\"\x86\x04\n\x10\x43\x61ndidateProfile\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12\x19\n\x11\x63onsent_record_id\x18\x02 \x01(\t\x12\x1e\n\x16residence_country_code\x18\x03 \x01(\t\x12*\n\x0boccupations\x18\x04 \x03(\x0b\x32\x15.spehub.v1.Occupation\x12 \n\x06skills\x18\x05 \x03(\x0b\x32\x10.spehub.v1.Skill\x12+\n\tlanguages\x18\x06 \x03(\x0b\x32\x18.spehub.v1.LanguageSkill\x12\x30\n\x0equalifications\x18\x07 \x03(\x0b\x32\x18.spehub.v1.Qualification\x12\x33\n\x10work_experiences\x18\x08 \x03(\x0b\x32\x19.spehub.v1.WorkExperience\x12\"\n\x1a\x64riving_licence_categories\x18\t \x03(\t\x12\x1d\n\x15\x64\x65sired_country_codes\x18\n \x03(\t\x12/\n\x0emobility_types\x18\x0b \x03(\x0e\x32\x17.spehub.v1.MobilityType\x12\'\n\x0e\x61vailable_from\x18\x0c \x01(\x0b\x32\x0f.spehub.v1.Date\x12\x0f\n\x07summary\x18\r \x01(\t\"\x9f\x01\n\x0eWorkExperience\x12)\n\noccupation\x18\x01 \x01(\x0b\x32\x15.spehub.v1.Occupation\x12\x14\n\x0c\x63ountry_code\x18\x02 \x01(\t\x12$\n\x06period\x18\x03 \x01(\x0b\x32\x14.spehub.v1.DateRange\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tnace_code\x18\x05 \x01(\t\"\xca\x02\n\x0fPersonalDetails\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.spehub.v1.RecordHeader\x12\x19\n\x11profile_record_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsent_record_id\x18\x03 \x01(\t\x12\x13\n\x0bgiven_names\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x05 \x01(\t\x12#\n\nbirth_date\x18\x06 \x01(\x0b\x32\x0f.spehub.v1.Date\x12!\n\x19nationality_country_codes\x18\x07 \x03(\t\x12$\n\x08\x63ontacts\x18\x08 \x03(\x0b\x32\x12.spehub.v1.Contact\x12,\n\rother_scripts\x18\t \x03(\x0b\x32\x15.spehub.v1.ScriptName\x12\x12\n\nbirth_year\x18\n \x01(\r\"F\n\nScriptName\x12\x0e\n\x06script\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\">\n\x07\x43ontact\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.spehub.v1.ContactType\x12\r\n\x05value\x18\x02 \x01(\t*t\n\x0b\x43ontactType\x12\x1c\n\x18\x43ONTACT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43ONTACT_TYPE_PHONE\x10\x01\x12\x16\n\x12\x43ONTACT_TYPE_EMAIL\x10\x02\x12\x17\n\x13\x43ONTACT_TYPE_POSTAL\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spehub.v1.profile_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTACTTYPE']._serialized_start=1195
-  _globals['_CONTACTTYPE']._serialized_end=1311
+  _globals['_CONTACTTYPE']._serialized_start=1214
+  _globals['_CONTACTTYPE']._serialized_end=1330
   _globals['_CANDIDATEPROFILE']._serialized_start=63
   _globals['_CANDIDATEPROFILE']._serialized_end=581
   _globals['_WORKEXPERIENCE']._serialized_start=584
-  _globals['_WORKEXPERIENCE']._serialized_end=724
-  _globals['_PERSONALDETAILS']._serialized_start=727
-  _globals['_PERSONALDETAILS']._serialized_end=1057
-  _globals['_SCRIPTNAME']._serialized_start=1059
-  _globals['_SCRIPTNAME']._serialized_end=1129
-  _globals['_CONTACT']._serialized_start=1131
-  _globals['_CONTACT']._serialized_end=1193
+  _globals['_WORKEXPERIENCE']._serialized_end=743
+  _globals['_PERSONALDETAILS']._serialized_start=746
+  _globals['_PERSONALDETAILS']._serialized_end=1076
+  _globals['_SCRIPTNAME']._serialized_start=1078
+  _globals['_SCRIPTNAME']._serialized_end=1148
+  _globals['_CONTACT']._serialized_start=1150
+  _globals['_CONTACT']._serialized_end=1212
 # @@protoc_insertion_point(module_scope)

@@ -141,9 +141,14 @@ class WorkExperience(_message.Message):
     COUNTRY_CODE_FIELD_NUMBER: _builtins.int
     PERIOD_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    NACE_CODE_FIELD_NUMBER: _builtins.int
     country_code: _builtins.str
     """ISO 3166-1 alpha-2 country where the work took place."""
     description: _builtins.str
+    nace_code: _builtins.str
+    """NACE Rev. 2 code of the employer's sector, at the level given ("F", "F43",
+    "F43.21"), as a Europass CV's Employer/Sector/Code gives it.
+    """
     @_builtins.property
     def occupation(self) -> _common_pb2.Occupation: ...
     @_builtins.property
@@ -155,10 +160,11 @@ class WorkExperience(_message.Message):
         country_code: _builtins.str = ...,
         period: _common_pb2.DateRange | None = ...,
         description: _builtins.str = ...,
+        nace_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occupation", b"occupation", "period", b"period"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["country_code", b"country_code", "description", b"description", "occupation", b"occupation", "period", b"period"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country_code", b"country_code", "description", b"description", "nace_code", b"nace_code", "occupation", b"occupation", "period", b"period"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
