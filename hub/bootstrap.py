@@ -7,6 +7,7 @@ services; tests call ``build_hub`` with their own settings, clock and registry.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import socketserver
@@ -339,6 +340,18 @@ def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> WSGIServ
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="metrics-http"
     ).start()
     return httpd
+
+
+def open_store(create_schema: bool = True) -> tuple[Settings, Store]:
+    """The settings from the environment and the store they name, for the commands that work on
+    the store directly (audit, db, participants, stats): the one place besides ``serve`` that reads
+    SPEHUB_* and builds a Store. ``create_schema``: bring the schema to the code's revision first
+    (``db`` manages revisions itself)."""
+    settings = Settings.from_env(os.environ)
+    store = Store(settings.database_url)
+    if create_schema:
+        store.create_schema()
+    return settings, store
 
 
 def overdue_deletions(store: Store, clock: Clock, after: timedelta) -> dict[str, int]:

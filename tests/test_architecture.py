@@ -81,3 +81,14 @@ def test_tests_share_helpers_through_tests_support_only():
             if name.startswith("tests.") and not name.startswith("tests.support"):
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_one_composition_root_reads_the_settings_and_builds_the_store():
+    """Only hub.bootstrap (and `serve` in the CLI, which hands the settings to it) reads SPEHUB_*
+    into Settings or builds a Store: every other command goes through bootstrap.open_store."""
+    offenders = []
+    for path in sorted((ROOT / "hub" / "entrypoints").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if "Store(" in text or ("Settings.from_env" in text and path.name != "cli.py"):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders

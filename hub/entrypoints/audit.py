@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hub.bootstrap import overdue_deletions
+from hub.bootstrap import open_store, overdue_deletions
 from hub.clock import system_clock
 from hub.config import Settings
 from hub.domain.tokens import HubKeyRing
@@ -17,9 +16,7 @@ from hub.store.store import Store
 
 
 def _service() -> tuple[Settings, Store, AuditService]:
-    settings = Settings.from_env(os.environ)
-    store = Store(settings.database_url)
-    store.create_schema()
+    settings, store = open_store()
     return settings, store, AuditService(store, HubKeyRing.load(settings.token_keys_dir), system_clock)
 
 

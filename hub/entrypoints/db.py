@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
+from hub.bootstrap import open_store
 from hub.clock import system_clock
-from hub.config import Settings
 from hub.store import migrate
-from hub.store.store import Store
 
 
 def run_db(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(os.environ)
-    store = Store(settings.database_url)
+    _settings, store = open_store(create_schema=False)
     try:
         if args.action == "rank-offers":
             from hub.services.matching import Rankings

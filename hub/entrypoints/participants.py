@@ -10,13 +10,13 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from hub.bootstrap import open_store
 from hub.clock import system_clock
 from hub.config import Settings
 from hub.domain import signing
@@ -28,13 +28,10 @@ from hub.services.directory import (
     DirectoryProvider,
     export_directory,
 )
-from hub.store.store import Store
 
 
 def _admin() -> tuple[Settings, DirectoryProvider, DirectoryAdmin]:
-    settings = Settings.from_env(os.environ)
-    store = Store(settings.database_url)
-    store.create_schema()
+    settings, store = open_store()
     development = not settings.production
     provider = DirectoryProvider(store, settings.trust_domain, development)
     return settings, provider, DirectoryAdmin(store, provider, system_clock)

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from hub import csvout
+from hub.bootstrap import open_store
 from hub.clock import system_clock
-from hub.config import Settings
 from hub.services.statistics import KINDS, THRESHOLD, cells, corridor_counts
-from hub.store.store import Store
 
 COLUMNS = ("kind", "origin", "destination", "mobility", "isco_major", "month", "count")
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(os.environ)
-    store = Store(settings.database_url)
-    store.create_schema()
+    _settings, store = open_store()
     rows = [
         c
         for c in cells(corridor_counts(store, system_clock), by_month=not args.all_months)
