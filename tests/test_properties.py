@@ -89,7 +89,9 @@ def test_json_adapters_never_crash(codelists, tmp_path, data):
         item = data.draw(st.one_of(shaped(name), JSON))
         path = tmp_path / "in.json"
         path.write_text(json.dumps([item, item]), encoding="utf-8")
-        for result in adapter.read(path):
+        results = list(adapter.read(path))
+        assert results, name  # two items: at least one answer each, never silence
+        for result in results:
             assert result.ok or result.problems  # a record, or the reasons there is none
 
 
@@ -106,7 +108,9 @@ def test_europass_never_crashes(codelists, tmp_path, text, cut):
     )
     path = tmp_path / "SN-1.xml"
     path.write_text(sample[:cut] if cut else text, encoding="utf-8")
-    for result in adapter.read(path):
+    results = list(adapter.read(path))
+    assert results  # a file always gets an answer
+    for result in results:
         assert result.ok or result.problems
 
 
@@ -138,9 +142,14 @@ CELL = st.text(alphabet=string.printable + "éàûçÀ’ تونس", max_size=20
 )
 def test_tabular_rows_never_crash(codelists, rows):
     adapter = TabularAdapter(codelists, MAPPINGS / "sn-anpej.toml", b"k" * 32)
+    answered = 0
     for i, row in enumerate(rows):
-        for result in adapter.convert_row(row, f"x:{i}"):
+        results = list(adapter.convert_row(row, f"x:{i}"))
+        assert results, row  # every row gets an answer: records, or the reasons there are none
+        answered += 1
+        for result in results:
             assert result.ok or result.problems
+    assert answered == len(rows)
 
 
 @FAST
