@@ -165,13 +165,27 @@ def test_serve_refuses_bad_settings_with_a_clear_message(tmp_path):
     assert not Path(tmp_path / "certs").exists()
 
 
-def test_a_newcomers_mistakes_get_one_line_and_an_exit_code(tmp_path, capsys, monkeypatch):
-    """No traceback: a missing file, an unreachable hub, a missing code-list folder."""
-    assert main(["verify", str(tmp_path / "missing.pb")]) == 2
+def test_a_newcomers_mistakes_get_one_line_and_an_exit_code(tmp_path, capsys, monkeypatch, test_pki):
+    """No traceback: a missing file, a missing registry, an unreachable hub, a missing code-list
+    folder."""
+    registry = str(test_pki.root / "registry.json")
+    assert main(["verify", str(tmp_path / "missing.pb"), "--registry", registry]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.pb: No such file or directory" in err
+    assert main(["verify", str(tmp_path / "missing.pb"), "--registry", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none.json does not exist" in err
     port = _free_port()  # nothing listens there
-    assert main(["demo", "--hub", f"127.0.0.1:{port}", "--out", str(tmp_path / "demo")]) == 1
+    demo = [
+        "demo",
+        "--hub",
+        f"127.0.0.1:{port}",
+        "--pki",
+        str(test_pki.root),
+        "--out",
+        str(tmp_path / "demo"),
+    ]
+    assert main(demo) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"127.0.0.1:{port} answered UNAVAILABLE" in err[0]
     assert main(["codelists", "import", str(tmp_path / "nowhere")]) == 2
