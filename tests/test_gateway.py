@@ -19,12 +19,12 @@ from hub.bootstrap import build_hub, overdue_deletions
 from hub.domain.records import PayloadKind
 from hub.entrypoints.cli import main
 from hub.gateway import (
-    Gateway,
     GatewayError,
     Inbox,
     Outbox,
     ReceiveReport,
     ReviewQueue,
+    Sender,
     converted_records,
     fetch_directory,
     receive,
@@ -38,9 +38,9 @@ SAMPLES = ROOT.parent / "shared" / "samples"
 FT = "fr-francetravail"
 
 
-def _gateway(test_pki, pid, tmp_path) -> Gateway:
+def _gateway(test_pki, pid, tmp_path) -> Sender:
     folder = test_pki.participant_dir(pid)
-    return Gateway(
+    return Sender(
         pid,
         (folder / "key-id").read_text().strip(),
         (folder / "signing-key.pem").read_bytes(),

@@ -14,11 +14,11 @@ import grpc
 from adapters.base import AdapterError, Tally
 from hub.entrypoints.options import adapter_help, add_hub_option
 from hub.gateway import (
-    Gateway,
     GatewayError,
     Inbox,
     Outbox,
     ReviewQueue,
+    Sender,
     converted_records,
     fetch_directory,
     receive,
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"spe-hub gateway: no signing key of {a.participant} in {folder} (see --pki)", file=sys.stderr)
         return 2
     outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
-    gateway = Gateway(a.participant, key_id, signing_key, outbox)
+    gateway = Sender(a.participant, key_id, signing_key, outbox)
     review = ReviewQueue(outbox)
     report: list[str] = []
     refused_rows = 0
@@ -139,7 +139,7 @@ def run_review(args: argparse.Namespace) -> int:
             print(f"spe-hub gateway review: {isco!r} is not an ISCO-08 group", file=sys.stderr)
             return 2
         folder = Path(a.pki) / "participants" / a.participant
-        gateway = Gateway(
+        gateway = Sender(
             a.participant,
             (folder / "key-id").read_text().strip(),
             (folder / "signing-key.pem").read_bytes(),

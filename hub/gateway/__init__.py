@@ -24,16 +24,16 @@ from hub.gateway.errors import GatewayError
 from hub.gateway.outbox import FlushReport, Outbox
 from hub.gateway.receiver import Inbox, ReceiveReport, fetch_directory, receive
 from hub.gateway.review import ReviewQueue
-from hub.gateway.sender import Gateway, converted_records
+from hub.gateway.sender import Sender, converted_records
 
 __all__ = [
     "FlushReport",
-    "Gateway",
     "GatewayError",
     "Inbox",
     "Outbox",
     "ReceiveReport",
     "ReviewQueue",
+    "Sender",
     "converted_records",
     "fetch_directory",
     "receive",

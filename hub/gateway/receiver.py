@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import Message
 from spehub.v1 import (
     delivery_pb2,
     delivery_pb2_grpc,
@@ -20,6 +21,7 @@ from spehub.v1 import (
     envelope_pb2,
 )
 
+from adapters.base import Adapter
 from hub import csvout
 from hub.domain.directory import Directory
 from hub.domain.envelopes import envelope_from_proto, open_envelope
@@ -47,7 +49,7 @@ class Inbox:
     """Where an SPE's deliveries land: one file per record version, in the national format, and a
     notices file. Files are written whole and synced before the delivery is acknowledged."""
 
-    def __init__(self, folder: Path, adapter: object) -> None:
+    def __init__(self, folder: Path, adapter: Adapter) -> None:
         self.folder = folder
         self.adapter = adapter
         (folder / "records").mkdir(parents=True, exist_ok=True)
@@ -68,8 +70,8 @@ class Inbox:
         # Record ids are [A-Za-z0-9._:-]; ':' is not portable in file names.
         return self.folder / "records" / origin / f"{record_id.replace(':', '_')}.v{version}{suffix}"
 
-    def write_record(self, origin: str, record_id: str, version: int, record: object) -> Path:
-        national = self.adapter.write(record)  # type: ignore[attr-defined]
+    def write_record(self, origin: str, record_id: str, version: int, record: Message) -> Path:
+        national = self.adapter.write(record)
         mapping = getattr(self.adapter, "mapping", None)
         if mapping is not None:  # a tabular SPE: one import row, with its header, in its delimiter
             out = io.StringIO()

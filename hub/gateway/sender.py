@@ -31,7 +31,7 @@ KIND_BY_MESSAGE = {
 DONE = ("accepted", "duplicate")
 
 
-class Gateway:
+class Sender:
     """Signs and queues an SPE's records, and sends the queue to the hub."""
 
     def __init__(self, participant_id: str, key_id: str, signing_key_pem: bytes, outbox: Outbox) -> None:
