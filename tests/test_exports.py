@@ -289,3 +289,33 @@ def test_adapter_check_counts_rows_and_records_apart(capsys, tmp_path):
         "converted": 6,
         "refused": 0,
     }
+
+
+def test_a_row_that_loses_its_consent_withdraws_the_one_published(hub, test_pki, connect, tmp_path, capsys):
+    """The export no longer carries a consent for a candidate it published: the gateway publishes
+    its consent again as WITHDRAWN (a new version), and France Travail stops finding them. A row
+    that never had a consent withdraws nothing."""
+    morocco = _recent("ma-anapec-2026", tmp_path)
+    mapping = EXPORTS / "ma-anapec-2026.toml"
+    assert _send(morocco, "ma-anapec", mapping, hub, test_pki, tmp_path) == 0
+    adapter = TabularAdapter(hub_lists(), mapping, KEY)
+    mason = f"ma-anapec/P-{adapter.pseudonym('BK654321')}"
+    assert mason in _visible_to_france_travail(connect)
+    capsys.readouterr()
+    with morocco.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["CIN"] == "BK654321":
+            row["Date du consentement"] = ""
+    with morocco.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert _send(morocco, "ma-anapec", mapping, hub, test_pki, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "1 consent(s) withdrawn: their rows no longer carry one" in out and "1 accepted" in out
+    visible = _visible_to_france_travail(connect)
+    assert mason not in visible and f"ma-anapec/P-{adapter.pseudonym('BK123456')}" in visible
+    # Sending again withdraws nothing more: the withdrawal is already the newest version.
+    assert _send(morocco, "ma-anapec", mapping, hub, test_pki, tmp_path) == 0
+    assert "withdrawn" not in capsys.readouterr().out

@@ -61,13 +61,23 @@ def run(args: argparse.Namespace) -> int:
         lists.use_aliases(review.aliases())  # the SPE's reviewed answers win over the resolver
         for name in a.files:
             held: list[object] = []
+            kept_local: list[object] = []
             tally = Tally()
             try:
-                added = gateway.queue(converted_records(adapter.read(Path(name)), report, held, tally))
+                added = gateway.queue(
+                    converted_records(adapter.read(Path(name)), report, held, tally, kept_local)
+                )
             except AdapterError as exc:  # the mapping does not fit the export: nothing was read
                 print(f"spe-hub gateway: {exc}", file=sys.stderr)
                 outbox.close()
                 return 2
+            unchanged = gateway.unchanged
+            # A candidate whose row lost its consent: the consent published before is withdrawn.
+            withdrawn = gateway.lapsed_consents(kept_local)
+            if withdrawn:
+                gateway.queue(withdrawn, progress=False)
+                print(f"{name}: {len(withdrawn)} consent(s) withdrawn: their rows no longer carry one")
+            gateway.unchanged = unchanged
             waiting = review.hold(held)
             refused_rows += tally.refused
             print(

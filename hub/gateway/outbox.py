@@ -67,6 +67,14 @@ class Outbox:
             )
         return self.db.total_changes - before
 
+    def newest_envelope(self, payload_type: int, record_id: str) -> bytes | None:
+        """The envelope of the newest version of a record this gateway signed, or None."""
+        row = self.db.execute(
+            "SELECT envelope FROM outbox WHERE payload_type = ? AND record_id = ? ORDER BY version DESC LIMIT 1",
+            (payload_type, record_id),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def pending(self, limit: int) -> list[tuple[int, bytes]]:
         return self.db.execute(
             "SELECT seq, envelope FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,)

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 from spehub.v1 import (
+    consent_pb2,
     envelope_pb2,
     exchange_pb2,
     exchange_pb2_grpc,
@@ -39,6 +40,26 @@ class Sender:
         self.key_id = key_id
         self.key = load_private_key(signing_key_pem, f"signing key of {participant_id}")
         self.outbox = outbox
+
+    def lapsed_consents(self, kept_local: Iterable[Any]) -> list[consent_pb2.Consent]:
+        """Withdrawals of the consents this gateway published for candidates whose rows no longer
+        carry one (kept local now): the SPE's own records say there is no consent any more, so
+        the hub must stop disclosing them. Each is the newest version it signed, as WITHDRAWN."""
+        out: list[consent_pb2.Consent] = []
+        seen: set[str] = set()
+        for record in kept_local:
+            consent_id = getattr(record, "consent_record_id", "")
+            if not consent_id or consent_id in seen:
+                continue
+            seen.add(consent_id)
+            blob = self.outbox.newest_envelope(PayloadKind.CONSENT.payload_type, consent_id)
+            if blob is None:
+                continue  # never published: nothing to withdraw
+            consent = consent_pb2.Consent.FromString(envelope_pb2.SignedEnvelope.FromString(blob).payload)
+            if consent.status != consent_pb2.CONSENT_STATUS_WITHDRAWN:
+                consent.status = consent_pb2.CONSENT_STATUS_WITHDRAWN
+                out.append(consent)
+        return out
 
     def queue(self, records: Iterable[Any], progress: bool | None = None) -> int:
         """Sign and queue records (in chunks, so memory stays flat). Returns how many were new.
@@ -129,10 +150,11 @@ def converted_records(
     report: list[str],
     held: list[object] | None = None,
     tally: Tally | None = None,
+    local: list[object] | None = None,
 ) -> Iterator[object]:
     """The records of an adapter's output that may be published; problems go to ``report``,
     records held for review (an occupation a person must decide) to ``held``, records kept local
-    (no consent) nowhere: neither is ever published. ``tally`` counts the rows."""
+    (no consent) to ``local``: neither is ever published. ``tally`` counts the rows."""
     seen: dict[str, str] = {}
     tally = tally if tally is not None else Tally()
     shown: set[str] = set()  # a row's problems, once, though each of its records carries them
@@ -149,6 +171,8 @@ def converted_records(
             continue
         if converted.local is not None:  # type: ignore[attr-defined]
             tally.count(location, "local", seen)
+            if local is not None:
+                local.append(converted.record)  # type: ignore[attr-defined]
             continue
         tally.count(location, "held" if converted.held is not None else "ok", seen)  # type: ignore[attr-defined]
         if converted.held is not None:  # type: ignore[attr-defined]
