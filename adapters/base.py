@@ -66,19 +66,37 @@ class Tally:
     held: int = 0  # a row held for review (an occupation a person decides)
     local: int = 0  # a row kept at the SPE: no consent the hub may act on
 
-    def count(self, location: str, state: str, seen: dict[str, str]) -> None:
-        """One converted record of the row at ``location``: the row's state is its worst."""
+    _states: dict[str, str] = field(default_factory=dict, repr=False)  # location → the row's worst
+    _shown: set[str] = field(default_factory=set, repr=False)  # the current row's problems shown
+
+    def see(self, converted: Converted) -> tuple[str, list[str]]:
+        """One converted record: its state (``refused``, ``local``, ``held`` or ``ok``) and the
+        lines of its problems not yet reported for its row (the records of a row carry the
+        same ones). The row is counted at its worst state."""
+        location = converted.location
+        if location not in self._states:
+            self._shown.clear()
+        lines = [p for p in map(str, converted.problems) if p not in self._shown]
+        self._shown.update(lines)
+        if converted.record is None:
+            state = "refused"
+        elif converted.local is not None:
+            state = "local"
+        elif converted.held is not None:
+            state = "held"
+        else:
+            state = "ok"
         order = ("ok", "local", "held", "refused")
-        before = seen.get(location)
+        before = self._states.get(location)
         if before is None:
             self.rows += 1
-        elif order.index(before) >= order.index(state):
-            return
-        if before in ("refused", "held", "local"):
-            setattr(self, before, getattr(self, before) - 1)
-        if state != "ok":
-            setattr(self, state, getattr(self, state) + 1)
-        seen[location] = state
+        if before is None or order.index(before) < order.index(state):
+            if before in ("refused", "held", "local"):
+                setattr(self, before, getattr(self, before) - 1)
+            if state != "ok":
+                setattr(self, state, getattr(self, state) + 1)
+            self._states[location] = state
+        return state, lines
 
 
 class Problems:

@@ -151,26 +151,14 @@ def check_file(adapter: object, path: Path, tally: Tally | None = None) -> tuple
     kept local. A record held for review or kept local is in neither count: its line says why."""
     good = bad = 0
     lines: list[str] = []
-    seen: dict[str, str] = {}
     tally = tally if tally is not None else Tally()
-    shown: set[str] = set()  # a row's problems, once, though each of its records carries them
     for converted in adapter.read(path):  # type: ignore[attr-defined]
-        if converted.location not in seen:
-            shown.clear()
-        for problem in map(str, converted.problems):
-            if problem not in shown:
-                shown.add(problem)
-                lines.append(f"  {problem}")
-        if not converted.ok:
-            tally.count(converted.location, "refused", seen)
+        state, shown = tally.see(converted)
+        lines.extend(f"  {problem}" for problem in shown)
+        # Refused, kept local (no consent: never published) or held for a person: not checked
+        # for the hub; the report line says why.
+        if state != "ok":
             continue
-        if converted.local is not None:  # no consent: never published, so not checked for the hub
-            tally.count(converted.location, "local", seen)
-            continue
-        if converted.held is not None:  # a person decides its occupation first (gateway review)
-            tally.count(converted.location, "held", seen)
-            continue
-        tally.count(converted.location, "ok", seen)
         problem = _validate_and_round_trip(adapter, converted)
         if problem:
             bad += 1

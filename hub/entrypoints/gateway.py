@@ -19,7 +19,6 @@ from hub.gateway import (
     Outbox,
     ReviewQueue,
     Sender,
-    converted_records,
     fetch_directory,
     receive,
 )
@@ -61,29 +60,23 @@ def run(args: argparse.Namespace) -> int:
         lists.use_aliases(review.aliases())  # the SPE's reviewed answers win over the resolver
         for name in a.files:
             held: list[object] = []
-            kept_local: list[object] = []
             tally = Tally()
             try:
-                added = gateway.queue(
-                    converted_records(adapter.read(Path(name)), report, held, tally, kept_local)
+                added, unchanged, withdrawn = gateway.queue_export(
+                    adapter.read(Path(name)), report, held, tally
                 )
             except AdapterError as exc:  # the mapping does not fit the export: nothing was read
                 print(f"spe-hub gateway: {exc}", file=sys.stderr)
                 outbox.close()
                 return 2
-            unchanged = gateway.unchanged
-            # A candidate whose row lost its consent: the consent published before is withdrawn.
-            withdrawn = gateway.lapsed_consents(kept_local)
-            if withdrawn:
-                gateway.queue(withdrawn, progress=False)
-                print(f"{name}: {len(withdrawn)} consent(s) withdrawn: their rows no longer carry one")
-            gateway.unchanged = unchanged
+            if withdrawn:  # a candidate whose row lost its consent: the published one is withdrawn
+                print(f"{name}: {withdrawn} consent(s) withdrawn: their rows no longer carry one")
             waiting = review.hold(held)
             refused_rows += tally.refused
             print(
                 f"{name}: {tally.rows} row(s): {tally.refused} refused, {tally.held} held for review, "
                 f"{tally.local} kept local (no consent); {added} new record(s) signed and queued"
-                + (f", {gateway.unchanged} unchanged since the last send" if gateway.unchanged else "")
+                + (f", {unchanged} unchanged since the last send" if unchanged else "")
                 + (f"; {waiting} held for review (spe-hub gateway review)" if held else "")
             )
     for line in report:

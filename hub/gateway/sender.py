@@ -61,6 +61,21 @@ class Sender:
                 out.append(consent)
         return out
 
+    def queue_export(
+        self, results: Iterable[object], report: list[str], held: list[object], tally: Tally
+    ) -> tuple[int, int, int]:
+        """Queue what an adapter converted from one export: the records that may be published,
+        then the withdrawals of consents whose rows no longer carry one (``lapsed_consents``).
+        Problems go to ``report``, records held for review to ``held``, rows to ``tally``.
+        Returns (records queued, unchanged since the last send, consents withdrawn)."""
+        kept_local: list[object] = []
+        added = self.queue(converted_records(results, report, held, tally, kept_local))
+        unchanged = self.unchanged
+        withdrawn = self.lapsed_consents(kept_local)
+        if withdrawn:
+            added += self.queue(withdrawn, progress=False)
+        return added, unchanged, len(withdrawn)
+
     def queue(self, records: Iterable[Any], progress: bool | None = None) -> int:
         """Sign and queue records (in chunks, so memory stays flat). Returns how many were new.
 
@@ -155,28 +170,13 @@ def converted_records(
     """The records of an adapter's output that may be published; problems go to ``report``,
     records held for review (an occupation a person must decide) to ``held``, records kept local
     (no consent) to ``local``: neither is ever published. ``tally`` counts the rows."""
-    seen: dict[str, str] = {}
     tally = tally if tally is not None else Tally()
-    shown: set[str] = set()  # a row's problems, once, though each of its records carries them
     for converted in results:
-        location = converted.location  # type: ignore[attr-defined]
-        if location not in seen:
-            shown.clear()
-        for problem in map(str, converted.problems):  # type: ignore[attr-defined]
-            if problem not in shown:
-                shown.add(problem)
-                report.append(problem)
-        if converted.record is None:  # type: ignore[attr-defined]
-            tally.count(location, "refused", seen)
-            continue
-        if converted.local is not None:  # type: ignore[attr-defined]
-            tally.count(location, "local", seen)
-            if local is not None:
-                local.append(converted.record)  # type: ignore[attr-defined]
-            continue
-        tally.count(location, "held" if converted.held is not None else "ok", seen)  # type: ignore[attr-defined]
-        if converted.held is not None:  # type: ignore[attr-defined]
-            if held is not None:
-                held.append(converted)
-            continue
-        yield converted.record  # type: ignore[attr-defined]
+        state, shown = tally.see(converted)  # type: ignore[arg-type]
+        report.extend(shown)
+        if state == "local" and local is not None:
+            local.append(converted.record)  # type: ignore[attr-defined]
+        elif state == "held" and held is not None:
+            held.append(converted)
+        elif state == "ok":
+            yield converted.record  # type: ignore[attr-defined]
