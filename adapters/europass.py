@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError, SubElement  # nosec: building a tree, no parsing
 
-import pycountry
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring, parse
 from spehub.v1 import common_pb2, profile_pb2
@@ -35,6 +34,7 @@ from adapters.languages import add_language
 from adapters.people import (
     CEFR_NAMES,
     MOBILITY_BY_OFFERING,
+    NACE,
     OFFERING_BY_MOBILITY,
     Pseudonyms,
     birth,
@@ -51,7 +51,6 @@ V4 = "http://www.europass.eu/1.0"
 HR = "http://www.hr-xml.org/3"  # EURES HR-XML 3.x: the Europass Candidate's own vocabulary
 ESCO_OCCUPATION = "http://data.europa.eu/esco/occupation/"
 LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
-NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")  # NACE Rev. 2, at any level
 FREE_TEXT_SKILLS = ("Communication", "Organisational", "JobRelated", "Computer", "Other")
 
 
@@ -136,16 +135,6 @@ def _all(el: Element | None, *path: str) -> list[Element]:
 def _text(el: Element | None, *path: str) -> str:
     found = _at(el, *path) if path else el
     return (found.text or "").strip() if found is not None else ""
-
-
-def _language(code: str) -> str:
-    """ISO 639-1 where one exists (Europass v4 writes ISO 639-2/3, e.g. "ara"), lower case."""
-    code = code.strip().lower()
-    if len(code) == 3:
-        found = pycountry.languages.get(alpha_3=code)
-        if found is not None and hasattr(found, "alpha_2"):
-            return str(found.alpha_2)
-    return code
 
 
 class EuropassXml:
@@ -482,7 +471,7 @@ class EuropassXml:
         problems: Problems,
         where: str,
     ) -> None:
-        add_language(profile.languages, _language(code), levels, problems, where)
+        add_language(profile.languages, code, levels, problems, where)  # ISO 639-2/3 codes too ("ara")
 
     def _licence(self, profile: profile_pb2.CandidateProfile, category: str, problems: Problems) -> None:
         if LICENCE.fullmatch(category):

@@ -26,6 +26,7 @@ from adapters.languages import add_language
 from adapters.people import (
     CEFR_NAMES,
     MOBILITY_BY_OFFERING,
+    NACE,
     OFFERING_BY_MOBILITY,
     Pseudonyms,
     birth,
@@ -44,7 +45,6 @@ ESCO_SKILL = "http://data.europa.eu/esco/skill/"
 ISCO_LIST = "ISCO2008"
 DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
-NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")
 OFFERING = {
     "DirectHire": (offer_pb2.CONTRACT_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_PERMANENT),
     "Temporary": (offer_pb2.CONTRACT_TYPE_FIXED_TERM, common_pb2.MOBILITY_TYPE_TEMPORARY),

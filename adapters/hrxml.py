@@ -29,7 +29,7 @@ from adapters.codelists import CodeLists, Resolution
 from adapters.europass import EuropassXml, _all, _at, _local, _text, xml_root
 from adapters.hropen import CLOSED, OFFERING, OFFERING_CODES
 from adapters.languages import add_language
-from adapters.people import CEFR_NAMES, cefr, country, date_text, dotted_date, full_date
+from adapters.people import CEFR_NAMES, NACE, cefr, country, date_text, dotted_date, full_date
 
 HR = "http://www.hr-xml.org/3"
 OA = "http://www.openapplications.org/oagis/9"
@@ -39,7 +39,6 @@ ESCO_SKILL = "http://data.europa.eu/esco/skill/"
 DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 # NACE Rev. 2 as NAV writes it ("C33.1.7") and as the schema keeps it ("C33.17").
 NAV_NACE = re.compile(r"([A-U])(\d{2})\.(\d)\.(\d)")
-NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")
 MONTHS = {"month": 1, "year": 12}
 
 

@@ -37,6 +37,7 @@ OFFERING_BY_MOBILITY = {v: k for k, v in MOBILITY_BY_OFFERING.items()}
 MIN_SUBJECT_KEY = 32
 PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
+NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")  # NACE Rev. 2: a section, division, group or class
 # Country codes some European formats write their own way.
 COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
 

@@ -8,7 +8,6 @@ and Morocco's (bilingual Arabic/French names, REM codes, CIN numbers).
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from adapters.base import AdapterError
 from adapters.languages import LanguageReader
 from adapters.tabular import Mapping, TabularAdapter
 from hub.entrypoints.cli import main
+from tests.support.gateways import tabular_send
 
 EXPORTS = Path(__file__).resolve().parent / "fixtures" / "exports"
 FT = "fr-francetravail"
@@ -46,28 +46,8 @@ def _recent(export: str, tmp_path: Path, days_ago: int = 5) -> Path:
 
 
 def _send(export: Path, participant: str, mapping: Path, hub, test_pki, tmp_path: Path) -> int:
-    key = tmp_path / "subject.key"
-    key.write_text(base64.b64encode(KEY).decode())
-    return main(
-        [
-            "gateway",
-            "send",
-            "tabular",
-            str(export),
-            "--participant",
-            participant,
-            "--outbox",
-            str(tmp_path / f"{participant}.sqlite3"),
-            "--pki",
-            str(test_pki.root),
-            "--hub",
-            f"127.0.0.1:{hub.port}",
-            "--mapping",
-            str(mapping),
-            "--subject-key-file",
-            str(key),
-        ]
-    )
+    outbox = tmp_path / f"{participant}.sqlite3"
+    return main(tabular_send(export, participant, outbox, mapping, hub.port, test_pki, KEY))
 
 
 def _visible_to_france_travail(connect) -> dict[str, profile_pb2.CandidateProfile]:

@@ -30,7 +30,7 @@ from hub.gateway import (
     receive,
 )
 from hub.gateway.receiver import _receive_record
-from tests.support.gateways import SN, participant_channel, sn_inbox
+from tests.support.gateways import SN, participant_channel, sn_inbox, tabular_send
 from tests.support.hubs import hub_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,24 +393,8 @@ def test_a_held_record_waits_for_review_then_the_alias_publishes_it_and_wins_nex
         (ROOT / "adapters" / "mappings" / "tn-aneti.toml").read_text(encoding="utf-8") + CONSENT,
         encoding="utf-8",
     )
-    key = tmp_path / "subject.key"
-    key.write_text(base64.b64encode(b"s" * 32).decode())
     where = ["--participant", "tn-aneti", "--outbox", str(tmp_path / "ob.sqlite3")]
-    send = [
-        "gateway",
-        "send",
-        "tabular",
-        str(export),
-        *where,
-        "--pki",
-        str(test_pki.root),
-        "--hub",
-        f"127.0.0.1:{hub.port}",
-        "--mapping",
-        str(mapping),
-        "--subject-key-file",
-        str(key),
-    ]
+    send = tabular_send(export, "tn-aneti", tmp_path / "ob.sqlite3", mapping, hub.port, test_pki, b"s" * 32)
     # tn-aneti is suspended in the test PKI: the link refuses it, which does not matter here.
     main(send)
     out = capsys.readouterr().out

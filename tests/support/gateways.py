@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import grpc
@@ -30,3 +31,30 @@ def sn_inbox(codelists: CodeLists, tmp_path: Path, inbox_class: type[Inbox] | No
     """Senegal's gateway inbox, writing received offers with its template mapping."""
     adapter = TabularAdapter(codelists, ROOT / "adapters" / "mappings" / "sn-anpej.toml", b"k" * 32)
     return (inbox_class or Inbox)(tmp_path / "inbox", adapter)
+
+
+def tabular_send(
+    export: Path, participant: str, outbox: Path, mapping: Path, hub_port: int, test_pki: object, key: bytes
+) -> list[str]:
+    """The `spe-hub gateway send tabular` command line for an export, with a subject key file
+    written beside the outbox."""
+    key_file = outbox.parent / "subject.key"
+    key_file.write_text(base64.b64encode(key).decode())
+    return [
+        "gateway",
+        "send",
+        "tabular",
+        str(export),
+        "--participant",
+        participant,
+        "--outbox",
+        str(outbox),
+        "--pki",
+        str(test_pki.root),  # type: ignore[attr-defined]
+        "--hub",
+        f"127.0.0.1:{hub_port}",
+        "--mapping",
+        str(mapping),
+        "--subject-key-file",
+        str(key_file),
+    ]
