@@ -41,7 +41,7 @@ from hub.client import pki_channel, pki_signing_key, seal
 from hub.domain.records import PayloadKind
 from hub.services.matching import KEEP, Rankings
 from hub.store import schema
-from hub.store.store import Store
+from hub.store.engine import Store
 from tests.support.processes import free_port
 
 FT = "fr-francetravail"
@@ -98,7 +98,7 @@ def _offer_pks(store: Store, offers: list) -> list[int]:  # type: ignore[type-ar
     with store.unit_of_work() as uow:
         return sorted(
             {
-                uow.current_record(FT, PayloadKind.JOB_OFFER.payload_type, o.header.record_id)[0]  # type: ignore[index]
+                uow.records.current(FT, PayloadKind.JOB_OFFER.payload_type, o.header.record_id)[0]  # type: ignore[index]
                 for o in offers
             }
         )

@@ -52,8 +52,8 @@ from hub.services.pool import PoolService
 from hub.services.privacy import Sealer
 from hub.services.records import RecordService
 from hub.services.statistics import CachedCorridors
+from hub.store.engine import Store
 from hub.store.keystore import KeyStore
-from hub.store.store import Store
 
 log = logging.getLogger("spehub")
 
@@ -357,7 +357,7 @@ def open_store(create_schema: bool = True) -> tuple[Settings, Store]:
 def overdue_deletions(store: Store, clock: Clock, after: timedelta) -> dict[str, int]:
     """Deletion notices not acknowledged within ``after``, per recipient."""
     with store.unit_of_work() as uow:
-        return uow.overdue_deliveries(DeliveryKind.DELETION, to_us(clock() - after))
+        return uow.deliveries.overdue(DeliveryKind.DELETION, to_us(clock() - after))
 
 
 def ensure_dev_pki(settings: Settings) -> None:

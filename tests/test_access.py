@@ -171,7 +171,7 @@ def test_revoked_key_is_refused_from_the_moment_of_revocation(hub, connect, test
     (result,) = sn.publish_one_batch([signed_before])
     assert exchange_pb2.RejectionReason.Name(result.reason) == "REJECTION_REASON_KEY_REVOKED"
     with hub.store.unit_of_work() as uow:
-        assert uow.count_envelopes() == 0
+        assert uow.records.count_envelopes() == 0
 
 
 def test_revoked_certificate_is_refused_on_the_next_call(hub, connect, test_pki):

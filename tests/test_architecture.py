@@ -40,7 +40,7 @@ RULES = {
     ),
     "hub.store": ("grpc", "hub.api", "hub.services", "hub.bootstrap"),
     "hub.services": ("grpc", "sqlalchemy", "hub.api", "hub.bootstrap"),
-    "hub.api": ("sqlalchemy", "hub.bootstrap"),
+    "hub.api": ("sqlalchemy", "hub.store", "hub.bootstrap"),
     # The gateway and the client are what an SPE runs: they talk to the hub over the wire only.
     "hub.gateway": ("sqlalchemy", "hub.store", "hub.services", "hub.api", "hub.bootstrap", "hub.entrypoints"),
     "hub.client": ("sqlalchemy", "hub.store", "hub.services", "hub.api", "hub.bootstrap", "hub.entrypoints"),
@@ -92,3 +92,20 @@ def test_one_composition_root_reads_the_settings_and_builds_the_store():
         if "Store(" in text or ("Settings.from_env" in text and path.name != "cli.py"):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+def test_services_reach_the_database_only_through_repositories():
+    """A service calls uow.<repository>.<method>; it never takes the connection and writes SQL."""
+    offenders = []
+    for path in _modules("hub.services"):
+        text = path.read_text(encoding="utf-8")
+        for needle in (
+            "uow.conn",
+            ".conn.execute",
+            "exec_driver_sql",
+            ".engine.connect",
+            "self.store.engine",
+        ):
+            if needle in text:
+                offenders.append(f"{path.relative_to(ROOT)} uses {needle}")
+    assert not offenders, "\n".join(offenders)

@@ -38,7 +38,7 @@ def logged(hub, connect):
 
 def _entries(hub):
     with hub.store.unit_of_work() as uow:
-        return list(uow.audit_entries())
+        return list(uow.audit.entries())
 
 
 def test_every_kind_of_act_is_logged_without_personal_data(logged):
@@ -195,7 +195,7 @@ def test_a_checkpoint_delivered_twice_is_kept_once(tmp_path):
 
 def _checkpoints(hub):
     with hub.store.unit_of_work() as uow:
-        return uow.checkpoints()
+        return uow.audit.checkpoints()
 
 
 def test_a_rewrite_before_a_witnessed_checkpoint_is_detected(logged, test_pki, tmp_path):

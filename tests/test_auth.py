@@ -121,7 +121,7 @@ def _publish_with(hub, channel, token: str | None, connect) -> grpc.RpcError:
             stub.Publish(iter([exchange_pb2.PublishRequest(envelopes=[env])]), metadata=metadata, timeout=10)
         )
     with hub.store.unit_of_work() as uow:
-        assert uow.count_envelopes() == 0
+        assert uow.records.count_envelopes() == 0
     return err.value
 
 

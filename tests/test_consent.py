@@ -138,7 +138,7 @@ def test_erasure_makes_an_old_database_copy_unreadable_and_notifies_who_saw_it(h
 
 
 def _stored(origin, payload):
-    from hub.store.store import StoredEnvelope
+    from hub.domain.stored import StoredEnvelope
 
     return StoredEnvelope(0, 2, origin, "x", 1, payload, origin, "k", b"", 0, 0)
 

@@ -19,7 +19,7 @@ REJECTED = exchange_pb2.RECORD_OUTCOME_REJECTED
 
 def _count(hub, record_id: str) -> int:
     with hub.store.unit_of_work() as uow:
-        return uow.count_envelopes(record_id)
+        return uow.records.count_envelopes(record_id)
 
 
 def _profile_env(sn, record_id="p-1", version=1, **kw):
@@ -259,7 +259,7 @@ def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, cl
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "limit of 2" in err.value.details()
         with small.store.unit_of_work() as uow:
-            assert uow.count_envelopes() == 0
+            assert uow.records.count_envelopes() == 0
         # On a stream, the batches before the one over the limit are answered and kept (the next
         # batch is prepared while one is stored), and nothing after it is stored.
         requests = [
@@ -277,7 +277,7 @@ def test_batch_over_the_record_limit_is_refused_whole(test_pki, database_url, cl
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert answered == [("first", [ACCEPTED, ACCEPTED])]
         with small.store.unit_of_work() as uow:
-            assert uow.count_envelopes() == 2
+            assert uow.records.count_envelopes() == 2
         sn.channel.close()
 
 

@@ -10,7 +10,7 @@ from spehub.v1 import delivery_pb2, exchange_pb2, offer_pb2
 
 from hub import synth
 from hub.domain.records import PayloadKind
-from hub.store.store import Store
+from hub.store.engine import Store
 from tests.support.hubs import TRUST_DOMAIN, make_participant
 from tests.support.processes import HubProcess, hub_env
 
@@ -86,7 +86,7 @@ def test_sigkill_mid_publication_keeps_every_acknowledged_record_and_retries_dup
         accepted = {r.record_id for r in outcomes if r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED}
         assert duplicates == stored and accepted | duplicates == {o.header.record_id for o in offers}
         with store.unit_of_work() as uow:
-            assert uow.count_envelopes() == len(offers)  # each once
+            assert uow.records.count_envelopes() == len(offers)  # each once
     finally:
         assert hub.stop() == 0
         store.close()
@@ -187,7 +187,7 @@ def test_database_unreachable_gives_unavailable_no_partial_write_and_recovers(te
                 assert exc.code() == grpc.StatusCode.UNAVAILABLE
         assert results is not None and all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in results)
         with hub.store.unit_of_work() as uow:
-            assert uow.count_envelopes() == 30  # the refused batch left nothing behind
+            assert uow.records.count_envelopes() == 30  # the refused batch left nothing behind
         ft.channel.close()
     finally:
         hub.stop(0)
@@ -203,7 +203,7 @@ def test_database_errors_are_named_without_values():
 
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from hub.store.store import _db_reason
+    from hub.store.engine import db_reason as _db_reason
 
     locked = OperationalError(
         "UPDATE x SET y = ?", ("secret",), sqlite3.OperationalError("database is locked")

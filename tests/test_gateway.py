@@ -50,7 +50,7 @@ def _gateway(test_pki, pid, tmp_path) -> Sender:
 
 def _stored(hub) -> int:
     with hub.store.unit_of_work() as uow:
-        return uow.count_envelopes()
+        return uow.records.count_envelopes()
 
 
 def _offers(codelists):

@@ -13,9 +13,11 @@ from sqlalchemy import event, select
 from hub.clock import to_us
 from hub.domain import matching
 from hub.domain.records import PayloadKind
+from hub.domain.stored import Audience
 from hub.services.matching import MATCHING_BIT, Rankings
 from hub.store import schema as t
-from hub.store.store import RANKING_LOCK, Audience, UnitOfWork
+from hub.store.matching import MatchingQueries
+from hub.store.sql import RANKING_LOCK
 from tests.support.hubs import make_participant, started_hub
 from tests.support.matching import (
     FT,
@@ -99,7 +101,7 @@ def pool(hub, connect):
 
 
 def _offer_facts(uow):
-    pk, envelope, _ = uow.current_record(FT, OFFER, "o-mason")
+    pk, envelope, _ = uow.records.current(FT, OFFER, "o-mason")
     return matching.offer_facts(pk, offer_pb2.JobOffer.FromString(envelope.payload))
 
 
@@ -110,7 +112,7 @@ def _compare(hub, clock, limits=(1, 2, 5)) -> tuple[list[tuple[int, int]], int]:
     served = 0
     with hub.store.unit_of_work() as uow:
         offer = _offer_facts(uow)
-        state = uow.ranking_state(offer.pk)
+        state = uow.matching.ranking_state(offer.pk)
         assert state is not None
         now = to_us(clock())
         for audience, own in (
@@ -120,10 +122,12 @@ def _compare(hub, clock, limits=(1, 2, 5)) -> tuple[list[tuple[int, int]], int]:
                 SN,
             ),
         ):
-            full = [(row[0].pk, row[4]) for row in uow.match_candidates(audience, own, offer, None, 10_000)]
+            full = [
+                (row[0].pk, row[4]) for row in uow.matching.candidates(audience, own, offer, None, 10_000)
+            ]
             for i, after in enumerate([None, *((s, pk) for pk, s in full)]):
                 for limit in limits:
-                    ranked = uow.ranked_candidates(audience, own, offer, state, after, limit)
+                    ranked = uow.matching.ranked_candidates(audience, own, offer, state, after, limit)
                     if ranked is not None:
                         assert [(row[0].pk, row[4]) for row in ranked] == full[i : i + limit], (after, limit)
                         served += 1
@@ -146,7 +150,7 @@ def test_a_kept_ranking_answers_as_the_full_query(pool, hub, clock):
     # With six kept, pages inside the best six come from the ranking; the others from the full query.
     assert served >= 6
     with hub.store.unit_of_work() as uow:
-        state = uow.ranking_state(_offer_facts(uow).pk)
+        state = uow.matching.ranking_state(_offer_facts(uow).pk)
         mr = t.match_rankings.c
         kept = list(
             uow.conn.execute(select(-mr.minus_score, mr.profile_pk).order_by(mr.minus_score, mr.profile_pk))
@@ -218,13 +222,13 @@ def test_matches_over_grpc_come_from_the_ranking_once_kept(pool, hub, clock, mon
     cold = match_candidates(ft, "o-mason", page_size=5)
     assert hub.rankings is not None and hub.rankings.rank_pending() == 1
     full_query = []
-    original = UnitOfWork.match_candidates
+    original = MatchingQueries.candidates
 
     def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         full_query.append(args)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(UnitOfWork, "match_candidates", spy)
+    monkeypatch.setattr(MatchingQueries, "candidates", spy)
     warm = match_candidates(ft, "o-mason", page_size=5)
     assert profile_ids(warm) == profile_ids(cold) and [c.match for c in warm.candidates] == [
         c.match for c in cold.candidates
@@ -243,14 +247,14 @@ def test_a_stale_ranking_is_not_used_and_is_ranked_again(pool, hub, clock):
     assert rankings.rank_pending() == 1 and rankings.rank_pending() == 0
     with hub.store.unit_of_work() as uow:
         pk = _offer_facts(uow).pk
-        state = uow.ranking_state(pk)
-        revision = uow.indexed_offer_revision(pk)
-        assert rankings.usable(state, revision, uow.newest_envelope())
+        state = uow.matching.ranking_state(pk)
+        revision = uow.records.indexed_offer_revision(pk)
+        assert rankings.usable(state, revision, uow.records.newest_envelope())
     # More publications than fresh_within: stale.
     for i in range(3):
         _publish(sn, f"late{i}")
     with hub.store.unit_of_work() as uow:
-        assert not rankings.usable(state, revision, uow.newest_envelope())
+        assert not rankings.usable(state, revision, uow.records.newest_envelope())
     assert rankings.rank_pending() == 1
     # A new version of the offer: the old ranking does not answer for it.
     clock.advance(minutes=1)
@@ -259,14 +263,14 @@ def test_a_stale_ranking_is_not_used_and_is_ranked_again(pool, hub, clock):
     offer.place.country_code = "FR"
     ok(ft.publish_one_batch([ft.seal(offer, PayloadKind.JOB_OFFER)]))
     with hub.store.unit_of_work() as uow:
-        assert uow.ranking_state(pk) is None  # dropped with the old version's index rows
+        assert uow.matching.ranking_state(pk) is None  # dropped with the old version's index rows
     assert rankings.rank_pending() == 1
     # Withdrawn: nothing to rank, and its ranking goes.
     ft.exchange.WithdrawRecord(
         exchange_pb2.WithdrawRecordRequest(payload_type=OFFER, record_id="o-mason"), timeout=10
     )
     with hub.store.unit_of_work() as uow:
-        assert uow.ranking_state(pk) is None
+        assert uow.matching.ranking_state(pk) is None
         assert uow.conn.execute(t.match_rankings.select()).first() is None
     assert rankings.rank_pending() == 0 and not rankings.rank(pk)
 
@@ -286,8 +290,8 @@ def test_the_hub_ranks_open_offers_in_the_background(test_pki, database_url, clo
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with running.store.unit_of_work() as uow:
-                pk = uow.current_record(FT, OFFER, "o-mason")[0]
-                if uow.ranking_state(pk) is not None:
+                pk = uow.records.current(FT, OFFER, "o-mason")[0]
+                if uow.matching.ranking_state(pk) is not None:
                     break
             time.sleep(0.1)
         else:
@@ -329,7 +333,7 @@ def test_postgresql_publications_hold_the_ranking_lock_from_their_ids(hub, conne
 
 def _watermark(hub) -> int:
     with hub.store.unit_of_work() as uow:
-        return uow.publication_watermark()
+        return uow.matching.publication_watermark()
 
 
 def test_rank_offers_command(hub, connect, database_url, monkeypatch, capsys):
@@ -340,7 +344,7 @@ def test_rank_offers_command(hub, connect, database_url, monkeypatch, capsys):
     assert main(["db", "rank-offers"]) == 0
     assert "ranked the candidates of 1 open offer(s)" in capsys.readouterr().out
     with hub.store.unit_of_work() as uow:
-        assert uow.ranking_state(uow.current_record(FT, OFFER, "o-mason")[0]) is not None
+        assert uow.matching.ranking_state(uow.records.current(FT, OFFER, "o-mason")[0]) is not None
     assert main(["db", "rank-offers"]) == 0
     assert "ranked the candidates of 0 open offer(s)" in capsys.readouterr().out
 
@@ -357,8 +361,8 @@ def test_a_failing_offer_does_not_stop_the_ranking_of_the_others(hub, connect, c
     publish_offer(ft, "o-broken")
     publish_offer(ft, "o-fine")
     with hub.store.unit_of_work() as uow:
-        broken, fine = (uow.current_record(FT, OFFER, rid)[0] for rid in ("o-broken", "o-fine"))
-    real = UnitOfWork.rank_offer
+        broken, fine = (uow.records.current(FT, OFFER, rid)[0] for rid in ("o-broken", "o-fine"))
+    real = MatchingQueries.rank_offer
 
     def rank_offer(self, offer, revision, keep):
         if offer.pk == broken:
@@ -367,7 +371,7 @@ def test_a_failing_offer_does_not_stop_the_ranking_of_the_others(hub, connect, c
             )
         return real(self, offer, revision, keep)
 
-    monkeypatch.setattr(UnitOfWork, "rank_offer", rank_offer)
+    monkeypatch.setattr(MatchingQueries, "rank_offer", rank_offer)
     now = [1000.0]
     metrics = HubMetrics(CollectorRegistry())
     rankings = Rankings(hub.store, clock, metrics=metrics, monotonic=lambda: now[0])
@@ -379,13 +383,13 @@ def test_a_failing_offer_does_not_stop_the_ranking_of_the_others(hub, connect, c
         assert rankings.rank_pending() == 1  # o-fine, although o-broken came first
     assert f"offer record {broken} failed" in caplog.text
     with hub.store.unit_of_work() as uow:
-        assert uow.ranking_state(fine) is not None and uow.ranking_state(broken) is None
+        assert uow.matching.ranking_state(fine) is not None and uow.matching.ranking_state(broken) is None
     assert rankings.backing_off() == [broken] and failures() == 1
     assert rankings.rank_pending() == 0 and failures() == 1  # left aside: not tried again yet
     now[0] += 31
     assert rankings.rank_pending() == 0 and failures() == 2  # tried, failed: now 60 s
     now[0] += 31
     assert rankings.backing_off() == [broken]
-    monkeypatch.setattr(UnitOfWork, "rank_offer", real)  # the cause is fixed
+    monkeypatch.setattr(MatchingQueries, "rank_offer", real)  # the cause is fixed
     now[0] += 30
     assert rankings.rank_pending() == 1 and rankings.backing_off() == []

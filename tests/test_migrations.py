@@ -154,7 +154,7 @@ def _in_database_file(path, tmp_path) -> int:
 def test_sqlite_checkpoints_happen_beside_the_transactions(tmp_path):
     """A transaction never copies the WAL into the database (that took 100 ms at a million profiles);
     a thread of the store does, every few tenths of a second and when the store closes."""
-    from hub.store.store import Store
+    from hub.store.engine import Store
 
     path = tmp_path / "hub.sqlite3"
     row = {

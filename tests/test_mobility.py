@@ -375,7 +375,7 @@ def test_an_event_delivered_after_its_candidate_was_erased_is_not_sent(parties, 
 
 
 def _stored(origin, payload):
-    from hub.store.store import StoredEnvelope
+    from hub.domain.stored import StoredEnvelope
 
     return StoredEnvelope(0, 5, origin, "x", 1, payload, origin, "k", b"", 0, 0)
 

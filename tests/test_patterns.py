@@ -114,7 +114,7 @@ def test_a_record_with_a_trailing_newline_is_refused(hub, connect, field, value)
     assert exchange_pb2.RecordOutcome.Name(result.outcome) == "RECORD_OUTCOME_REJECTED"
     assert result.field == field
     with hub.store.unit_of_work() as uow:
-        assert uow.count_envelopes() == 0
+        assert uow.records.count_envelopes() == 0
 
 
 def test_a_search_by_an_isco_prefix_with_a_newline_is_invalid(hub, connect):

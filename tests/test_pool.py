@@ -280,11 +280,12 @@ def test_postgresql_searches_read_the_group_index_in_order_for_their_transaction
         "SET LOCAL enable_bitmapscan = off",
         "SET LOCAL max_parallel_workers_per_gather = 0",
     ]
-    from hub.store.store import Audience, ProfileFilter, UnitOfWork
+    from hub.domain.stored import Audience, ProfileFilter
+    from hub.store.uow import UnitOfWork
 
     with hub.store.engine.connect() as conn:  # on one connection: searched, committed, defaults back
         with conn.begin():
             audience = Audience(FT, "FR", 1, 1, 0)
-            UnitOfWork(conn, False).search_profiles(ProfileFilter(isco08_prefixes=("921",)), audience, 0, 5)
+            UnitOfWork(conn, False).pool.profiles(ProfileFilter(isco08_prefixes=("921",)), audience, 0, 5)
             assert conn.exec_driver_sql("SHOW enable_bitmapscan").scalar() == "off"
         assert conn.exec_driver_sql("SHOW enable_bitmapscan").scalar() == "on"

@@ -11,7 +11,7 @@ from hub import synth
 from hub.domain.records import PayloadKind
 from hub.domain.tokens import HubKeyRing
 from hub.services.audit import AuditService
-from hub.store.store import Store
+from hub.store.engine import Store
 from tests.support.hubs import TRUST_DOMAIN, make_participant
 from tests.support.processes import HubProcess, hub_env
 
@@ -101,7 +101,7 @@ def test_two_hub_processes_serve_one_store_correctly(replicas, test_pki, databas
             ]
     store = Store(database_url)
     with store.unit_of_work() as uow:
-        assert uow.count_envelopes() == 2 * 3 * CANDIDATES + OFFERS
+        assert uow.records.count_envelopes() == 2 * 3 * CANDIDATES + OFFERS
 
     # Consent withdrawn through one process hides the candidate from searches through the other at once.
     sn_b = parties[(SN, b.port)]

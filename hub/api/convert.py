@@ -8,9 +8,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import common_pb2, envelope_pb2, exchange_pb2, mobility_pb2, pool_pb2
 
 from hub.domain import codes, matching, records
+from hub.domain.stored import CycleRow, OfferFilter, ProfileFilter, StoredEnvelope
 from hub.errors import InvalidRequestError
 from hub.services.exchange import RecordResult
-from hub.store.store import CycleRow, OfferFilter, ProfileFilter, StoredEnvelope
 
 from .errors import STATUS_FOR_REASON
 

@@ -31,6 +31,7 @@ from hub.domain import audit, signing
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.envelopes import envelope_from_proto
+from hub.domain.stored import StoredEnvelope
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.audit import AuditService
@@ -41,7 +42,6 @@ from hub.services.matching import MatchService
 from hub.services.mobility import MobilityReader
 from hub.services.pool import PoolService
 from hub.services.records import RecordService
-from hub.store.store import StoredEnvelope
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):

@@ -12,7 +12,7 @@ from hub.clock import system_clock
 from hub.config import Settings
 from hub.domain.tokens import HubKeyRing
 from hub.services.audit import AuditService, read_witness
-from hub.store.store import Store
+from hub.store.engine import Store
 
 
 def _service() -> tuple[Settings, Store, AuditService]:

@@ -11,11 +11,12 @@ from hub.clock import Clock, to_us
 from hub.domain import audit, signing
 from hub.domain.audit import AuditEntry, Checkpoint
 from hub.domain.delivery import DeliveryKind
-from hub.domain.directory import Participant, ParticipantKind
+from hub.domain.directory import Participant
 from hub.domain.tokens import SCOPES_BY_KIND, HubKeyRing
 from hub.errors import InvalidRequestError
 from hub.services.delivery import DeliveryNotifier
-from hub.store.store import Store, UnitOfWork
+from hub.store.engine import Store
+from hub.store.uow import UnitOfWork
 
 CHECKPOINT_SIGNER = "hub"
 
@@ -47,8 +48,8 @@ class AuditService:
         now_us = to_us(self.clock())
         key = self.keys.signing
         with self.store.unit_of_work(write=True) as uow:
-            head = uow.last_audit()
-            done = uow.checkpoints()
+            head = uow.audit.last()
+            done = uow.audit.checkpoints()
             if head is None or (done and done[-1].seq >= head[0]):
                 return None
             unsigned = Checkpoint(head[0], head[1], now_us, key.key_id, b"")
@@ -59,11 +60,11 @@ class AuditService:
                 key.key_id,
                 signing.sign(key.private_key, checkpoint_message(unsigned)),
             )
-            uow.add_checkpoint(cp)
-            envelope_id = uow.add_checkpoint_envelope(
+            uow.audit.add_checkpoint(cp)
+            envelope_id = uow.audit.add_checkpoint_envelope(
                 cp, CHECKPOINT_SIGNER, audit.checkpoint_payload(cp.seq, cp.hash)
             )
-            uow.add_deliveries(
+            uow.deliveries.add(
                 [(pid, DeliveryKind.AUDIT_CHECKPOINT, envelope_id) for pid in _witnesses(uow)], now_us
             )
             uow.commit()
@@ -80,24 +81,20 @@ class AuditService:
             return key is not None and signing.verify(key.public_key, cp.signature, checkpoint_message(cp))
 
         with self.store.unit_of_work() as uow:
-            return audit.verify_log(uow.audit_entries(), uow.checkpoints(), signed, witnessed)
+            return audit.verify_log(uow.audit.entries(), uow.audit.checkpoints(), signed, witnessed)
 
     def subject_report(self, caller: Participant, consent_record_id: str) -> list[AuditEntry]:
         """Every entry about one of the caller's candidates, oldest first."""
         if not consent_record_id:
             raise InvalidRequestError("consent_record_id is required", "consent_record_id")
         with self.store.unit_of_work() as uow:
-            return list(uow.audit_entries(caller.id, consent_record_id))
+            return list(uow.audit.entries(caller.id, consent_record_id))
 
 
 def _witnesses(uow: UnitOfWork) -> list[str]:
     """Who keeps the checkpoints: every active participant that may subscribe to deliveries."""
-    participants, _keys, _revoked = uow.directory_rows()
-    return sorted(
-        r.id
-        for r in participants
-        if r.status == "active" and "subscribe" in SCOPES_BY_KIND[ParticipantKind(r.kind)]
-    )
+    participants, _keys, _revoked = uow.directory.contents()
+    return sorted(p.id for p in participants if p.active and "subscribe" in SCOPES_BY_KIND[p.kind])
 
 
 def read_witness(path: Path) -> list[audit.Witnessed]:

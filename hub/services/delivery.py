@@ -12,9 +12,10 @@ from hub.clock import Clock, to_us
 from hub.domain.audit import AuditDraft
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Participant
+from hub.domain.stored import DeliveryRow
 from hub.errors import InvalidRequestError
 from hub.services.privacy import Sealer
-from hub.store.store import DeliveryRow, Store
+from hub.store.engine import Store
 
 FETCH_LIMIT = 100
 
@@ -111,14 +112,14 @@ class DeliveryService:
 
     def _cursor(self, participant_id: str) -> int:
         with self.store.unit_of_work() as uow:
-            return uow.cursor(participant_id)
+            return uow.deliveries.cursor(participant_id)
 
     def _after(self, participant_id: str, position: int) -> tuple[list[DeliveryRow], int, bool]:
         """The next deliveries with sealed records opened, the last sequence read, and whether
         the page was full. A record sealed with a destroyed key (its candidate was erased before
         the recipient read it) is skipped: its deletion notice follows."""
         with self.store.unit_of_work() as uow:
-            rows = uow.deliveries_after(participant_id, position, FETCH_LIMIT)
+            rows = uow.deliveries.after(participant_id, position, FETCH_LIMIT)
         records = [i for i, row in enumerate(rows) if row.kind == DeliveryKind.RECORD]
         opened = self.sealer.open([rows[i].envelope for i in records])
         clear = dict(zip(records, opened, strict=True))
@@ -136,13 +137,13 @@ class DeliveryService:
         delivery (acknowledging what was never delivered would lose it).
         """
         with self.store.unit_of_work(write=True) as uow:
-            last = uow.last_sequence(caller.id)
+            last = uow.deliveries.last_sequence(caller.id)
             if sequence > last:
                 raise InvalidRequestError(
                     f"sequence {sequence} is beyond the last delivery to {caller.id!r} ({last})", "sequence"
                 )
-            before = uow.cursor(caller.id)
-            cursor = uow.advance_cursor(caller.id, sequence)
+            before = uow.deliveries.cursor(caller.id)
+            cursor = uow.deliveries.advance_cursor(caller.id, sequence)
             # Acknowledging a deletion notice is the recipient's statement that it deleted the data.
             drafts = [
                 AuditDraft(
@@ -154,8 +155,8 @@ class DeliveryService:
                     row.envelope.version,
                     row.envelope.record_id,
                 )
-                for row in uow.deliveries_between(caller.id, before, cursor, DeliveryKind.DELETION)
+                for row in uow.deliveries.between(caller.id, before, cursor, DeliveryKind.DELETION)
             ]
-            uow.append_audit(drafts, to_us(self.clock()))
+            uow.audit.append(drafts, to_us(self.clock()))
             uow.commit()
         return cursor

@@ -28,9 +28,11 @@ from hub.domain.directory import (
     SigningKey,
 )
 from hub.domain.records import HEX64
+from hub.domain.stored import StoredKey
 from hub.domain.tokens import HubKeyRing
 from hub.errors import InvalidRequestError, NotFoundError, SignatureError
-from hub.store.store import Store, UnitOfWork
+from hub.store.engine import Store
+from hub.store.uow import UnitOfWork
 
 
 def _time(us: int | None) -> datetime | None:
@@ -51,21 +53,16 @@ class DirectoryProvider:
     def current(self) -> Directory:
         """The directory as of now. Raises StoreUnavailableError."""
         with self.store.unit_of_work() as uow:
-            version = uow.directory_version()
+            version = uow.directory.version()
             cached = self._cached
             if cached is not None and cached.version == version:
                 return cached
-            participants, keys, revoked = uow.directory_rows()
+            participants, keys, revoked = uow.directory.contents()
         with self._lock:
             directory = Directory(
                 trust_domain=self.trust_domain,
                 development=self.development,
-                participants={
-                    r.id: Participant(
-                        r.id, r.country_code, ParticipantKind(r.kind), r.display_name, r.status == "active"
-                    )
-                    for r in participants
-                },
+                participants={p.id: p for p in participants},
                 keys={(k.participant_id, k.key_id): self._key(k) for k in keys},
                 revoked_certificates=frozenset(revoked),
                 version=version,
@@ -74,17 +71,17 @@ class DirectoryProvider:
                 self._cached = directory
         return directory
 
-    def _key(self, row: object) -> SigningKey:
-        pem = row.public_key_pem  # type: ignore[attr-defined]
+    def _key(self, row: StoredKey) -> SigningKey:
+        pem = row.public_key_pem
         if pem not in self._parsed:
-            self._parsed[pem] = signing.load_public_key(pem, row.key_id)  # type: ignore[attr-defined]
+            self._parsed[pem] = signing.load_public_key(pem, row.key_id)
         return SigningKey(
-            row.participant_id,  # type: ignore[attr-defined]
-            row.key_id,  # type: ignore[attr-defined]
+            row.participant_id,
+            row.key_id,
             self._parsed[pem],
-            _time(row.not_before_us),  # type: ignore[attr-defined, arg-type]
-            _time(row.not_after_us),  # type: ignore[attr-defined]
-            _time(row.revoked_at_us),  # type: ignore[attr-defined]
+            _time(row.not_before_us),  # type: ignore[arg-type]
+            _time(row.not_after_us),
+            _time(row.revoked_at_us),
             pem,
         )
 
@@ -105,8 +102,8 @@ class DirectoryAdmin:
         added_p = added_k = 0
         with self.store.unit_of_work(write=True) as uow:
             for p in registry.participants.values():
-                if uow.participant_row(p.id) is None:
-                    uow.insert_participant(
+                if uow.directory.participant(p.id) is None:
+                    uow.directory.add_participant(
                         id=p.id,
                         country_code=p.country_code,
                         kind=p.kind.value,
@@ -115,8 +112,8 @@ class DirectoryAdmin:
                     )
                     added_p += 1
             for k in registry.keys.values():
-                if uow.signing_key_row(k.participant_id, k.key_id) is None:
-                    uow.insert_signing_key(
+                if uow.directory.signing_key(k.participant_id, k.key_id) is None:
+                    uow.directory.add_signing_key(
                         participant_id=k.participant_id,
                         key_id=k.key_id,
                         public_key_pem=k.public_key_pem,
@@ -126,9 +123,9 @@ class DirectoryAdmin:
                     )
                     added_k += 1
             for sha in registry.revoked_certificates:
-                uow.revoke_certificate(sha, to_us(self.clock()))
+                uow.directory.revoke_certificate(sha, to_us(self.clock()))
             if added_p or added_k or registry.revoked_certificates:
-                uow.bump_directory_version()
+                uow.directory.bump_version()
             uow.commit()
         return added_p, added_k
 
@@ -155,31 +152,31 @@ class DirectoryAdmin:
         self._check_key(key_id, public_key_pem)
         now = self.clock()
         with self.store.unit_of_work(write=True) as uow:
-            if uow.participant_row(participant_id) is not None:
+            if uow.directory.participant(participant_id) is not None:
                 raise InvalidRequestError(
                     f"participant {participant_id!r} is already registered", "participant_id"
                 )
-            uow.insert_participant(
+            uow.directory.add_participant(
                 id=participant_id,
                 country_code=country_code,
                 kind=kind_value.value,
                 display_name=display_name,
                 status="active",
             )
-            uow.insert_signing_key(
+            uow.directory.add_signing_key(
                 participant_id=participant_id,
                 key_id=key_id,
                 public_key_pem=public_key_pem,
                 not_before_us=to_us(now),
             )
-            uow.bump_directory_version()
+            uow.directory.bump_version()
             uow.commit()
         return self.provider.current().participants[participant_id]
 
     def set_status(self, participant_id: str, active: bool, actor: str = "cli") -> Participant:
         """Suspend or reactivate. Raises NotFoundError."""
         with self.store.unit_of_work(write=True) as uow:
-            if not uow.set_participant_status(participant_id, "active" if active else "suspended"):
+            if not uow.directory.set_participant_status(participant_id, "active" if active else "suspended"):
                 raise NotFoundError(f"no participant {participant_id!r}")
             _audit(
                 uow,
@@ -188,7 +185,7 @@ class DirectoryAdmin:
                 participant_id,
                 to_us(self.clock()),
             )
-            uow.bump_directory_version()
+            uow.directory.bump_version()
             uow.commit()
         return self.provider.current().participants[participant_id]
 
@@ -203,21 +200,21 @@ class DirectoryAdmin:
         self._check_key(key_id, public_key_pem)
         now_us = to_us(self.clock())
         with self.store.unit_of_work(write=True) as uow:
-            if uow.participant_row(participant_id) is None:
+            if uow.directory.participant(participant_id) is None:
                 raise NotFoundError(f"no participant {participant_id!r}")
-            if uow.signing_key_row(participant_id, key_id) is not None:
+            if uow.directory.signing_key(participant_id, key_id) is not None:
                 raise InvalidRequestError(
                     f"key {key_id!r} is already registered for {participant_id!r}", "key_id"
                 )
-            uow.insert_signing_key(
+            uow.directory.add_signing_key(
                 participant_id=participant_id,
                 key_id=key_id,
                 public_key_pem=public_key_pem,
                 not_before_us=now_us,
             )
-            uow.retire_signing_keys(participant_id, now_us, keep_key_id=key_id)
+            uow.directory.retire_signing_keys(participant_id, now_us, keep_key_id=key_id)
             _audit(uow, actor, "admin.rotate_key", participant_id, now_us, key_id)
-            uow.bump_directory_version()
+            uow.directory.bump_version()
             uow.commit()
         key = self.provider.current().key(participant_id, key_id)
         assert key is not None
@@ -226,10 +223,10 @@ class DirectoryAdmin:
     def revoke_key(self, participant_id: str, key_id: str, actor: str = "cli") -> SigningKey:
         """Revoke a signing key from now on. Raises NotFoundError."""
         with self.store.unit_of_work(write=True) as uow:
-            if not uow.revoke_signing_key(participant_id, key_id, to_us(self.clock())):
+            if not uow.directory.revoke_signing_key(participant_id, key_id, to_us(self.clock())):
                 raise NotFoundError(f"no key {key_id!r} for participant {participant_id!r}")
             _audit(uow, actor, "admin.revoke_key", participant_id, to_us(self.clock()), key_id)
-            uow.bump_directory_version()
+            uow.directory.bump_version()
             uow.commit()
         key = self.provider.current().key(participant_id, key_id)
         assert key is not None
@@ -242,16 +239,16 @@ class DirectoryAdmin:
                 "certificate_sha256 must be 64 lower-case hex digits", "certificate_sha256"
             )
         with self.store.unit_of_work(write=True) as uow:
-            at = uow.revoke_certificate(sha256_hex, to_us(self.clock()))
+            at = uow.directory.revoke_certificate(sha256_hex, to_us(self.clock()))
             _audit(uow, actor, "admin.revoke_certificate", "", to_us(self.clock()), sha256_hex)
-            uow.bump_directory_version()
+            uow.directory.bump_version()
             uow.commit()
         return datetime.fromtimestamp(at / 1_000_000, UTC)
 
     def consume_token_id(self, jti: str, expires_at: datetime) -> bool:
         """Use a single-use token id. False if it was used before (a replay)."""
         with self.store.unit_of_work(write=True) as uow:
-            fresh = uow.use_token_id(jti, to_us(expires_at), to_us(self.clock()))
+            fresh = uow.directory.use_token_id(jti, to_us(expires_at), to_us(self.clock()))
             uow.commit()
         return fresh
 
@@ -269,7 +266,7 @@ def _audit(
     uow: UnitOfWork, actor: str, action: str, participant_id: str, at_us: int, detail: str = ""
 ) -> None:
     """An administrative act in the audit log: the participant is the origin, the key or certificate the record."""
-    uow.append_audit([AuditDraft(actor, action, participant_id, 0, detail, 0)], at_us)
+    uow.audit.append([AuditDraft(actor, action, participant_id, 0, detail, 0)], at_us)
 
 
 def export_directory(

@@ -26,12 +26,14 @@ from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory, Participant, SigningKey
 from hub.domain.envelopes import Envelope
 from hub.domain.records import PayloadKind, Reason, RecordRejection
+from hub.domain.stored import Audience, CycleRow, NewRecord
 from hub.errors import LimitExceededError, StoreConflictError
 from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier
 from hub.services.directory import DirectoryProvider
 from hub.services.privacy import Sealer, consent_of
-from hub.store.store import Audience, CycleRow, NewRecord, Store, UnitOfWork
+from hub.store.engine import Store
+from hub.store.uow import UnitOfWork
 
 PARALLEL_VERIFY_MIN = 16
 CONFLICT_RETRIES = 3
@@ -237,8 +239,8 @@ class ExchangeService:
         results: list[RecordResult | None],
         now_us: int,
     ) -> None:
-        accepted: list[tuple[int, NewRecord]] = []
-        routes: list[tuple[int, list[str]]] = []
+        """Store a batch in one transaction: versions checked, mobility steps taken, records routed,
+        erasures cascaded and everything audited; or nothing, on StoreUnavailableError."""
         # Candidate records are sealed with their data key before anything is compared or stored.
         items = self.sealer.seal([NewRecord(env, rec) for _, env, rec in parsed])
         erasures = {
@@ -249,141 +251,121 @@ class ExchangeService:
         # Destroy the keys first: whatever happens to the batch, the data is unreadable from here on.
         for consent_id in sorted(erasures):
             self.sealer.erase(caller.id, consent_id)
-        drafts: list[AuditDraft] = []
-        events: list[tuple[str, int, records.MobilityEventIndex]] = []
         with self.store.unit_of_work(write=True) as uow:
-            stored, current = uow.versions_of(caller.id, (rec.record_id for _, _, rec in parsed))
-            latest = {key: version for key, (_pk, version) in current.items()}
-            consent_ids = [rec.record_id for _, _, rec in parsed if rec.kind is PayloadKind.CONSENT]
-            consent_before = uow.consent_states(caller.id, consent_ids) if consent_ids else {}
+            batch = _Batch(uow, caller, [rec for _, _, rec in parsed])
             for (i, _env, rec), item in zip(parsed, items, strict=True):
-                ptype = rec.kind.payload_type
-                if isinstance(rec.index, records.MobilityEventIndex):
-                    # An event is about a candidate, whoever records it: sealed with their data key
-                    # before anything is compared or stored, so that erasing them erases it.
-                    try:
-                        item, cycle = self._seal_event(uow, caller, rec.index, item)
-                    except RecordRejection as exc:
-                        results[i] = _rejected(i, rec.kind, exc, rec)
-                        continue
-                existing_sha = stored.get((ptype, rec.record_id, rec.version))
-                if existing_sha is not None:
-                    if existing_sha == item.sha256:
-                        results[i] = RecordResult(i, rec.kind, rec.record_id, rec.version, Outcome.DUPLICATE)
-                    else:
-                        results[i] = _rejected(
-                            i,
-                            rec.kind,
-                            RecordRejection(
-                                Reason.VERSION_CONFLICT,
-                                f"version {rec.version} of record {rec.record_id!r} was already published with "
-                                "different content; publish it as a new version",
-                                "header.version",
-                            ),
-                            rec,
-                        )
-                    continue
-                newest = latest.get((ptype, rec.record_id), 0)
-                if rec.version < newest:
-                    results[i] = _rejected(
-                        i,
-                        rec.kind,
-                        RecordRejection(
-                            Reason.STALE_VERSION,
-                            f"record {rec.record_id!r} is already at version {newest}; "
-                            f"version {rec.version} is older",
-                            "header.version",
-                        ),
-                        rec,
-                    )
-                    continue
-                if isinstance(rec.index, records.MobilityEventIndex):
-                    try:
-                        cycle_id, parties, subject_origin, candidate_consent = self._mobility_step(
-                            uow, caller, directory, rec.index, now_us, cycle
-                        )
-                    except RecordRejection as exc:
-                        results[i] = _rejected(i, rec.kind, exc, rec)
-                        continue
-                    events.append((rec.record_id, cycle_id, rec.index))
-                    recipients = sorted(parties - {caller.id})
-                    drafts.append(
-                        AuditDraft(
-                            caller.id,
-                            f"mobility.{mobility.name(rec.index.type).lower()}",
-                            # Filed under the candidate (its SPE and consent), for the right of access.
-                            subject_origin,
-                            ptype,
-                            rec.record_id,
-                            rec.version,
-                            candidate_consent,
-                        )
-                    )
-                stored[(ptype, rec.record_id, rec.version)] = item.sha256
-                latest[(ptype, rec.record_id)] = rec.version
-                accepted.append((i, item))
-                results[i] = RecordResult(i, rec.kind, rec.record_id, rec.version, Outcome.ACCEPTED)
-                if isinstance(rec.index, records.MobilityEventIndex):
-                    if recipients:
-                        routes.append((len(accepted) - 1, recipients))
-                    continue
-                drafts.extend(_publication_audit(caller.id, rec, consent_of(item), consent_before))
-                if isinstance(rec.index, records.ConsentIndex):
-                    consent_before[rec.record_id] = rec.index.status
-                if isinstance(rec.index, records.OfferIndex):
-                    recipients = [
-                        p.id
-                        for p in directory.origin_spes_in(rec.index.target_countries)
-                        if p.id != caller.id
-                    ]
-                    if recipients:
-                        routes.append((len(accepted) - 1, recipients))
-            envelope_ids = uow.add_records([item for _, item in accepted], current, now_us)
-            if events:
-                pks = uow.record_pks(
-                    caller.id, PayloadKind.MOBILITY_EVENT.payload_type, [e[0] for e in events]
-                )
-                uow.add_cycle_events(
-                    [
-                        {
-                            "record_pk": pks[record_id],
-                            "cycle_id": cycle_id,
-                            "type": idx.type,
-                            "occurred_on": idx.occurred_on,
-                            "reintegration_outcome": idx.reintegration_outcome,
-                        }
-                        for record_id, cycle_id, idx in events
-                    ]
-                )
+                results[i] = self._accept(uow, batch, directory, i, rec, item, now_us)
+            envelope_ids = uow.records.add([item for _, item in batch.accepted], batch.current, now_us)
+            self._index_events(uow, caller.id, batch.events)
             deliveries = [
-                (recipient, DeliveryKind.RECORD, envelope_ids[pos]) for pos, rs in routes for recipient in rs
+                (recipient, DeliveryKind.RECORD, envelope_ids[pos])
+                for pos, rs in batch.routes
+                for recipient in rs
             ]
-            for pos, (_, item) in enumerate(accepted):
-                rec = item.parsed
-                if rec.kind is PayloadKind.CONSENT and rec.record_id in erasures:
-                    # Everyone who saw this candidate's records is told to delete them.
-                    for recipient in uow.disclosed_to(caller.id, rec.record_id):
-                        deliveries.append((recipient, DeliveryKind.DELETION, envelope_ids[pos]))
-                    uow.withdraw_all(uow.records_under_consent(caller.id, rec.record_id), now_us)
-                    deliveries += self._erase_cycles(uow, caller.id, rec.record_id, now_us)
-                    drafts.append(
-                        AuditDraft(
-                            caller.id,
-                            "erasure.done",
-                            caller.id,
-                            rec.kind.payload_type,
-                            rec.record_id,
-                            rec.version,
-                            rec.record_id,
-                        )
-                    )
-            uow.add_deliveries(deliveries, now_us)
-            uow.append_audit(drafts, now_us)
+            for pos, (_, item) in enumerate(batch.accepted):
+                if item.parsed.kind is PayloadKind.CONSENT and item.parsed.record_id in erasures:
+                    deliveries += self._erase(uow, caller.id, item.parsed, envelope_ids[pos], now_us)
+                    batch.drafts.append(_erasure_done(caller.id, item.parsed))
+            uow.deliveries.add(deliveries, now_us)
+            uow.audit.append(batch.drafts, now_us)
             uow.commit()
         for recipient, _, _ in deliveries:
             self.metrics.deliveries_routed.labels(recipient).inc()
         if deliveries:
             self.notifier.notify()
+
+    def _accept(
+        self,
+        uow: UnitOfWork,
+        batch: _Batch,
+        directory: Directory,
+        i: int,
+        rec: records.ParsedRecord,
+        item: NewRecord,
+        now_us: int,
+    ) -> RecordResult:
+        """One record of the batch: accepted (queued in ``batch`` with its routes and audit), a
+        duplicate, or rejected."""
+        caller = batch.caller
+        cycle = None
+        if isinstance(rec.index, records.MobilityEventIndex):
+            # An event is about a candidate, whoever records it: sealed with their data key
+            # before anything is compared or stored, so that erasing them erases it.
+            try:
+                item, cycle = self._seal_event(uow, caller, rec.index, item)
+            except RecordRejection as exc:
+                return _rejected(i, rec.kind, exc, rec)
+        verdict = batch.version_verdict(i, rec, item)
+        if verdict is not None:
+            return verdict
+        recipients: list[str] = []
+        if isinstance(rec.index, records.MobilityEventIndex):
+            try:
+                cycle_id, parties, subject_origin, candidate_consent = self._mobility_step(
+                    uow, caller, directory, rec.index, now_us, cycle
+                )
+            except RecordRejection as exc:
+                return _rejected(i, rec.kind, exc, rec)
+            batch.events.append((rec.record_id, cycle_id, rec.index))
+            recipients = sorted(parties - {caller.id})
+            batch.drafts.append(
+                AuditDraft(
+                    caller.id,
+                    f"mobility.{mobility.name(rec.index.type).lower()}",
+                    # Filed under the candidate (its SPE and consent), for the right of access.
+                    subject_origin,
+                    rec.kind.payload_type,
+                    rec.record_id,
+                    rec.version,
+                    candidate_consent,
+                )
+            )
+        else:
+            batch.drafts.extend(_publication_audit(caller.id, rec, consent_of(item), batch.consent_before))
+            if isinstance(rec.index, records.ConsentIndex):
+                batch.consent_before[rec.record_id] = rec.index.status
+            if isinstance(rec.index, records.OfferIndex):
+                # An offer goes to the origin SPEs of the countries it is addressed to.
+                recipients = [
+                    p.id for p in directory.origin_spes_in(rec.index.target_countries) if p.id != caller.id
+                ]
+        batch.accept(i, item, recipients)
+        return RecordResult(i, rec.kind, rec.record_id, rec.version, Outcome.ACCEPTED)
+
+    @staticmethod
+    def _index_events(
+        uow: UnitOfWork, origin_id: str, events: Sequence[tuple[str, int, records.MobilityEventIndex]]
+    ) -> None:
+        """File the stored events under their cycles."""
+        if not events:
+            return
+        pks = uow.records.record_pks(
+            origin_id, PayloadKind.MOBILITY_EVENT.payload_type, [e[0] for e in events]
+        )
+        uow.cycles.add_events(
+            [
+                {
+                    "record_pk": pks[record_id],
+                    "cycle_id": cycle_id,
+                    "type": idx.type,
+                    "occurred_on": idx.occurred_on,
+                    "reintegration_outcome": idx.reintegration_outcome,
+                }
+                for record_id, cycle_id, idx in events
+            ]
+        )
+
+    def _erase(
+        self, uow: UnitOfWork, origin_id: str, consent: records.ParsedRecord, envelope_id: int, now_us: int
+    ) -> list[tuple[str, DeliveryKind, int]]:
+        """Cascade an erasure request: everyone who saw this candidate's records is told to delete
+        them, their profiles are withdrawn and their cycles cut. Returns the deliveries to route."""
+        deliveries = [
+            (recipient, DeliveryKind.DELETION, envelope_id)
+            for recipient in uow.audit.disclosed_to(origin_id, consent.record_id)
+        ]
+        uow.records.withdraw_all(uow.consents.profiles_under(origin_id, consent.record_id), now_us)
+        return deliveries + self._erase_cycles(uow, origin_id, consent.record_id, now_us)
 
     def _seal_event(
         self, uow: UnitOfWork, caller: Participant, idx: records.MobilityEventIndex, item: NewRecord
@@ -392,12 +374,12 @@ class ExchangeService:
         locked for the step that follows; None for a new application). Raises RecordRejection
         UNKNOWN_REFERENCE when there is no such candidate for this caller (no cycle it is a party
         to, no current profile for an application, or a candidate since erased)."""
-        cycle = uow.cycle(idx.application_origin, idx.application_id, lock=True)
+        cycle = uow.cycles.get(idx.application_origin, idx.application_id, lock=True)
         if cycle is not None and caller.id in (cycle.origin_id, cycle.offer_origin_id):
             subject = (cycle.origin_id, cycle.consent_record_id)
         elif cycle is None and idx.type == mobility.APPLICATION:
             profile_pk = _current_profile(uow, caller, idx.profile_record_id)
-            subject = (caller.id, uow.profile_row(profile_pk).consent_record_id)
+            subject = (caller.id, uow.records.profile(profile_pk).consent_record_id)
         else:
             subject = ("", "")
         sealed = self.sealer.seal_for(item, *subject) if subject[1] else None
@@ -415,13 +397,13 @@ class ExchangeService:
         """Erase the candidate from their mobility cycles: the events (sealed with the key just
         destroyed) are withdrawn, the cycles keep only their counts, and the other party of each
         cycle is told to delete every event of it. Returns those deletion notices."""
-        cycles = uow.cycles_under_consent(origin_id, consent_record_id)
+        cycles = uow.cycles.under_consent(origin_id, consent_record_id)
         if not cycles:
             return []
-        events = uow.cycle_event_records([c.id for c in cycles])
+        events = uow.cycles.event_records([c.id for c in cycles])
         other = {c.id: c.offer_origin_id for c in cycles if c.offer_origin_id != origin_id}
-        uow.withdraw_all([pk for _, pk, _, _ in events], now_us)
-        uow.unlink_cycles([c.id for c in cycles], [env for _, _, env, _ in events])
+        uow.records.withdraw_all([pk for _, pk, _, _ in events], now_us)
+        uow.cycles.unlink([c.id for c in cycles], [env for _, _, env, _ in events])
         return [(other[cid], DeliveryKind.DELETION, env) for cid, _, env, _ in events if cid in other]
 
     def _mobility_step(
@@ -459,8 +441,8 @@ class ExchangeService:
             if who == caller.id
         )
         mobility.check_step(idx.type, cycle.state, roles)
-        uow.set_cycle_state(cycle.id, idx.type, now_us)
-        consent_id = uow.profile_consent(cycle.origin_id, cycle.profile_record_id) or ""
+        uow.cycles.set_state(cycle.id, idx.type, now_us)
+        consent_id = uow.consents.of_profile(cycle.origin_id, cycle.profile_record_id) or ""
         return cycle.id, parties, cycle.origin_id, consent_id
 
     def _application(
@@ -475,28 +457,28 @@ class ExchangeService:
         if idx.application_origin == caller.id:
             roles.add(mobility.Party.ORIGIN)
         mobility.check_step(idx.type, None, frozenset(roles))
-        if uow.cycle(idx.application_origin, idx.application_id) is not None:
+        if uow.cycles.get(idx.application_origin, idx.application_id) is not None:
             raise RecordRejection(
                 Reason.INVALID_TRANSITION,
                 f"application {idx.application_id!r} is already open; give a new application id",
                 "application_id",
             )
         profile_pk = _current_profile(uow, caller, idx.profile_record_id)
-        offer = uow.current_record(idx.offer_origin, PayloadKind.JOB_OFFER.payload_type, idx.offer_record_id)
+        offer = uow.records.current(idx.offer_origin, PayloadKind.JOB_OFFER.payload_type, idx.offer_record_id)
         if offer is None or offer[2] is not None:
             raise RecordRejection(
                 Reason.UNKNOWN_REFERENCE,
                 f"no open offer {idx.offer_record_id!r} of {idx.offer_origin!r}",
                 "offer_record_id",
             )
-        offer_row = uow.offer_row(offer[0])
+        offer_row = uow.records.offer(offer[0])
         if offer_row.deadline is not None and offer_row.deadline < from_us(now_us).date():
             raise RecordRejection(
                 Reason.INVALID_FIELD,
                 f"offer {idx.offer_record_id!r} closed for applications on {offer_row.deadline.isoformat()}",
                 "offer_record_id",
             )
-        profile_row = uow.profile_row(profile_pk)
+        profile_row = uow.records.profile(profile_pk)
         consent_id = profile_row.consent_record_id
         destination = directory.participants.get(idx.offer_origin)
         audience = Audience(
@@ -507,7 +489,7 @@ class ExchangeService:
             active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
             now_us=now_us,
         )
-        if caller.id != idx.offer_origin and not uow.consent_allows(
+        if caller.id != idx.offer_origin and not uow.consents.allows(
             caller.id, consent_id, audience, named_only=False
         ):
             raise RecordRejection(
@@ -516,7 +498,7 @@ class ExchangeService:
                 "(it must be active, grant matching or referral, and name that participant or its country)",
                 "profile_record_id",
             )
-        cycle_id = uow.open_cycle(
+        cycle_id = uow.cycles.open(
             idx.type,
             now_us,
             origin_id=caller.id,
@@ -542,7 +524,7 @@ class ExchangeService:
 
 def _current_profile(uow: UnitOfWork, caller: Participant, profile_record_id: str) -> int:
     """The record pk of the caller's current profile. Raises RecordRejection UNKNOWN_REFERENCE."""
-    profile = uow.current_record(caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, profile_record_id)
+    profile = uow.records.current(caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, profile_record_id)
     if profile is None or profile[2] is not None:
         raise RecordRejection(
             Reason.UNKNOWN_REFERENCE,
@@ -609,3 +591,72 @@ def _publication_audit(
             )
         return out
     return [AuditDraft(actor, "publish", actor, ptype, rec.record_id, rec.version, consent_id or "")]
+
+
+class _Batch:
+    """What one publication transaction has decided so far: versions seen, records accepted with
+    their routes, audit drafts and mobility events."""
+
+    def __init__(self, uow: UnitOfWork, caller: Participant, parsed: Sequence[records.ParsedRecord]) -> None:
+        self.caller = caller
+        self.stored, self.current = uow.records.versions_of(caller.id, (rec.record_id for rec in parsed))
+        self.latest = {key: version for key, (_pk, version) in self.current.items()}
+        consent_ids = [rec.record_id for rec in parsed if rec.kind is PayloadKind.CONSENT]
+        self.consent_before = uow.consents.states(caller.id, consent_ids) if consent_ids else {}
+        self.accepted: list[tuple[int, NewRecord]] = []
+        self.routes: list[tuple[int, list[str]]] = []
+        self.drafts: list[AuditDraft] = []
+        self.events: list[tuple[str, int, records.MobilityEventIndex]] = []
+
+    def version_verdict(self, i: int, rec: records.ParsedRecord, item: NewRecord) -> RecordResult | None:
+        """DUPLICATE, VERSION_CONFLICT or STALE_VERSION for a version already stored (or older than
+        the current one); None for a new version."""
+        ptype = rec.kind.payload_type
+        existing_sha = self.stored.get((ptype, rec.record_id, rec.version))
+        if existing_sha is not None:
+            if existing_sha == item.sha256:
+                return RecordResult(i, rec.kind, rec.record_id, rec.version, Outcome.DUPLICATE)
+            return _rejected(
+                i,
+                rec.kind,
+                RecordRejection(
+                    Reason.VERSION_CONFLICT,
+                    f"version {rec.version} of record {rec.record_id!r} was already published with "
+                    "different content; publish it as a new version",
+                    "header.version",
+                ),
+                rec,
+            )
+        newest = self.latest.get((ptype, rec.record_id), 0)
+        if rec.version < newest:
+            return _rejected(
+                i,
+                rec.kind,
+                RecordRejection(
+                    Reason.STALE_VERSION,
+                    f"record {rec.record_id!r} is already at version {newest}; version {rec.version} is older",
+                    "header.version",
+                ),
+                rec,
+            )
+        return None
+
+    def accept(self, i: int, item: NewRecord, recipients: list[str]) -> None:
+        rec = item.parsed
+        self.stored[(rec.kind.payload_type, rec.record_id, rec.version)] = item.sha256
+        self.latest[(rec.kind.payload_type, rec.record_id)] = rec.version
+        self.accepted.append((i, item))
+        if recipients:
+            self.routes.append((len(self.accepted) - 1, recipients))
+
+
+def _erasure_done(origin_id: str, consent: records.ParsedRecord) -> AuditDraft:
+    return AuditDraft(
+        origin_id,
+        "erasure.done",
+        origin_id,
+        consent.kind.payload_type,
+        consent.record_id,
+        consent.version,
+        consent.record_id,
+    )

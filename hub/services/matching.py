@@ -28,11 +28,12 @@ from hub.domain import matching, records
 from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.directory import Participant, ParticipantKind
 from hub.domain.records import PayloadKind
+from hub.domain.stored import Audience, RankingState, StoredEnvelope
 from hub.errors import HubError, NotFoundError, PermissionDeniedError, StoreConflictError
 from hub.metrics import HubMetrics
 from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
-from hub.store.store import Audience, RankingState, Store, StoredEnvelope
+from hub.store.engine import Store
 
 MATCHING_BIT = records.purpose_bit(consent_pb2.PURPOSE_MATCHING)
 KEEP = 500
@@ -81,18 +82,18 @@ class Rankings:
         """Rank the candidates of one offer and keep them. Returns False when the offer is gone
         (withdrawn, erased) or a ranking as recent was kept meanwhile."""
         with self.store.unit_of_work() as uow:
-            revision = uow.indexed_offer_revision(offer_pk)
+            revision = uow.records.indexed_offer_revision(offer_pk)
             if revision is None:
                 return False
-            envelope = uow.envelopes_of([offer_pk])[offer_pk]
+            envelope = uow.records.envelopes_of([offer_pk])[offer_pk]
             offer = matching.offer_facts(offer_pk, offer_pb2.JobOffer.FromString(envelope.payload))
             # A read transaction: on SQLite publications go on while the pool is scored.
-            state, rows = uow.rank_offer(offer, revision, self.keep)
+            state, rows = uow.matching.rank_offer(offer, revision, self.keep)
         try:
             with self.store.unit_of_work(write=True) as uow:
-                if uow.indexed_offer_revision(offer_pk) != revision:
+                if uow.records.indexed_offer_revision(offer_pk) != revision:
                     return False  # withdrawn or replaced while it was being ranked
-                kept = uow.save_ranking(offer_pk, state, rows, to_us(self.clock()))
+                kept = uow.matching.save_ranking(offer_pk, state, rows, to_us(self.clock()))
                 uow.commit()
         except StoreConflictError:
             return False  # another hub process kept a ranking of it at the same moment
@@ -104,7 +105,9 @@ class Rankings:
         Returns how many were ranked. A failure is counted, logged with the offer's record pk and
         isolated to that offer."""
         with self.store.unit_of_work() as uow:
-            pending = uow.offers_to_rank(self.clock().date(), self.fresh_within, limit, self.backing_off())
+            pending = uow.matching.offers_to_rank(
+                self.clock().date(), self.fresh_within, limit, self.backing_off()
+            )
         ranked = 0
         for pk in pending:
             try:
@@ -222,7 +225,7 @@ class MatchService:
             caller.id, caller.country_code, MATCHING_BIT, consent_pb2.CONSENT_STATUS_ACTIVE, to_us(now)
         )
         with self.store.unit_of_work(write=True) as uow:
-            found = uow.current_record(origin, PayloadKind.JOB_OFFER.payload_type, offer_record_id)
+            found = uow.records.current(origin, PayloadKind.JOB_OFFER.payload_type, offer_record_id)
             if found is None or found[2] is not None:
                 raise NotFoundError(f"no offer {offer_record_id!r} of {origin!r} to match")
             pk, envelope, _ = found
@@ -238,14 +241,14 @@ class MatchService:
             offer = matching.offer_facts(pk, offer_msg)
             after = (position[0], position[1]) if position else None
             rows = None
-            state = uow.ranking_state(pk)
-            if self.rankings.usable(state, envelope.id, uow.newest_envelope()):
+            state = uow.matching.ranking_state(pk)
+            if self.rankings.usable(state, envelope.id, uow.records.newest_envelope()):
                 assert state is not None
-                rows = uow.ranked_candidates(audience, own_origin, offer, state, after, size + 1)
+                rows = uow.matching.ranked_candidates(audience, own_origin, offer, state, after, size + 1)
             elif self.worker is not None:
                 self.worker.wake()
             if rows is None:
-                rows = uow.match_candidates(audience, own_origin, offer, after, size + 1)
+                rows = uow.matching.candidates(audience, own_origin, offer, after, size + 1)
             page = []
             for facts, origin_id, residence, consent_id, points in rows[:size]:
                 m = matching.match(facts, offer)
@@ -262,7 +265,7 @@ class MatchService:
                     if m is None:
                         continue
                 page.append((m, facts, origin_id, residence, consent_id))
-            envelopes = uow.envelopes_of([facts.pk for _, facts, *_ in page])
+            envelopes = uow.records.envelopes_of([facts.pk for _, facts, *_ in page])
             opened = self.sealer.open([envelopes[facts.pk] for _, facts, *_ in page])
             results = [
                 CandidateResult(
@@ -272,7 +275,7 @@ class MatchService:
                 if env is not None
             ]
             if own_origin is None:
-                uow.append_audit(
+                uow.audit.append(
                     [
                         AuditDraft(
                             caller.id,
@@ -304,20 +307,20 @@ class MatchService:
         size, after = page_size_of(page_size), _after(page_token)
         now = self.clock()
         with self.store.unit_of_work() as uow:
-            found = uow.current_record(
+            found = uow.records.current(
                 caller.id, PayloadKind.CANDIDATE_PROFILE.payload_type, profile_record_id
             )
             if found is None or found[2] is not None:
                 raise NotFoundError(f"no profile {profile_record_id!r} of this participant")
-            consent_id = uow.profile_consent(caller.id, profile_record_id) or ""
-            if not uow.consent_grants(
+            consent_id = uow.consents.of_profile(caller.id, profile_record_id) or ""
+            if not uow.consents.grants(
                 caller.id, consent_id, MATCHING_BIT, to_us(now), consent_pb2.CONSENT_STATUS_ACTIVE
             ):
                 raise PermissionDeniedError(
                     f"the consent of profile {profile_record_id!r} is not active or does not grant matching"
                 )
-            candidate, residence = uow.candidate_facts(found[0])
-            rows = uow.offers_for(candidate, residence, now.date())
+            candidate, residence = uow.matching.candidate_facts(found[0])
+            rows = uow.matching.offers_for(candidate, residence, now.date())
         scored = sorted(
             (
                 (m, pk, env)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub.domain.directory import Participant
+from hub.domain.stored import CycleRow, StoredEnvelope
 from hub.errors import NotFoundError
 from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
-from hub.store.store import CycleRow, Store, StoredEnvelope
+from hub.store.engine import Store
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,10 @@ class MobilityReader:
         """One cycle with its events. Raises NotFoundError, the same for "absent", "not a party"
         and "its candidate was erased"."""
         with self.store.unit_of_work() as uow:
-            rows = uow.cycles_of(caller.id, cycle=(origin_id, application_id), limit=1)
+            rows = uow.cycles.of_party(caller.id, cycle=(origin_id, application_id), limit=1)
             if not rows:
                 raise NotFoundError(f"no cycle {application_id!r} of {origin_id!r} for this participant")
-            events = uow.cycle_events([rows[0].id])[rows[0].id]
+            events = uow.cycles.events([rows[0].id])[rows[0].id]
         return Cycle(rows[0], self._opened(events))
 
     def list(
@@ -49,8 +50,8 @@ class MobilityReader:
         size = page_size_of(page_size)
         before = (decode_token(page_token, "c", 1) or (0,))[0]
         with self.store.unit_of_work() as uow:
-            rows = uow.cycles_of(caller.id, profile_record_id, state, before, size + 1)
+            rows = uow.cycles.of_party(caller.id, profile_record_id, state, before, size + 1)
             page = rows[:size]
-            events = uow.cycle_events([r.id for r in page])
+            events = uow.cycles.events([r.id for r in page])
         token = encode_token("c", page[-1].id) if len(rows) > size else ""
         return [Cycle(r, self._opened(events[r.id])) for r in page], token

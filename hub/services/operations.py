@@ -16,7 +16,7 @@ from hub.clock import Clock, to_us
 from hub.domain import records
 from hub.services.directory import DirectoryProvider
 from hub.services.statistics import THRESHOLD
-from hub.store.store import Store
+from hub.store.engine import Store
 
 Families = dict[str, tuple[str, list[str], list[tuple[list[str], float]]]]
 
@@ -29,12 +29,12 @@ def operational_gauges(
     def collect() -> Families:
         now_us = to_us(clock())
         with store.unit_of_work() as uow:
-            backlog = uow.delivery_backlogs()
+            backlog = uow.deliveries.backlogs()
             # The same rules as the corridor statistics: consent to statistics, small cells left out.
-            pool = uow.pool_sizes(
+            pool = uow.pool.sizes(
                 records.purpose_bit(consent_pb2.PURPOSE_STATISTICS), consent_pb2.CONSENT_STATUS_ACTIVE, now_us
             )
-            checkpoint = uow.last_checkpoint_us() or uow.first_audit_us()
+            checkpoint = uow.audit.last_checkpoint_us() or uow.audit.first_us()
         keys = [
             ([k.participant_id, k.key_id], k.not_after.timestamp())
             for k in directory.current().keys.values()

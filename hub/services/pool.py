@@ -10,9 +10,10 @@ from hub.clock import Clock, to_us
 from hub.domain import records
 from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.directory import Participant
+from hub.domain.stored import Audience, OfferFilter, ProfileFilter, StoredEnvelope
 from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
-from hub.store.store import Audience, OfferFilter, ProfileFilter, Store, StoredEnvelope
+from hub.store.engine import Store
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class PoolService:
             now_us=to_us(self.clock()),
         )
         with self.store.unit_of_work(write=True) as uow:
-            rows = uow.search_profiles(f, audience, after, size + 1)
+            rows = uow.pool.profiles(f, audience, after, size + 1)
             page = rows[:size]
             opened = self.sealer.open([env for *_, env in page])
             hits = [
@@ -58,7 +59,7 @@ class PoolService:
                 if env
             ]
             # Every disclosure is recorded, in the same transaction, for the candidate's right of access.
-            uow.append_audit(
+            uow.audit.append(
                 [
                     AuditDraft(
                         caller.id,
@@ -86,6 +87,6 @@ class PoolService:
         size = page_size_of(page_size)
         after = (decode_token(page_token, "o", 1) or (0,))[0]
         with self.store.unit_of_work() as uow:
-            rows = uow.search_offers(f, after, size + 1)
+            rows = uow.pool.offers(f, after, size + 1)
         token = encode_token("o", rows[size - 1][0]) if len(rows) > size else ""
         return [env for _, env in rows[:size]], token

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from hub.domain import sealing
 from hub.domain.records import PayloadKind, PersonalIndex, ProfileIndex
+from hub.domain.stored import NewRecord, StoredEnvelope
 from hub.store.keystore import KeyStore
-from hub.store.store import NewRecord, StoredEnvelope
 
 SEALED_KINDS = (PayloadKind.CANDIDATE_PROFILE, PayloadKind.PERSONAL_DETAILS)
 

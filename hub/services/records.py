@@ -12,10 +12,11 @@ from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Participant
 from hub.domain.records import PayloadKind
+from hub.domain.stored import Audience, ProfileFilter, StoredEnvelope
 from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.delivery import DeliveryNotifier
 from hub.services.privacy import Sealer
-from hub.store.store import Audience, ProfileFilter, Store, StoredEnvelope
+from hub.store.engine import Store
 
 
 def _not_found(origin_id: str, kind: PayloadKind | None, record_id: str) -> NotFoundError:
@@ -46,7 +47,7 @@ class RecordService:
             raise _not_found(origin_id, kind, record_id)
         now_us = to_us(self.clock())
         with self.store.unit_of_work(write=True) as uow:
-            found = uow.current_record(origin_id, payload_type, record_id)
+            found = uow.records.current(origin_id, payload_type, record_id)
             if found is None or found[2] is not None:
                 raise _not_found(origin_id, kind, record_id)
             pk, envelope, _ = found
@@ -61,14 +62,14 @@ class RecordService:
             visible, action, purpose = False, "", ""
             if kind is PayloadKind.CANDIDATE_PROFILE:
                 audience = self._audience(caller, consent_pb2.PURPOSE_POOL_SEARCH, now_us)
-                visible = bool(uow.search_profiles(ProfileFilter(record_pk=pk), audience, pk - 1, 1))
+                visible = bool(uow.pool.profiles(ProfileFilter(record_pk=pk), audience, pk - 1, 1))
                 action, purpose = Disclosure.GET, "pool_search"
             elif kind is PayloadKind.PERSONAL_DETAILS and consent_id:
                 audience = self._audience(caller, consent_pb2.PURPOSE_CONTACT_RELEASE, now_us)
-                visible = uow.consent_allows(origin_id, consent_id, audience, named_only=True)
+                visible = uow.consents.allows(origin_id, consent_id, audience, named_only=True)
                 action, purpose = Disclosure.PERSONAL, "contact_release"
             if visible:
-                uow.append_audit(
+                uow.audit.append(
                     [
                         AuditDraft(
                             caller.id,
@@ -109,7 +110,7 @@ class RecordService:
         now = self.clock()
         with self.store.unit_of_work(write=True) as uow:
             found = (
-                uow.current_record(caller.id, payload_type, record_id)
+                uow.records.current(caller.id, payload_type, record_id)
                 if records.RECORD_ID.fullmatch(record_id)
                 else None
             )
@@ -118,13 +119,13 @@ class RecordService:
             pk, envelope, withdrawn_at = found
             if withdrawn_at is not None:
                 return datetime.fromtimestamp(withdrawn_at / 1_000_000, UTC)
-            uow.withdraw(pk, to_us(now))
-            uow.append_audit(
+            uow.records.withdraw(pk, to_us(now))
+            uow.audit.append(
                 [AuditDraft(caller.id, "withdraw", caller.id, payload_type, record_id, envelope.version)],
                 to_us(now),
             )
-            recipients = uow.recipients_of(caller.id, payload_type, record_id)
-            uow.add_deliveries([(r, DeliveryKind.WITHDRAWAL, envelope.id) for r in recipients], to_us(now))
+            recipients = uow.records.recipients_of(caller.id, payload_type, record_id)
+            uow.deliveries.add([(r, DeliveryKind.WITHDRAWAL, envelope.id) for r in recipients], to_us(now))
             uow.commit()
         if recipients:
             self.notifier.notify()

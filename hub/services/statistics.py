@@ -22,7 +22,7 @@ from spehub.v1 import common_pb2, consent_pb2, mobility_pb2
 
 from hub.clock import Clock, from_us, to_us
 from hub.domain import records
-from hub.store.store import Store
+from hub.store.engine import Store
 
 THRESHOLD = 5
 ANY = "any"
@@ -67,7 +67,7 @@ def corridor_counts(store: Store, clock: Clock) -> Counter[Corridor]:
     """Every corridor cell with its count, by month (before suppression)."""
     counts: Counter[Corridor] = Counter()
     with store.unit_of_work() as uow:
-        rows = uow.statistics_rows(
+        rows = uow.statistics.rows(
             records.purpose_bit(consent_pb2.PURPOSE_STATISTICS),
             consent_pb2.CONSENT_STATUS_ACTIVE,
             to_us(clock()),

@@ -247,7 +247,7 @@ INDEX_MAIN = (profiles, offers, consents)
 # -- match rankings: the best candidates of an open offer, kept between calls --
 # Computed from the profiles' own facts only (occupation, languages, destinations,
 # mobility, availability, skills, experience), never from consent, which is
-# checked when the ranking is read. hub.store.store.UnitOfWork.ranked_candidates
+# checked when the ranking is read. hub.store.matching.MatchingQueries.ranked_candidates
 # says why what is kept stays exact.
 
 match_ranking_state = Table(

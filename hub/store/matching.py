@@ -1,0 +1,432 @@
+"""The matching read model: scoring in SQL, kept rankings, matching facts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
+
+from hub.domain import matching
+from hub.domain.records import mobility_bit
+from hub.domain.stored import (
+    Audience,
+    MatchRow,
+    RankingState,
+    StoredEnvelope,
+)
+from hub.store import schema as t
+from hub.store.sql import (
+    PROFILE_TYPE,
+    RANKING_LOCK,
+    Repository,
+    drop_rankings,
+    in_force,
+    isco_group,
+    newest_envelope,
+    offers_with_envelopes,
+    stored,
+)
+
+
+class MatchingQueries(Repository):
+    """The matching read model: scoring in SQL, kept rankings, matching facts."""
+
+    def candidates(
+        self,
+        audience: Audience,
+        own_origin: str | None,
+        offer: matching.Offer,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[MatchRow]:
+        """A page of the profiles that pass the hard constraints of ``offer`` and whose consent allows
+        matching, best score first (equal scores by record), after the (score, record pk) ``after``.
+
+        The score is computed by the database (hub.domain.matching's rules, in SQL), over every
+        profile of the offer's ISCO-08 sub-major group, so only the page is read back. With
+        ``own_origin``, that origin's own candidates under an active matching consent; else those
+        whose consent also names the audience (participant or country).
+        """
+        query = self._scored(offer, self._consented(audience, own_origin), after, limit)
+        return self._match_rows(list(self.conn.execute(query)), offer)
+
+    def ranked_candidates(
+        self,
+        audience: Audience,
+        own_origin: str | None,
+        offer: matching.Offer,
+        state: RankingState,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[MatchRow] | None:
+        """The page ``match_candidates`` gives, read from the offer's kept ranking; None when the
+        ranking cannot tell it (the page reaches past the candidates kept).
+
+        Why it is exact: the ranking holds the best candidates, by the profiles' own facts, of every
+        profile whose current version is at or below the watermark, up to the boundary. A profile's
+        facts change only with a new version, which gets a newer envelope. So every candidate that
+        ranks before the boundary is either kept (and still at the kept version) or newer than the
+        watermark; the second kind is scored here. Consent, which changes without a new profile
+        version, is checked on every read, for both kinds.
+        """
+        consented = self._consented(audience, own_origin)
+        mr, p, r = t.match_rankings.c, t.profiles.c, t.records.c
+        c = t.consents.c
+        kept = (
+            select(mr.profile_pk, p.origin_id, p.residence_country, p.consent_record_id, -mr.minus_score)
+            .select_from(t.match_rankings)
+            .join(t.profiles, p.record_pk == mr.profile_pk)
+            .join(t.records, r.id == mr.profile_pk)
+            .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
+            .where(mr.offer_pk == offer.pk, r.envelope_id <= state.watermark, *consented)
+        )
+        if after is not None:
+            kept = kept.where(
+                or_(mr.minus_score > -after[0], and_(mr.minus_score == -after[0], mr.profile_pk > after[1]))
+            )
+        kept = kept.order_by(mr.minus_score, mr.profile_pk).limit(limit)
+        newer = select(r.id).where(r.envelope_id > state.watermark, r.payload_type == PROFILE_TYPE)
+        rows = {row[0]: row for row in self.conn.execute(kept)}
+        if self.conn.execute(select(newer.exists())).scalar():
+            # Building this query costs more than running it on a few profiles: only when needed.
+            rows.update(
+                (row[0], row)
+                for row in self.conn.execute(self._scored(offer, consented, after, limit, among=newer))
+            )
+        ranked = sorted(rows.values(), key=lambda row: (-row[4], row[0]))
+        if state.boundary is not None:
+            last = (-state.boundary[0], state.boundary[1])
+            ranked = [row for row in ranked if (-row[4], row[0]) <= last]
+            if len(ranked) < limit:
+                return None
+        return self._match_rows(ranked[:limit], offer)
+
+    def rank_offer(
+        self, offer: matching.Offer, offer_revision: int, keep: int
+    ) -> tuple[RankingState, list[tuple[int, int]]]:
+        """The best ``keep`` candidates of ``offer`` by the profiles' own facts, consent aside:
+        ``(state, [(profile pk, score), ...])``. Keep them with ``save_ranking``."""
+        watermark = self.publication_watermark()
+        # SQLite reads one snapshot, which holds no envelope above the watermark; PostgreSQL reads
+        # what is committed when each statement starts, so later profiles are left out by hand.
+        query = self._scored(offer, [], None, keep, up_to=None if self.is_sqlite else watermark)
+        rows = [(int(row[0]), int(row[4])) for row in self.conn.execute(query)]
+        boundary = (rows[-1][1], rows[-1][0]) if len(rows) == keep else None
+        return RankingState(offer_revision, watermark, boundary), rows
+
+    def publication_watermark(self) -> int:
+        """An envelope id such that every envelope at or below it is already stored (committed) and
+        every later one will be above it.
+
+        SQLite gives out ids in commit order (under its write lock). PostgreSQL's sequence does
+        not: a publication may take an id, then commit after a later one. Publications hold
+        RANKING_LOCK shared from taking their ids to their commit; taking it exclusively here
+        waits for those in flight, after which the largest id stored is such a point."""
+        if self.is_sqlite:
+            return newest_envelope(self.conn)
+        self.conn.exec_driver_sql(f"SELECT pg_advisory_lock({RANKING_LOCK})")
+        try:
+            return newest_envelope(self.conn)
+        finally:
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_unlock({RANKING_LOCK})")
+
+    def ranking_state(self, offer_pk: int) -> RankingState | None:
+        s = t.match_ranking_state.c
+        row = self.conn.execute(
+            select(s.offer_revision, s.watermark, s.boundary_score, s.boundary_pk).where(
+                s.offer_pk == offer_pk
+            )
+        ).first()
+        if row is None:
+            return None
+        return RankingState(row[0], row[1], None if row[2] is None else (row[2], row[3]))
+
+    def save_ranking(
+        self, offer_pk: int, state: RankingState, rows: Sequence[tuple[int, int]], now_us: int
+    ) -> bool:
+        """Keep a ranking of an offer, unless a ranking at least as recent is kept already (another
+        hub process computed it meanwhile). Returns whether it was kept."""
+        current = self.ranking_state(offer_pk)
+        if current is not None and (current.offer_revision, current.watermark) >= (
+            state.offer_revision,
+            state.watermark,
+        ):
+            return False
+        drop_rankings(self.conn, offers=[offer_pk])
+        self.conn.execute(
+            insert(t.match_ranking_state).values(
+                offer_pk=offer_pk,
+                offer_revision=state.offer_revision,
+                watermark=state.watermark,
+                boundary_score=state.boundary[0] if state.boundary else None,
+                boundary_pk=state.boundary[1] if state.boundary else None,
+                computed_at_us=now_us,
+            )
+        )
+        self._insert_many(
+            t.match_rankings,
+            [{"offer_pk": offer_pk, "profile_pk": pk, "minus_score": -score} for pk, score in rows],
+        )
+        return True
+
+    def offers_to_rank(
+        self, open_on: date, fresh_within: int, limit: int | None, leave_aside: Sequence[int] = ()
+    ) -> list[int]:
+        """Offers open on ``open_on`` (record pks) with no ranking, a ranking of an earlier version,
+        or one more than ``fresh_within`` envelopes behind the newest; unranked first, then the
+        oldest rankings; at most ``limit`` (None: all); none of ``leave_aside``."""
+        o, r, s = t.offers.c, t.records.c, t.match_ranking_state.c
+        newest = newest_envelope(self.conn)
+        query = (
+            select(o.record_pk)
+            .select_from(t.offers)
+            .join(t.records, r.id == o.record_pk)
+            .outerjoin(t.match_ranking_state, s.offer_pk == o.record_pk)
+            .where(
+                or_(o.deadline.is_(None), o.deadline >= open_on),
+                or_(
+                    s.offer_pk.is_(None),
+                    s.offer_revision != r.envelope_id,
+                    s.watermark < newest - fresh_within,
+                ),
+                *([o.record_pk.not_in(list(leave_aside))] if leave_aside else []),
+            )
+            .order_by(s.watermark.is_not(None), s.watermark, o.record_pk)
+            .limit(limit)
+        )
+        return [int(pk) for pk in self.conn.execute(query).scalars()]
+
+    def _consented(self, audience: Audience, own_origin: str | None) -> list[Any]:
+        """Conditions on ``profiles`` and ``consents``: the consent allows ``audience`` to match now."""
+        p, c, cr = t.profiles.c, t.consents.c, t.consent_recipients.c
+        conditions = in_force(audience.active_status, audience.now_us, audience.purpose_bit)
+        if own_origin is not None:
+            conditions.append(p.origin_id == own_origin)
+        else:
+            conditions.append(
+                exists().where(
+                    cr.record_pk == c.record_pk,
+                    or_(
+                        cr.participant_id == audience.participant_id, cr.country_code == audience.country_code
+                    ),
+                )
+            )
+        return conditions
+
+    def _scored(
+        self,
+        offer: matching.Offer,
+        consented: list[Any],
+        after: tuple[int, int] | None,
+        limit: int,
+        among: Any = None,
+        up_to: int | None = None,
+    ) -> Select[Any]:
+        """The best ``limit`` profiles for ``offer`` after ``after``, scored in SQL:
+        ``(record pk, origin, residence country, consent record id, score)``.
+
+        ``consented``: conditions on profiles and consents (none: consent aside, as a kept ranking
+        is computed). ``among``: only the profiles whose record pk it selects. ``up_to``: only
+        profiles whose current version's envelope is at or below it."""
+        p, c = t.profiles.c, t.consents.c
+        po, pl, pd = t.profile_occupations.c, t.profile_languages, t.profile_destinations.c
+        ps, pe = t.profile_skills.c, t.profile_experience.c
+        conditions: list[Any] = [
+            *consented,
+            or_(
+                ~exists().where(pd.record_pk == p.record_pk),
+                exists().where(pd.record_pk == p.record_pk, pd.country_code == offer.work_country),
+            ),
+            or_(p.mobility_mask == 0, p.mobility_mask.op("&")(mobility_bit(offer.mobility_type)) != 0),
+        ]
+        for code, level in offer.languages:
+            alias = pl.alias()
+            conditions.append(
+                exists().where(
+                    alias.c.record_pk == p.record_pk, alias.c.language_code == code, alias.c.level >= level
+                )
+            )
+        if offer.start_date is not None:
+            conditions.append(or_(p.available_from.is_(None), p.available_from <= offer.start_date))
+        # Occupation points: the closest of the profile's occupations (no row: outside the sub-major
+        # group), by the leading digits both codes have and agree on, as matching._fit counts them
+        # (a code known only at a coarser group, the profile's or the offer's, shares no more).
+        code = offer.isco08_code
+        fit: Any = literal(matching.OCCUPATION_POINTS[matching.SUB_MAJOR])
+        if len(code) >= 3:
+            fit = case(
+                *(
+                    [(po.isco08_code == code, matching.OCCUPATION_POINTS[matching.UNIT])]
+                    if len(code) == 4
+                    else []
+                ),
+                (
+                    and_(func.length(po.isco08_code) >= 3, func.substr(po.isco08_code, 1, 3) == code[:3]),
+                    matching.OCCUPATION_POINTS[matching.MINOR],
+                ),
+                else_=matching.OCCUPATION_POINTS[matching.SUB_MAJOR],
+            )
+        in_group = [isco_group(po.isco08_code, offer.isco08_code[:2]) == offer.isco08_code[:2]]
+        if among is not None:
+            in_group.append(po.record_pk.in_(among))
+        occupation = (
+            select(po.record_pk.label("pk"), func.max(fit).label("points"))
+            .where(*in_group)
+            .group_by(po.record_pk)
+            .subquery()
+        )
+        # The parts of the score in integers, as matching.skill_points and experience_points compute
+        # them: integer division of non-negative integers rounds down in SQLite and PostgreSQL alike.
+        months = func.coalesce(pe.months, 0)
+        required = offer.required_experience_months
+        experience_points: Any = (
+            literal(matching.EXPERIENCE_POINTS)
+            if not required
+            else case(
+                (months >= required, matching.EXPERIENCE_POINTS),
+                (months <= 0, 0),
+                else_=(months * matching.EXPERIENCE_POINTS) // required,
+            )
+        )
+        source: Any = t.profiles.join(occupation, occupation.c.pk == p.record_pk)
+        if consented:
+            source = source.join(
+                t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id)
+            )
+        if up_to is not None:
+            r = t.records.c
+            source = source.join(t.records, r.id == p.record_pk)
+            conditions.append(r.envelope_id <= up_to)
+        source = source.outerjoin(t.profile_experience, pe.record_pk == p.record_pk)
+        skill_points: Any = literal(matching.SKILL_POINTS)
+        if offer.skills and among is not None:
+            # A few profiles: each one's skills are looked up (reading every holder of the skills
+            # across the pool, as below, would cost more than the rest of the query).
+            n = (
+                select(func.count(func.distinct(ps.skill)))
+                .where(ps.record_pk == p.record_pk, ps.skill.in_(list(offer.skills)))
+                .scalar_subquery()
+            )
+            skill_points = (n * matching.SKILL_POINTS) // len(offer.skills)
+        elif offer.skills:
+            held = (
+                select(ps.record_pk.label("pk"), func.count(func.distinct(ps.skill)).label("n"))
+                .where(ps.skill.in_(list(offer.skills)))
+                .group_by(ps.record_pk)
+                .subquery()
+            )
+            source = source.outerjoin(held, held.c.pk == p.record_pk)
+            skill_points = (func.coalesce(held.c.n, 0) * matching.SKILL_POINTS) // len(offer.skills)
+        score = (occupation.c.points + skill_points + experience_points).label("score")
+        ranked = (
+            select(p.record_pk, p.origin_id, p.residence_country, p.consent_record_id, score)
+            .select_from(source)
+            .where(*conditions)
+            .subquery()
+        )
+        query = select(ranked)
+        if after is not None:
+            query = query.where(
+                or_(
+                    ranked.c.score < after[0], and_(ranked.c.score == after[0], ranked.c.record_pk > after[1])
+                )
+            )
+        return query.order_by(ranked.c.score.desc(), ranked.c.record_pk).limit(limit)
+
+    def _match_rows(self, rows: Sequence[Any], offer: matching.Offer) -> list[MatchRow]:
+        facts = self._facts([row[0] for row in rows], offer)
+        return [
+            (facts[pk], origin, residence, consent_id, int(points))
+            for pk, origin, residence, consent_id, points in rows
+        ]
+
+    def _facts(self, pks: list[int], offer: matching.Offer | None = None) -> dict[int, matching.Candidate]:
+        """The matching facts of some profiles (skills: only those ``offer`` requires, or all of them)."""
+        if not pks:
+            return {}
+        p, po, pl, pd = t.profiles.c, t.profile_occupations.c, t.profile_languages.c, t.profile_destinations.c
+        ps, pe = t.profile_skills.c, t.profile_experience.c
+        base = {
+            pk: (mask, available)
+            for pk, mask, available in self.conn.execute(
+                select(p.record_pk, p.mobility_mask, p.available_from).where(p.record_pk.in_(pks))
+            )
+        }
+        occupations: dict[int, list[str]] = {}
+        for pk, code in self.conn.execute(select(po.record_pk, po.isco08_code).where(po.record_pk.in_(pks))):
+            occupations.setdefault(pk, []).append(code)
+        languages: dict[int, dict[str, int]] = {}
+        for pk, code, level in self.conn.execute(
+            select(pl.record_pk, pl.language_code, pl.level).where(pl.record_pk.in_(pks))
+        ):
+            languages.setdefault(pk, {})[code] = level
+        skills: dict[int, set[str]] = {}
+        query = select(ps.record_pk, ps.skill).where(ps.record_pk.in_(pks))
+        if offer is not None:
+            query = query.where(ps.skill.in_(list(offer.skills)))
+        for pk, skill in self.conn.execute(query):
+            skills.setdefault(pk, set()).add(skill)
+        experience = dict(
+            self.conn.execute(select(pe.record_pk, pe.months).where(pe.record_pk.in_(pks))).all()
+        )
+        destinations: dict[int, list[str]] = {}
+        for pk, code in self.conn.execute(select(pd.record_pk, pd.country_code).where(pd.record_pk.in_(pks))):
+            destinations.setdefault(pk, []).append(code)
+        return {
+            pk: matching.Candidate(
+                pk=pk,
+                isco08_codes=tuple(occupations.get(pk, ())),
+                languages=languages.get(pk, {}),
+                destinations=tuple(destinations.get(pk, ())),
+                mobility_mask=mask,
+                available_from=available,
+                skills=frozenset(skills.get(pk, ())),
+                experience_months=int(experience.get(pk, 0)),
+            )
+            for pk, (mask, available) in base.items()
+        }
+
+    def candidate_facts(self, record_pk: int) -> tuple[matching.Candidate, str]:
+        """The matching facts of one profile (its full skill list), and its residence country."""
+        residence = self.conn.execute(
+            select(t.profiles.c.residence_country).where(t.profiles.c.record_pk == record_pk)
+        ).scalar_one()
+        return self._facts([record_pk])[record_pk], residence
+
+    def offers_for(
+        self, candidate: matching.Candidate, residence_country: str, open_on: date
+    ) -> list[tuple[int, StoredEnvelope]]:
+        """Open offers within the candidate's sub-major groups, destinations, mobility types and
+        availability, addressed to its residence country (or to no country in particular)."""
+        o, ot = t.offers.c, t.offer_targets.c
+        sub_majors = sorted({code[:2] for code in candidate.isco08_codes})
+        if not sub_majors:
+            return []
+        conditions: list[Any] = [
+            or_(*(o.isco08_code.startswith(x) for x in sub_majors)),
+            or_(o.deadline.is_(None), o.deadline >= open_on),
+            or_(
+                ~exists().where(ot.record_pk == o.record_pk),
+                exists().where(ot.record_pk == o.record_pk, ot.country_code == residence_country),
+            ),
+        ]
+        if candidate.destinations:
+            conditions.append(o.work_country.in_(candidate.destinations))
+        if candidate.mobility_mask:
+            wanted = [m for m in range(1, 5) if candidate.mobility_mask & mobility_bit(m)]
+            conditions.append(o.mobility_type.in_(wanted))
+        if candidate.available_from is not None:
+            conditions.append(or_(o.start_date.is_(None), o.start_date >= candidate.available_from))
+        return [(row[0], stored(row[1:])) for row in self.conn.execute(offers_with_envelopes(conditions))]
