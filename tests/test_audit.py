@@ -154,12 +154,12 @@ class _AsJson:
 
 def _witness(hub, test_pki, tmp_path, pid=SN):
     """The participant's gateway receives its deliveries, checkpoints included; its witness file."""
-    from hub.gateway import Inbox, fetch_directory, receive
+    from hub.gateway import Inbox, Receiver, fetch_directory
     from tests.support.gateways import participant_channel
 
     inbox = Inbox(tmp_path / pid, _AsJson())
     with participant_channel(hub.port, test_pki, pid) as channel:
-        report = receive(channel, inbox, fetch_directory(channel), confirm_deletions=True)
+        report = Receiver(inbox, fetch_directory(channel), confirm_deletions=True).run(channel)
     inbox.close()
     return report, tmp_path / pid / "witness.jsonl"
 

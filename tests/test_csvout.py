@@ -12,7 +12,7 @@ from spehub.v1 import delivery_pb2, envelope_pb2
 
 from hub import csvout
 from hub.domain.records import PayloadKind
-from hub.gateway import Inbox, fetch_directory, receive
+from hub.gateway import Inbox, Receiver, fetch_directory
 from hub.services.statistics import Cell, Corridor
 from tests.support.gateways import SN, participant_channel, sn_inbox
 from tests.support.records import demo_offer
@@ -56,7 +56,7 @@ def test_the_tabular_inbox_neutralises_another_participants_offer(
     assert results[0].outcome == 1, results[0].message
     inbox = sn_inbox(codelists, tmp_path)
     with participant_channel(hub.port, test_pki, SN) as channel:
-        report = receive(channel, inbox, fetch_directory(channel))
+        report = Receiver(inbox, fetch_directory(channel)).run(channel)
     inbox.close()
     assert report.written == 1
     (path,) = (tmp_path / "inbox" / "records" / FT).glob("*.csv")

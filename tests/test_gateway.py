@@ -22,12 +22,12 @@ from hub.gateway import (
     GatewayError,
     Inbox,
     Outbox,
+    Receiver,
     ReceiveReport,
     ReviewQueue,
     Sender,
     converted_records,
     fetch_directory,
-    receive,
 )
 from hub.gateway.receiver import _receive_record
 from tests.support.gateways import SN, participant_channel, sn_inbox, tabular_send
@@ -196,11 +196,11 @@ def test_receive_writes_offers_in_the_national_format_exactly_once(hub, test_pki
         directory = fetch_directory(channel)
         crashing = sn_inbox(codelists, tmp_path, CrashingInbox)
         with pytest.raises(RuntimeError):
-            receive(channel, crashing, directory)
+            Receiver(crashing, directory).run(channel)
         crashing.close()
         inbox = sn_inbox(codelists, tmp_path)
-        report = receive(channel, inbox, directory)
-        again = receive(channel, inbox, directory)
+        report = Receiver(inbox, directory).run(channel)
+        again = Receiver(inbox, directory).run(channel)
     assert (report.written, report.refused, report.link_error) == (2, 0, "")
     assert again.written == 0  # acknowledged: nothing comes twice
     files = sorted((tmp_path / "inbox" / "records" / FT).glob("*.csv"))
@@ -222,7 +222,7 @@ def test_receive_removes_withdrawn_offers_and_lists_the_notice(hub, test_pki, co
     inbox = sn_inbox(codelists, tmp_path)
     with participant_channel(hub.port, test_pki, SN) as channel:
         directory = fetch_directory(channel)
-        receive(channel, inbox, directory)
+        Receiver(inbox, directory).run(channel)
         withdrawn = offers[0].header.record_id
         connect(FT).exchange.WithdrawRecord(
             exchange_pb2.WithdrawRecordRequest(
@@ -230,7 +230,7 @@ def test_receive_removes_withdrawn_offers_and_lists_the_notice(hub, test_pki, co
             ),
             timeout=10,
         )
-        report = receive(channel, inbox, directory)
+        report = Receiver(inbox, directory).run(channel)
     assert report.withdrawn == 1
     assert [f.name.split(".v")[0] for f in (tmp_path / "inbox" / "records" / FT).glob("*.csv")] == [
         offers[1].header.record_id
@@ -278,15 +278,15 @@ def test_a_deletion_notice_holds_the_cursor_until_the_spe_confirms(
     inbox = Inbox(tmp_path / "ft-inbox", adapter)
     with participant_channel(hub.port, test_pki, FT) as channel:
         directory = fetch_directory(channel)
-        held = receive(channel, inbox, directory)
+        held = Receiver(inbox, directory).run(channel)
         assert held.held_deletion and held.erased == 0
         # Unconfirmed, the notice stays unacknowledged: it would turn overdue for the operator.
         assert overdue_deletions(hub.store, lambda: clock() + timedelta(days=4), timedelta(hours=72)) == {
             FT: 1
         }
-        again = receive(channel, inbox, directory)  # it stays first in line
+        again = Receiver(inbox, directory).run(channel)  # it stays first in line
         assert again.held_deletion == held.held_deletion
-        confirmed = receive(channel, inbox, directory, confirm_deletions=held.held_deletion)
+        confirmed = Receiver(inbox, directory, confirm_deletions=held.held_deletion).run(channel)
     assert confirmed.erased == 1 and confirmed.acknowledged >= held.held_deletion
     assert overdue_deletions(hub.store, lambda: clock() + timedelta(days=4), timedelta(hours=72)) == {}
     notices = (tmp_path / "ft-inbox" / "notices.csv").read_text(encoding="utf-8")

@@ -17,10 +17,10 @@ from hub.gateway import (
     GatewayError,
     Inbox,
     Outbox,
+    Receiver,
     ReviewQueue,
     Sender,
     fetch_directory,
-    receive,
 )
 
 
@@ -213,7 +213,7 @@ def run_receive(args: argparse.Namespace) -> int:
             reason = exc.code().name if isinstance(exc, grpc.RpcError) else str(exc)
             print(f"spe-hub gateway: cannot get the directory: {reason}", file=sys.stderr)
             return 1
-        report = receive(channel, inbox, directory, confirm_deletions=confirm or False, follow=a.follow)
+        report = Receiver(inbox, directory, confirm_deletions=confirm or False).run(channel, follow=a.follow)
     inbox.close()
     print(
         f"{report.written} record(s) written to {inbox.folder / 'records'}, {report.withdrawn} withdrawal(s), "

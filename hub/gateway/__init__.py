@@ -22,7 +22,7 @@ systems deleted the data too.
 
 from hub.gateway.errors import GatewayError
 from hub.gateway.outbox import FlushReport, Outbox
-from hub.gateway.receiver import Inbox, ReceiveReport, fetch_directory, receive
+from hub.gateway.receiver import Inbox, Receiver, ReceiveReport, fetch_directory
 from hub.gateway.review import ReviewQueue
 from hub.gateway.sender import Sender, converted_records
 
@@ -32,9 +32,9 @@ __all__ = [
     "Inbox",
     "Outbox",
     "ReceiveReport",
+    "Receiver",
     "ReviewQueue",
     "Sender",
     "converted_records",
     "fetch_directory",
-    "receive",
 ]

@@ -190,69 +190,82 @@ def fetch_directory(
     return Directory.from_dict(json.loads(export.registry_json), origin="hub export")
 
 
-def receive(
-    channel: grpc.Channel,
-    inbox: Inbox,
-    directory: Directory,
-    confirm_deletions: bool | int = False,
-    follow: bool = False,
-    ack_every: int = 100,
-    timeout: float | None = None,
-) -> ReceiveReport:
-    """Write every delivery waiting for this SPE into ``inbox``, acknowledging as files are durable.
+class Receiver:
+    """Writes every delivery waiting for this SPE into an inbox, acknowledging as files are durable.
 
-    ``confirm_deletions``: True lets the gateway confirm deletions (its files are the SPE's only copy);
-    a sequence number confirms the deletion notice with that number; False holds the cursor before
-    the first unconfirmed deletion notice. Stops when drained, unless ``follow``.
+    ``confirm_deletions``: True lets the gateway confirm deletions (its files are the SPE's only
+    copy); a sequence number confirms the deletion notice with that number; False holds the cursor
+    before the first unconfirmed deletion notice.
     """
-    stub = delivery_pb2_grpc.DeliveryServiceStub(channel)
-    report = ReceiveReport()
-    done = 0  # the last sequence whose delivery is fully handled
-    acked = 0
-    try:
-        stream = stub.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=not follow), timeout=timeout)
-        for response in stream:
-            d = response.delivery
-            if d.kind == delivery_pb2.DELIVERY_KIND_RECORD:
-                _receive_record(d, inbox, directory, report)
-            elif d.kind == delivery_pb2.DELIVERY_KIND_AUDIT_CHECKPOINT:
-                report.checkpoints += 1
-                if not inbox.keep_checkpoint(d.checkpoint):
-                    report.checkpoint_went_back = d.checkpoint.sequence
-            elif d.kind == delivery_pb2.DELIVERY_KIND_WITHDRAWAL:
-                inbox.erase(d.withdrawn.origin_participant_id, d.withdrawn.record_id)
-                inbox.notice(d, d.withdrawn, "withdrawal", "the origin withdrew the record: files removed")
-                report.withdrawn += 1
-            elif d.kind == delivery_pb2.DELIVERY_KIND_DELETION:
-                removed = inbox.erase(d.erased.origin_participant_id, d.erased.record_id)
-                confirmed = confirm_deletions is True or confirm_deletions == d.sequence
-                inbox.notice(
-                    d,
-                    d.erased,
-                    "deletion",
-                    f"erasure: {removed} file(s) removed here"
-                    + ("" if confirmed else "; delete it in your systems, then confirm this sequence"),
-                )
-                if not confirmed:
-                    report.held_deletion = d.sequence
+
+    def __init__(
+        self, inbox: Inbox, directory: Directory, confirm_deletions: bool | int = False, ack_every: int = 100
+    ) -> None:
+        self.inbox = inbox
+        self.directory = directory
+        self.confirm_deletions = confirm_deletions
+        self.ack_every = ack_every
+
+    def run(self, channel: grpc.Channel, follow: bool = False, timeout: float | None = None) -> ReceiveReport:
+        """Receive until drained (or, with ``follow``, until the stream ends). Link errors are
+        reported in the report, not raised: what was written and acknowledged stays so."""
+        stub = delivery_pb2_grpc.DeliveryServiceStub(channel)
+        report = ReceiveReport()
+        done = 0  # the last sequence whose delivery is fully handled
+        acked = 0
+        try:
+            stream = stub.Subscribe(
+                delivery_pb2.SubscribeRequest(stop_when_drained=not follow), timeout=timeout
+            )
+            for response in stream:
+                d = response.delivery
+                if not self._handle(d, report):
                     stream.cancel()  # type: ignore[no-untyped-call]
                     break
-                report.erased += 1
-            done = d.sequence
-            if done - acked >= ack_every:
+                done = d.sequence
+                if done - acked >= self.ack_every:
+                    stub.Acknowledge(delivery_pb2.AcknowledgeRequest(sequence=done), timeout=30)
+                    acked = done
+                    report.acknowledged = acked
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED or not report.held_deletion:
+                report.link_error = exc.code().name
+        if done > acked:
+            try:
                 stub.Acknowledge(delivery_pb2.AcknowledgeRequest(sequence=done), timeout=30)
-                acked = done
-                report.acknowledged = acked
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.CANCELLED or not report.held_deletion:
-            report.link_error = exc.code().name
-    if done > acked:
-        try:
-            stub.Acknowledge(delivery_pb2.AcknowledgeRequest(sequence=done), timeout=30)
-            report.acknowledged = done
-        except grpc.RpcError as exc:  # not acknowledged: they come again and rewrite the same files
-            report.link_error = report.link_error or exc.code().name
-    return report
+                report.acknowledged = done
+            except grpc.RpcError as exc:  # not acknowledged: they come again and rewrite the same files
+                report.link_error = report.link_error or exc.code().name
+        return report
+
+    def _handle(self, d: delivery_pb2.Delivery, report: ReceiveReport) -> bool:
+        """Handle one delivery; False when it must stay unacknowledged (an unconfirmed deletion)."""
+        inbox = self.inbox
+        if d.kind == delivery_pb2.DELIVERY_KIND_RECORD:
+            _receive_record(d, inbox, self.directory, report)
+        elif d.kind == delivery_pb2.DELIVERY_KIND_AUDIT_CHECKPOINT:
+            report.checkpoints += 1
+            if not inbox.keep_checkpoint(d.checkpoint):
+                report.checkpoint_went_back = d.checkpoint.sequence
+        elif d.kind == delivery_pb2.DELIVERY_KIND_WITHDRAWAL:
+            inbox.erase(d.withdrawn.origin_participant_id, d.withdrawn.record_id)
+            inbox.notice(d, d.withdrawn, "withdrawal", "the origin withdrew the record: files removed")
+            report.withdrawn += 1
+        elif d.kind == delivery_pb2.DELIVERY_KIND_DELETION:
+            removed = inbox.erase(d.erased.origin_participant_id, d.erased.record_id)
+            confirmed = self.confirm_deletions is True or self.confirm_deletions == d.sequence
+            inbox.notice(
+                d,
+                d.erased,
+                "deletion",
+                f"erasure: {removed} file(s) removed here"
+                + ("" if confirmed else "; delete it in your systems, then confirm this sequence"),
+            )
+            if not confirmed:
+                report.held_deletion = d.sequence
+                return False
+            report.erased += 1
+        return True
 
 
 def _receive_record(
