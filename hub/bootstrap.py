@@ -12,7 +12,7 @@ import signal
 import socket
 import socketserver
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -47,7 +47,7 @@ from hub.services.exchange import ExchangeService, SignatureVerifier
 from hub.services.limits import ParticipantLimits
 from hub.services.matching import MatchService, Rankings, RankingWorker
 from hub.services.mobility import MobilityReader
-from hub.services.operations import operational_gauges
+from hub.services.operations import StatisticsKeeper, operational_gauges
 from hub.services.pool import PoolService
 from hub.services.privacy import Sealer
 from hub.services.records import RecordService
@@ -56,6 +56,9 @@ from hub.store.engine import Store
 from hub.store.keystore import KeyStore
 
 log = logging.getLogger("spehub")
+
+
+WAKE_SETTLE_SECONDS = 2.0
 
 
 @dataclass
@@ -75,21 +78,40 @@ class Hub:
     sealer: Sealer | None = None
     rankings: Rankings | None = None
     ranking_worker: RankingWorker | None = None
+    statistics: StatisticsKeeper | None = None
     metrics_http: Any = None
     metrics_port: int = 0
-    _stop_checkpoints: threading.Event = field(default_factory=threading.Event)
+    _stop_background: threading.Event = field(default_factory=threading.Event)
 
-    def start_checkpoints(self) -> None:
-        """Sign the head of the audit log every SPEHUB_AUDIT_CHECKPOINT_SECONDS, and once at shutdown."""
+    def start_background(self) -> None:
+        """Sign the head of the audit log every SPEHUB_AUDIT_CHECKPOINT_SECONDS (and once at
+        shutdown); analyse the tables that changed a lot every SPEHUB_ANALYZE_SECONDS."""
+        self._every(self.settings.audit_checkpoint_seconds, self.audit.checkpoint, "audit-checkpoints")
+        if self.statistics is not None and self.settings.analyze_seconds:
+            wakeup = self.statistics.wakeup
+            self._every(self.settings.analyze_seconds, self.statistics.refresh, "table-statistics", wakeup)
+
+    def _every(
+        self, seconds: float, work: Callable[[], object], name: str, wakeup: threading.Event | None = None
+    ) -> None:
+        """Run ``work`` every ``seconds`` (or as soon as ``wakeup`` is set) until the hub stops."""
+
+        def due() -> bool:
+            if wakeup is None:
+                return not self._stop_background.wait(seconds)
+            if wakeup.wait(seconds):
+                # PostgreSQL publishes a session's change counters up to a second after its commit.
+                self._stop_background.wait(WAKE_SETTLE_SECONDS)
+            return not self._stop_background.is_set()
 
         def loop() -> None:
-            while not self._stop_checkpoints.wait(self.settings.audit_checkpoint_seconds):
+            while due():
                 try:
-                    self.audit.checkpoint()
+                    work()
                 except HubError as exc:
-                    log.warning("audit checkpoint failed: %s", exc)
+                    log.warning("%s failed: %s", name, exc)
 
-        threading.Thread(target=loop, name="audit-checkpoints", daemon=True).start()
+        threading.Thread(target=loop, name=name, daemon=True).start()
 
     @property
     def port(self) -> int:
@@ -99,7 +121,9 @@ class Hub:
         """Graceful shutdown: NOT_SERVING, end subscriptions, drain RPCs, close the store."""
         self.notifier.close()
         self.server.stop(self.settings.grace_seconds if grace is None else grace)
-        self._stop_checkpoints.set()
+        self._stop_background.set()
+        if self.statistics is not None:
+            self.statistics.wakeup.set()
         if self.ranking_worker is not None:
             self.ranking_worker.stop()
         try:
@@ -213,6 +237,7 @@ def build_hub(
     notifier = DeliveryNotifier()
     audit = AuditService(store, keys, clock, notifier)
     verifier = SignatureVerifier(settings.verify_threads)
+    statistics = StatisticsKeeper(store, settings.analyze_seconds or 30)
     exchange = ExchangeService(
         store,
         directory,
@@ -225,6 +250,7 @@ def build_hub(
         sealer,
         timedelta(days=settings.consent_default_days),
         timedelta(days=settings.consent_max_days),
+        statistics,
     )
     deletion_ack = timedelta(hours=settings.deletion_ack_hours)
 
@@ -244,7 +270,7 @@ def build_hub(
             },
         ),
     )
-    rankings = Rankings(store, clock, metrics=metrics)
+    rankings = Rankings(store, clock, metrics=metrics, statistics=statistics)
     ranking_worker = (
         RankingWorker(rankings, settings.match_ranking_seconds) if settings.match_ranking_seconds else None
     )
@@ -302,8 +328,9 @@ def build_hub(
         sealer,
         rankings,
         ranking_worker,
+        statistics,
     )
-    hub.start_checkpoints()
+    hub.start_background()
     if ranking_worker is not None:
         ranking_worker.start()
     if settings.metrics_address:

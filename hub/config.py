@@ -57,6 +57,7 @@ VARIABLES = (
     Variable("SPEHUB_DELETION_ACK_HOURS", "deletion_ack_hours", "int", 1, 24 * 365),
     Variable("SPEHUB_STATISTICS_CACHE_SECONDS", "statistics_cache_seconds", "int", 0, 86_400),
     Variable("SPEHUB_MATCH_RANKING_SECONDS", "match_ranking_seconds", "int", 0, 86_400),
+    Variable("SPEHUB_ANALYZE_SECONDS", "analyze_seconds", "int", 0, 86_400),
     Variable("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 100_000),
     Variable("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", "int", 1, 1000),
     Variable("SPEHUB_RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "number", 1, 1_000_000),
@@ -138,6 +139,10 @@ class Settings:
     match_ranking_seconds: int = 10
     """How often the hub ranks the candidates of open offers that have no ranking or a stale one
     (hub.services.matching.Rankings); 0 turns it off, and every match then scores the whole group."""
+    analyze_seconds: int = 30
+    """How often the hub looks for tables that changed by more than a tenth since their last
+    analysis and analyses them (planner statistics after a bulk load; also before each round of
+    match rankings). 0 turns the periodic check off."""
 
     @property
     def production(self) -> bool:

@@ -31,6 +31,7 @@ from hub.errors import LimitExceededError, StoreConflictError
 from hub.metrics import HubMetrics
 from hub.services.delivery import DeliveryNotifier
 from hub.services.directory import DirectoryProvider
+from hub.services.operations import StatisticsKeeper
 from hub.services.privacy import Sealer, consent_of
 from hub.store.engine import Store
 from hub.store.uow import UnitOfWork
@@ -122,7 +123,9 @@ class ExchangeService:
         sealer: Sealer,
         consent_default: timedelta = timedelta(days=365),
         consent_max: timedelta = timedelta(days=730),
+        statistics: StatisticsKeeper | None = None,
     ) -> None:
+        self.statistics = statistics
         self.sealer = sealer
         self.consent_default = consent_default
         self.consent_max = consent_max
@@ -197,6 +200,8 @@ class ExchangeService:
         final = [r for r in results if r is not None]
         assert len(final) == len(results)
         self._count(caller, final)
+        if self.statistics is not None:
+            self.statistics.written(sum(r.outcome is Outcome.ACCEPTED for r in final))
         return final
 
     def _consent_policy(

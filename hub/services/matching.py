@@ -31,6 +31,7 @@ from hub.domain.records import PayloadKind
 from hub.domain.stored import Audience, RankingState, StoredEnvelope
 from hub.errors import HubError, NotFoundError, PermissionDeniedError, StoreConflictError
 from hub.metrics import HubMetrics
+from hub.services.operations import StatisticsKeeper
 from hub.services.paging import decode_token, encode_token, page_size_of
 from hub.services.privacy import Sealer
 from hub.store.engine import Store
@@ -58,8 +59,10 @@ class Rankings:
         fresh_within: int = FRESH_WITHIN,
         metrics: HubMetrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        statistics: StatisticsKeeper | None = None,
     ):
         self.store = store
+        self.statistics = statistics
         self.clock = clock
         self.keep = keep
         self.fresh_within = fresh_within
@@ -104,6 +107,9 @@ class Rankings:
         as listed when called, leaving aside offers whose ranking failed until their backoff ends.
         Returns how many were ranked. A failure is counted, logged with the offer's record pk and
         isolated to that offer."""
+        if self.statistics is not None:
+            # A bulk load re-ranks every open offer: over tables without statistics, that took minutes.
+            self.statistics.refresh_if_due()
         with self.store.unit_of_work() as uow:
             pending = uow.matching.offers_to_rank(
                 self.clock().date(), self.fresh_within, limit, self.backing_off()

@@ -7,6 +7,10 @@ certificate takes a restart anyway.
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,6 +21,8 @@ from hub.domain import records
 from hub.services.directory import DirectoryProvider
 from hub.services.statistics import THRESHOLD
 from hub.store.engine import Store
+
+log = logging.getLogger("spehub")
 
 Families = dict[str, tuple[str, list[str], list[tuple[list[str], float]]]]
 
@@ -70,3 +76,69 @@ def operational_gauges(
         }
 
     return collect
+
+
+STALE_SHARE = 0.1
+"""A table is analysed again once more than this share of its rows changed since the last time..."""
+STALE_MINIMUM = 1000
+"""... plus this many rows (small tables are planned well enough on any estimate)."""
+
+
+WAKE_GAP_SECONDS = 5.0
+"""During a load, the check runs at most this often (on SQLite it counts every table's rows)."""
+
+
+class StatisticsKeeper:
+    """Keeps the planner's statistics fresh: analyses the tables that changed by more than
+    STALE_SHARE of their size since their last analysis. The hub runs it every
+    SPEHUB_ANALYZE_SECONDS, before each round of match rankings, and in ``db upgrade`` and
+    ``db rank-offers``, so that it never depends on an operator's ANALYZE after a bulk load."""
+
+    def __init__(
+        self, store: Store, interval: float = 30.0, share: float = STALE_SHARE, minimum: int = STALE_MINIMUM
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.share = share
+        self.minimum = minimum
+        self._lock = threading.Lock()
+        self._last = -math.inf
+        self.analysed: list[str] = []
+        """The tables the last refresh analysed."""
+        self._rows: dict[str, int] = {}  # SQLite: each table's size when this keeper analysed it
+        self._written = 0
+        self.wakeup = threading.Event()
+        """Set when enough records were stored since the last refresh (``written``): the hub's
+        background check runs then rather than at its next interval."""
+
+    def refresh(self) -> list[str]:
+        """Analyse the stale tables now. Returns their names. Raises StoreUnavailableError."""
+        with self._lock:
+            self._last = time.monotonic()
+            self._written = 0
+            self.wakeup.clear()
+            with self.store.unit_of_work() as uow:
+                stale = uow.maintenance.stale(self.share, self.minimum, self._rows)
+            if stale:
+                started = time.monotonic()
+                # SQLite writes its statistics into a table: a write transaction.
+                with self.store.unit_of_work(write=self.store.is_sqlite) as uow:
+                    rows = uow.maintenance.analyze(stale)
+                    uow.commit()
+                self._rows.update(rows)
+                log.info("analysed %d table(s) in %.1f s: %s", len(stale), time.monotonic() - started, stale)
+            self.analysed = stale
+            return stale
+
+    def written(self, records: int) -> None:
+        """Count records stored; past ``minimum`` since the last refresh, wake the background check,
+        so that a bulk load is analysed while it goes on rather than up to an interval after."""
+        self._written += records
+        if self._written >= self.minimum and time.monotonic() - self._last >= WAKE_GAP_SECONDS:
+            self.wakeup.set()
+
+    def refresh_if_due(self) -> list[str]:
+        """``refresh`` unless one ran in the last ``interval`` seconds."""
+        if time.monotonic() - self._last < self.interval:
+            return []
+        return self.refresh()

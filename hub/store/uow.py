@@ -13,6 +13,7 @@ from hub.store.consents import ConsentRepository
 from hub.store.cycles import CycleRepository
 from hub.store.deliveries import DeliveryRepository
 from hub.store.directory import DirectoryRepository
+from hub.store.maintenance import TableStatistics
 from hub.store.matching import MatchingQueries
 from hub.store.pool import PoolQueries
 from hub.store.records import RecordRepository
@@ -35,6 +36,7 @@ class UnitOfWork:
         self.pool = PoolQueries(conn, is_sqlite)
         self.matching = MatchingQueries(conn, is_sqlite)
         self.statistics = StatisticsQueries(conn, is_sqlite)
+        self.maintenance = TableStatistics(conn, is_sqlite)
 
     def commit(self) -> None:
         self.committed = True
