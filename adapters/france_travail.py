@@ -53,6 +53,8 @@ DURATION = re.compile(r"-\s*(\d+)\s*(mois|ans?|an\(s\)|jours?|jour\(s\)|semaines
 class FranceTravailOffers(JsonAdapter):
     """The France Travail offer adapter."""
 
+    record_arrays = (("resultats", "$.resultats[{i}]"),)
+
     name = "france-travail-offers"
     # Always one process: handing an offer (a nested dict) to a worker and its record back cost
     # more than converting it; two processes gave 0.6-0.8x one (bench/adapter_france_travail.py).

@@ -51,6 +51,8 @@ LICENCE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
 class FranceTravailProfiles(JsonAdapter):
     """The France Travail profile adapter (our documented JSON format)."""
 
+    record_arrays = (("profils", "$.profils[{i}]"),)
+
     name = "france-travail-profiles"
 
     def __init__(

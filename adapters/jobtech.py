@@ -34,7 +34,14 @@ SEASONAL = {"Sommarjobb / feriejobb", "Säsongsanställning"}
 class JobTechAds(JsonAdapter):
     """The Arbetsförmedlingen JobSearch ad adapter."""
 
+    record_arrays = (("hits", "$.hits[{i}]"), ("hits.hits", "$.hits.hits[{i}]"))
+
     name = "jobtech-ads"
+
+    def unwrap(self, array: str, item: Any) -> Any:
+        if array == "hits.hits" and isinstance(item, dict):  # an Elasticsearch hit
+            return item.get("_source", item)
+        return item
 
     def offers_in(self, data: Any) -> tuple[list[Any], str]:
         if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):

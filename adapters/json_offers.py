@@ -4,14 +4,16 @@ records, reporting a record of the wrong shape without stopping, and the adapter
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import ijson
 from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import offer_pb2
 
@@ -51,31 +53,75 @@ class JsonAdapter:
             return data, "$[{i}]"
         return [data], "$"
 
+    record_arrays: tuple[tuple[str, str], ...] = ()
+    """Arrays of records inside a top-level object, read one record at a time: (the array's path
+    as ijson writes it, e.g. "resultats", and each record's JSON path, e.g. "$.resultats[{i}]").
+    A top-level array is always read so."""
+
+    def unwrap(self, array: str, item: Any) -> Any:
+        """The record an item of ``array`` holds (an Elasticsearch hit holds it in _source)."""
+        return item
+
     def read(self, path: Path) -> Iterator[Converted]:
+        """The records of a file, read as a stream: memory stays flat however large the file.
+
+        The arrays of records (a top-level array, or one of ``record_arrays``) are decoded one
+        record at a time; anything else is decoded whole and given to ``offers_in`` (a file of one
+        record, or a shape the adapter recognises by its content). A file that stops being valid
+        JSON part-way keeps the records read before the fault, and the fault is reported."""
         try:
-            text = path.read_text(encoding="utf-8-sig")
-            with _collector_paused():
-                data = json.loads(text)
-        except (OSError, ValueError) as exc:
+            handle = path.open("rb")
+        except OSError as exc:
             yield Converted(
-                str(path), None, (Problem(str(path), "$", f"not readable JSON ({type(exc).__name__})"),)
+                str(path), None, (Problem(str(path), "$", f"not readable ({type(exc).__name__})"),)
             )
             return
-        del text
-        with _document_kept(data):
-            yield from self._read(path, data)
+        with handle:
+            if handle.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte order mark, as Windows tools write
+                handle.seek(0)
+            reader = _StreamedRecords(self, path, handle)
+            yield from self._convert_all(reader.records())
+            if reader.error is not None:
+                where = f"{path}:$" if reader.count == 0 else f"{path}: after record {reader.count}"
+                yield Converted(
+                    where,
+                    None,
+                    (
+                        Problem(
+                            where, "$", f"not readable JSON ({reader.error}); records before it were read"
+                        ),
+                    ),
+                )
+                return
+            if not reader.streamed:
+                with _document_kept(reader.document):
+                    yield from self._read(path, reader.document)
 
     def _read(self, path: Path, data: Any) -> Iterator[Converted]:
         offers, base = self.offers_in(data)
         # Each record's place in the file, e.g. "offres.json:$.resultats[12]".
         head, marker, tail = f"{path}:{base}".partition("{i}")
-        items = [(f"{head}{i}{tail}" if marker else head, offer) for i, offer in enumerate(offers)]
+        yield from self._convert_all(
+            (f"{head}{i}{tail}" if marker else head, offer) for i, offer in enumerate(offers)
+        )
+
+    def _convert_all(self, items: Iterable[tuple[str, Any]]) -> Iterator[Converted]:
+        """Convert (place, item) pairs in order: in this process, or, once a file proves to hold
+        ``parallel_from_items`` records, in one process per core (``workers``)."""
+        items = iter(items)
         workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
-        if workers <= 1 or self.parallel_from_items is None or len(items) < self.parallel_from_items:
+        if workers <= 1 or self.parallel_from_items is None:
             for where, item in items:
                 yield from self._convert_reported(item, where)
             return
-        chunks = (items[i : i + CHUNK_ITEMS] for i in range(0, len(items), CHUNK_ITEMS))
+        first = list(itertools.islice(items, self.parallel_from_items))
+        if len(first) < self.parallel_from_items:
+            for where, item in first:
+                yield from self._convert_reported(item, where)
+            return
+        everything = itertools.chain(first, items)
+        del first
+        chunks = iter(lambda: list(itertools.islice(everything, CHUNK_ITEMS)), [])
         for packed in parallel.ordered(self, _convert_chunk, chunks, workers):
             yield from parallel.unpack(packed)
 
@@ -102,6 +148,46 @@ class JsonAdapter:
         return self.convert(self.write(offer), where).record  # type: ignore[return-value]
 
 
+class _StreamedRecords:
+    """A JSON document's records, one at a time: the first array of records found (a top-level
+    array, or one of the adapter's ``record_arrays``) is decoded item by item by ijson's C parser;
+    a document with none is decoded whole into ``document``, for ``offers_in``."""
+
+    def __init__(self, adapter: JsonAdapter, path: Path, handle: BinaryIO) -> None:
+        self.adapter = adapter
+        self.path = path
+        self.handle = handle
+        self.arrays = {"": "$[{i}]", **dict(adapter.record_arrays)}
+        self.document: Any = None
+        self.streamed = False
+        self.count = 0
+        self.error: str | None = None
+
+    def records(self) -> Iterator[tuple[str, Any]]:
+        start = self.handle.tell()
+        try:
+            array = self._first_array()
+            self.handle.seek(start)
+            if array is None:
+                self.document = json.loads(self.handle.read().decode("utf-8"))
+                return
+            head, _, tail = self.arrays[array].partition("{i}")
+            items = ijson.items(self.handle, f"{array}.item" if array else "item", use_float=True)
+            self.streamed = True
+            for item in items:
+                yield f"{self.path}:{head}{self.count}{tail}", self.adapter.unwrap(array, item)
+                self.count += 1
+        except (ijson.JSONError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            self.error = type(exc).__name__
+
+    def _first_array(self) -> str | None:
+        """The path of the first array of records in the document (it stops reading there), or None."""
+        for prefix, event, _ in ijson.parse(self.handle):
+            if event == "start_array" and prefix in self.arrays:
+                return str(prefix)
+        return None
+
+
 def _convert_chunk(adapter: JsonAdapter, items: list[tuple[str, Any]]) -> list[parallel.Packed]:
     """In a worker process: the records of a chunk of items, serialised."""
     return parallel.pack(c for where, item in items for c in adapter._convert_reported(item, where))
@@ -112,20 +198,6 @@ def timestamp(value: datetime) -> Timestamp:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return Timestamp(seconds=(value - _EPOCH) // _SECOND, nanos=value.microsecond * 1000)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while a document is decoded: the decoder's millions of new
-    objects set it off again and again, each time walking the document so far. Decoding 100,000
-    France Travail offers took 18.5 µs an offer with it, 14 without."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @contextmanager

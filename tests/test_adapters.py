@@ -209,6 +209,32 @@ def test_tricky_inputs(adapter, tmp_path):
     assert not adapter.convert("not an object", "y").ok
 
 
+def test_a_file_is_read_one_record_at_a_time_and_a_fault_part_way_keeps_what_came_before(adapter, tmp_path):
+    """The records of a search response come out before the end of the file is read: a file cut
+    off (or corrupted) part-way gives the records before the fault, then a problem naming where."""
+    offers = [_offer(id=f"X{i}") for i in range(3)]
+    whole = json.dumps({"resultats": offers, "filtresPossibles": []})
+    cut = tmp_path / "cut.json"
+    cut.write_text(whole[: whole.index('"X2"') + 10])  # inside the third offer
+    *read, fault = adapter.read(cut)
+    assert [c.record.header.record_id for c in read] == ["FT-X0", "FT-X1"] and all(c.ok for c in read)
+    assert not fault.ok and "after record 2" in fault.location
+    assert (
+        "not readable JSON" in fault.problems[0].reason
+        and "records before it were read" in fault.problems[0].reason
+    )
+    # The array may come after other keys; its places are numbered as in the file.
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps({"filtresPossibles": [{"filtre": "x"}], "resultats": offers}))
+    places = [c.location for c in adapter.read(later)]
+    assert [p.rsplit(":", 1)[1] for p in places] == [f"$.resultats[{i}]" for i in range(3)]
+    # Bytes that are not UTF-8 are a fault too, reported, not a crash.
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b'{"resultats": [{"id": "\xff\xfe"}]}')
+    (bad,) = adapter.read(binary)
+    assert not bad.ok and "not readable JSON" in bad.problems[0].reason
+
+
 @pytest.mark.needs_samples
 @settings(max_examples=60, deadline=None)
 @given(
