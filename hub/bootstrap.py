@@ -224,7 +224,7 @@ def build_hub(
     keys = HubKeyRing.load(settings.token_keys_dir)
     check_material(settings, tls, registry, keys)
     metrics = HubMetrics(metrics_registry or CollectorRegistry())
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, read_url=settings.read_database_url)
     store.create_schema()
     keystore = KeyStore(settings.keystore_url)
     sealer = Sealer(keystore, load_master_key(settings.master_key_file, settings.production))

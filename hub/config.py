@@ -38,6 +38,7 @@ VARIABLES = (
     Variable("SPEHUB_LISTEN", "listen_address", "text"),
     Variable("SPEHUB_METRICS_LISTEN", "metrics_address", "text"),
     Variable("SPEHUB_DATABASE_URL", "database_url", "text"),
+    Variable("SPEHUB_READ_DATABASE_URL", "read_database_url", "text"),
     Variable("SPEHUB_KEYSTORE_URL", "keystore_url", "text"),
     Variable("SPEHUB_TRUST_DOMAIN", "trust_domain", "text"),
     Variable("SPEHUB_TLS_CERT", "tls_cert_file", "path"),
@@ -87,6 +88,10 @@ class Settings:
     """host:port of the Prometheus /metrics endpoint; empty disables it."""
     database_url: str = "sqlite:///var/spehub.sqlite3"
     """SQLAlchemy URL: a SQLite file by default, ``postgresql+psycopg://…`` in production."""
+    read_database_url: str = ""
+    """A PostgreSQL streaming replica of SPEHUB_DATABASE_URL for the pool's reads (search, match);
+    empty: every read goes to the primary. Consent is re-checked on the primary before each
+    disclosure, and the audit entries are written there (docs/scaling.md)."""
     tls_cert_file: Path = _PATH_DEFAULTS["tls_cert_file"][1]
     """PEM certificate chain of the hub's server certificate."""
     tls_key_file: Path = _PATH_DEFAULTS["tls_key_file"][1]
@@ -196,6 +201,15 @@ class Settings:
         ):
             if not url.startswith(("sqlite://", "postgresql")):
                 raise ConfigError(f"{var} must be a sqlite:// or postgresql+psycopg:// URL")
+        if self.read_database_url:
+            if not self.read_database_url.startswith("postgresql") or not self.database_url.startswith(
+                "postgresql"
+            ):
+                raise ConfigError(
+                    "SPEHUB_READ_DATABASE_URL is a PostgreSQL replica of a PostgreSQL SPEHUB_DATABASE_URL"
+                )
+            if self.read_database_url == self.database_url:
+                raise ConfigError("SPEHUB_READ_DATABASE_URL must name the replica, not the primary")
         if self.keystore_url == self.database_url:
             raise ConfigError(
                 "SPEHUB_KEYSTORE_URL must not be the main database: erasure relies on keeping them apart"

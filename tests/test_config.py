@@ -33,6 +33,22 @@ def test_defaults_are_the_embedded_development_setup():
         ({"SPEHUB_DATABASE_URL": "mysql://x"}, "SPEHUB_DATABASE_URL"),
         ({"SPEHUB_TRUST_DOMAIN": "spiffe://x"}, "SPEHUB_TRUST_DOMAIN"),
         ({"SPEHUB_ENV": "production"}, "SPEHUB_TLS_CERT"),
+        # A read replica is a PostgreSQL replica of a PostgreSQL primary, and not the primary itself.
+        ({"SPEHUB_READ_DATABASE_URL": "postgresql+psycopg://h/db"}, "SPEHUB_READ_DATABASE_URL"),
+        (
+            {
+                "SPEHUB_DATABASE_URL": "postgresql+psycopg://h/db",
+                "SPEHUB_READ_DATABASE_URL": "sqlite:///r.db",
+            },
+            "SPEHUB_READ_DATABASE_URL",
+        ),
+        (
+            {
+                "SPEHUB_DATABASE_URL": "postgresql+psycopg://h/db",
+                "SPEHUB_READ_DATABASE_URL": "postgresql+psycopg://h/db",
+            },
+            "SPEHUB_READ_DATABASE_URL must name the replica",
+        ),
     ],
 )
 def test_invalid_settings_name_the_variable(env, message):

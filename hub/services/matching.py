@@ -230,7 +230,9 @@ class MatchService:
         audience = Audience(
             caller.id, caller.country_code, MATCHING_BIT, consent_pb2.CONSENT_STATUS_ACTIVE, to_us(now)
         )
-        with self.store.unit_of_work(write=True) as uow:
+        # Read on the replica when there is one (scoring reads thousands of rows); the consents are
+        # checked again on the primary, in the transaction that records the disclosures.
+        with self.store.unit_of_work(replica=True) as uow:
             found = uow.records.current(origin, PayloadKind.JOB_OFFER.payload_type, offer_record_id)
             if found is None or found[2] is not None:
                 raise NotFoundError(f"no offer {offer_record_id!r} of {origin!r} to match")
@@ -272,6 +274,15 @@ class MatchService:
                         continue
                 page.append((m, facts, origin_id, residence, consent_id))
             envelopes = uow.records.envelopes_of([facts.pk for _, facts, *_ in page])
+        # The next page starts after the last candidate read, whether or not it is disclosed below.
+        token = encode_token("m", page[-1][0].score, page[-1][1].pk) if len(rows) > size and page else ""
+        with self.store.unit_of_work(write=True) as uow:
+            allowed = uow.consents.allowed(
+                {(origin_id, consent_id) for _, _, origin_id, _, consent_id in page},
+                audience,
+                named=own_origin is None,
+            )
+            page = [item for item in page if (item[2], item[4]) in allowed]
             opened = self.sealer.open([envelopes[facts.pk] for _, facts, *_ in page])
             results = [
                 CandidateResult(
@@ -299,7 +310,6 @@ class MatchService:
                     audience.now_us,
                 )
             uow.commit()
-        token = encode_token("m", page[-1][0].score, page[-1][1].pk) if len(rows) > size else ""
         return results, token
 
     def offers(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import (
+    and_,
     exists,
     or_,
     select,
@@ -82,3 +83,32 @@ class ConsentRepository(Repository):
             .where(r.origin_id == origin_id, r.record_id == profile_record_id)
         )
         return self.conn.execute(query).scalar()
+
+    def allowed(
+        self, subjects: Iterable[tuple[str, str]], audience: Audience, named: bool
+    ) -> set[tuple[str, str]]:
+        """Of the (origin id, consent record id) pairs, those whose consent is in force now for the
+        audience's purpose and, with ``named``, names the audience (participant or country): what
+        a disclosure read from a replica is checked against on the primary."""
+        c, cr = t.consents.c, t.consent_recipients.c
+        wanted = sorted(set(subjects))
+        out: set[tuple[str, str]] = set()
+        for chunk in chunks(wanted, 200):
+            conditions = [
+                or_(*(and_(c.origin_id == o, c.record_id == r) for o, r in chunk)),
+                *in_force(audience.active_status, audience.now_us, audience.purpose_bit),
+            ]
+            if named:
+                conditions.append(
+                    exists().where(
+                        cr.record_pk == c.record_pk,
+                        or_(
+                            cr.participant_id == audience.participant_id,
+                            cr.country_code == audience.country_code,
+                        ),
+                    )
+                )
+            out.update(
+                (o, r) for o, r in self.conn.execute(select(c.origin_id, c.record_id).where(*conditions))
+            )
+        return out

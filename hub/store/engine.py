@@ -32,10 +32,12 @@ log = logging.getLogger("spehub")
 class Store:
     """The hub's database. Create one per process (hub.bootstrap); it is thread-safe."""
 
-    def __init__(self, url: str, checkpoint_seconds: float = 0.5) -> None:
+    def __init__(self, url: str, checkpoint_seconds: float = 0.5, read_url: str = "") -> None:
         self.url = url
         self._dialect = make_url(url).get_backend_name()
         self.engine = _make_engine(url, self._dialect)
+        # A streaming replica for the pool's reads (unit_of_work(replica=True)); none: the primary.
+        self.read_engine = _make_engine(read_url, make_url(read_url).get_backend_name()) if read_url else None
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in steps of up
         # to 100 ms before trying again: under several publishers the lock sat free while they slept,
         # and one could lose the race until the busy timeout. Writers of this process queue here
@@ -60,20 +62,33 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailableError(f"cannot migrate the schema: {type(exc.orig).__name__}") from exc
 
+    @property
+    def has_replica(self) -> bool:
+        return self.read_engine is not None
+
     def close(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.stop()
         self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
 
     @contextmanager
-    def unit_of_work(self, write: bool = False) -> Iterator[UnitOfWork]:
+    def unit_of_work(self, write: bool = False, replica: bool = False) -> Iterator[UnitOfWork]:
         """A transaction; rolled back unless ``commit()`` was called.
+
+        ``replica``: a read-only transaction on the read replica when there is one (its data may lag
+        the primary by the replication delay); on the primary when there is none, or when the replica
+        cannot be reached (logged), so that reads do not fail with it.
 
         Raises StoreUnavailableError when the database fails; nothing is
         written then.
         """
+        engine = self.engine
+        if replica and not write and self.read_engine is not None:
+            engine = self._reachable_replica()
         try:
-            with self._writers if write else contextlib.nullcontext(), self.engine.connect() as conn:
+            with self._writers if write else contextlib.nullcontext(), engine.connect() as conn:
                 if write:
                     conn = conn.execution_options(spehub_write=True)
                 with conn.begin() as tx:
@@ -91,6 +106,17 @@ class Store:
             raise StoreUnavailableError(
                 f"the database did not complete the transaction ({db_reason(exc)}); nothing was written"
             ) from exc
+
+    def _reachable_replica(self) -> Engine:
+        """The read engine if a connection to it opens (pooled: usually no round trip), else the
+        primary, with a warning (no URL in it: it may hold a password)."""
+        assert self.read_engine is not None
+        try:
+            self.read_engine.connect().close()
+        except DBAPIError as exc:
+            log.warning("the read replica is unreachable (%s): reading from the primary", db_reason(exc))
+            return self.engine
+        return self.read_engine
 
 
 def _make_engine(url: str, dialect: str) -> Engine:
