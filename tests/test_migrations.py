@@ -111,6 +111,17 @@ def test_a_populated_store_of_the_previous_revision_upgrades(test_pki, database_
             migrate.current(hub.store.engine) == migrate.head()
             and migrate.differences(hub.store.engine) == []
         )
+        # Revision 0005 copied each profile's own match constraints beside its occupations.
+        with hub.store.engine.connect() as conn:
+            po, p, pd = t.profile_occupations.c, t.profiles.c, t.profile_destinations.c
+            beside = conn.execute(select(po.mobility_mask, po.available_from, po.destinations)).all()
+            profile = conn.execute(select(p.mobility_mask, p.available_from)).one()
+            wanted = sorted(conn.execute(select(pd.country_code)).scalars())
+        assert (
+            wanted
+            and beside
+            and all((m, a) == tuple(profile) and sorted(d.split(",")) == wanted for m, a, d in beside)
+        ), (beside, profile, wanted)
         ft = make_participant(hub.port, test_pki, FT, clock)
         assert len(ft.pool.SearchProfiles(pool_pb2.SearchProfilesRequest(), timeout=10).profiles) == 1
         # Matching works on the upgraded store (no skills or experience until the profile is republished).

@@ -168,8 +168,16 @@ class RecordRepository(Repository):
                     mobility_mask=idx.mobility_mask,
                     available_from=idx.available_from,
                 )
+                destinations = ",".join(sorted(idx.destinations))
                 for code in idx.isco08_codes:
-                    add(t.profile_occupations, record_pk=pk, isco08_code=code)
+                    add(
+                        t.profile_occupations,
+                        record_pk=pk,
+                        isco08_code=code,
+                        mobility_mask=idx.mobility_mask,
+                        available_from=idx.available_from,
+                        destinations=destinations,
+                    )
                 for lang, level in idx.languages:
                     add(t.profile_languages, record_pk=pk, language_code=lang, level=level)
                 for country in idx.destinations:

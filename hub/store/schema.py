@@ -85,6 +85,11 @@ profile_occupations = Table(
     metadata,
     Column("record_pk", BigId, ForeignKey("records.id"), nullable=False),
     Column("isco08_code", String(4), nullable=False),
+    # The profile's own hard constraints of a match, beside each occupation (revision 0005): a
+    # match filters its group's members on them before reading any profile.
+    Column("mobility_mask", Integer, nullable=False, server_default="0"),
+    Column("available_from", Date, nullable=True),
+    Column("destinations", String(400), nullable=False, server_default=""),  # "ES,FR"; "": none named
     Index("ix_profile_occupations_code", "isco08_code", "record_pk"),
     Index("ix_profile_occupations_pk", "record_pk"),
 )
