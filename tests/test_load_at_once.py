@@ -1,7 +1,7 @@
 """Ten SPEs loading their candidates at once, through a real hub process, while an agency searches:
 no stream fails, every record is stored once, and SQLite's write-ahead log stays bounded.
 
-A bounded version of bench/pool_scale.py's load (10 SPEs × 1,500 candidates = 30,000 records,
+A bounded version of bench/pool_scale.py's load (10 SPEs × 1,000 candidates = 20,000 records,
 batches of 200), on SQLite and, with SPEHUB_TEST_DATABASE_URL, on PostgreSQL.
 """
 
@@ -24,7 +24,7 @@ from hub.store.engine import Store
 from tests.support.hubs import TRUST_DOMAIN
 from tests.support.processes import HubProcess, hub_env
 
-PER_SPE = 1500
+PER_SPE = 1000
 BATCH = 200
 WAL_BOUND = 128 * 1024 * 1024  # 4 × the checkpointer's limit: it truncates soon after, not at once
 
