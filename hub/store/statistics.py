@@ -57,28 +57,21 @@ class StatisticsQueries(Repository):
         for target, work, mobility, isco, received in self.conn.execute(offers):
             yield ("offer", target or "", work, mobility, isco, received, 1)
         mc, me = t.mobility_cycles.c, t.mobility_events.c
+        cell = (
+            me.type,
+            mc.origin_country,
+            mc.destination_country,
+            mc.mobility_type,
+            mc.isco08_code,
+            me.occurred_on,
+        )
         events = (
-            select(
-                me.type,
-                mc.origin_country,
-                mc.destination_country,
-                mc.mobility_type,
-                mc.isco08_code,
-                me.occurred_on,
-                func.count(),
-            )
+            select(*cell, func.count())
             .select_from(t.mobility_events)
             .join(t.mobility_cycles, mc.id == me.cycle_id)
             .join(t.consents, and_(c.origin_id == mc.origin_id, c.record_id == mc.consent_record_id))
             .where(consent_ok)
-            .group_by(
-                me.type,
-                mc.origin_country,
-                mc.destination_country,
-                mc.mobility_type,
-                mc.isco08_code,
-                me.occurred_on,
-            )
+            .group_by(*cell)
         )
         for kind, origin, destination, mobility, isco, day, n in self.conn.execute(events):
             yield (f"event:{kind}", origin, destination, mobility, isco, day, n)
