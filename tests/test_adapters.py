@@ -209,10 +209,26 @@ def test_tricky_inputs(adapter, tmp_path):
     assert not adapter.convert("not an object", "y").ok
 
 
+def _own_offer(offer_id: str) -> dict[str, object]:
+    """An offer in France Travail's search-response shape, written for this test (no sample needed)."""
+    return {
+        "id": offer_id,
+        "intitule": "Maçon / Maçonne",
+        "dateCreation": "2026-10-01T08:00:00.000Z",
+        "dateActualisation": "2026-10-02T08:00:00.000Z",
+        "lieuTravail": {"libelle": "13 - Marseille", "codePostal": "13001", "commune": "13001"},
+        "romeCode": "F1703",
+        "appellationlibelle": "Maçon / Maçonne",
+        "entreprise": {"nom": "Entreprise"},
+        "typeContrat": "CDD",
+        "nombrePostes": 2,
+    }
+
+
 def test_a_file_is_read_one_record_at_a_time_and_a_fault_part_way_keeps_what_came_before(adapter, tmp_path):
     """The records of a search response come out before the end of the file is read: a file cut
     off (or corrupted) part-way gives the records before the fault, then a problem naming where."""
-    offers = [_offer(id=f"X{i}") for i in range(3)]
+    offers = [_own_offer(f"X{i}") for i in range(3)]
     whole = json.dumps({"resultats": offers, "filtresPossibles": []})
     cut = tmp_path / "cut.json"
     cut.write_text(whole[: whole.index('"X2"') + 10])  # inside the third offer
