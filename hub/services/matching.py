@@ -276,7 +276,8 @@ class MatchService:
             envelopes = uow.records.envelopes_of([facts.pk for _, facts, *_ in page])
         # The next page starts after the last candidate read, whether or not it is disclosed below.
         token = encode_token("m", page[-1][0].score, page[-1][1].pk) if len(rows) > size and page else ""
-        with self.store.unit_of_work(write=True) as uow:
+        # On the primary; a write transaction only when disclosures are audited (another SPE's match).
+        with self.store.unit_of_work(write=own_origin is None) as uow:
             allowed = uow.consents.allowed(
                 {(origin_id, consent_id) for _, _, origin_id, _, consent_id in page},
                 audience,
