@@ -90,11 +90,11 @@ class Store:
         Raises StoreUnavailableError when the database fails; nothing is
         written then.
         """
-        engine = self.engine
-        if replica and not write and self.read_engine is not None:
-            engine = self._reachable_replica()
         try:
-            with self._writers if write else contextlib.nullcontext(), engine.connect() as conn:
+            with (
+                self._writers if write else contextlib.nullcontext(),
+                self._replica_connection() if replica and not write else self.engine.connect() as conn,
+            ):
                 if write:
                     conn = conn.execution_options(spehub_write=True)
                 with conn.begin() as tx:
@@ -115,16 +115,16 @@ class Store:
                 f"the database did not complete the transaction ({db_reason(exc)}); nothing was written"
             ) from exc
 
-    def _reachable_replica(self) -> Engine:
-        """The read engine if a connection to it opens (pooled: usually no round trip), else the
-        primary, with a warning (no URL in it: it may hold a password)."""
-        assert self.read_engine is not None
+    def _replica_connection(self) -> Connection:
+        """A connection to the read replica, or to the primary when there is none or it cannot be
+        reached (a warning, with no URL in it: it may hold a password)."""
+        if self.read_engine is None:
+            return self.engine.connect()
         try:
-            self.read_engine.connect().close()
+            return self.read_engine.connect()
         except DBAPIError as exc:
             log.warning("the read replica is unreachable (%s): reading from the primary", db_reason(exc))
-            return self.engine
-        return self.read_engine
+            return self.engine.connect()
 
 
 def _make_engine(url: str, dialect: str) -> Engine:
