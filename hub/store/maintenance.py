@@ -31,8 +31,12 @@ class TableStatistics(Repository):
         analysed, ``analysed_rows`` (what ``analyze`` returned) or else the estimate in sqlite_stat1."""
         names = sorted(t.metadata.tables)
         if self.is_sqlite:
-            known = analysed_rows or {}
-            return [name for name in names if self._sqlite_stale(name, share, minimum, known.get(name))]
+            analysed = {**self._sqlite_stat1_rows(), **(analysed_rows or {})}
+            return [
+                name
+                for name in names
+                if abs(self._count(name) - analysed.get(name, 0)) > minimum + share * analysed.get(name, 0)
+            ]
         rows = self.conn.execute(
             text(
                 "SELECT s.relname, s.n_mod_since_analyze, c.reltuples,"
@@ -50,27 +54,19 @@ class TableStatistics(Repository):
                 out.append(name)
         return sorted(out)
 
-    def _sqlite_stale(self, name: str, share: float, minimum: int, analysed: int | None) -> bool:
-        rows = self._count(name)
-        if analysed is None:
-            stat = None
-            if self._has_sqlite_stat1():
-                stat = self.conn.execute(
-                    text("SELECT stat FROM sqlite_stat1 WHERE tbl = :name LIMIT 1"), {"name": name}
-                ).scalar()
-            # With PRAGMA analysis_limit, sqlite_stat1's row count is an estimate.
-            analysed = int(str(stat).split()[0]) if stat else 0
-        return abs(rows - analysed) > minimum + share * analysed
-
     def _count(self, name: str) -> int:
         table = t.metadata.tables[name]
         return int(self.conn.execute(select(func.count()).select_from(table)).scalar_one())
 
-    def _has_sqlite_stat1(self) -> bool:
-        return (
-            self.conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first()
-            is not None
-        )
+    def _sqlite_stat1_rows(self) -> dict[str, int]:
+        """Each analysed table's row count as sqlite_stat1 has it (an estimate, with PRAGMA
+        analysis_limit); none before the first ANALYZE."""
+        if self.conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first() is None:
+            return {}
+        out: dict[str, int] = {}
+        for table, stat in self.conn.execute(text("SELECT tbl, stat FROM sqlite_stat1")):
+            out.setdefault(table, int(str(stat).split()[0]) if stat else 0)
+        return out
 
     def analyze(self, names: list[str]) -> dict[str, int]:
         """Gather planner statistics for these tables (names from ``stale``). On SQLite, returns
