@@ -97,6 +97,23 @@ def test_older_version_after_newer_is_stale_and_newer_versions_replace(hub, conn
     assert _count(hub, "p-1") == 2
 
 
+def test_versions_are_kept_per_payload_type_when_record_ids_are_shared(hub, connect):
+    """A national system may number its consents and profiles alike: "x-1" is then two records,
+    each with its own versions (the version lookup names the payload type)."""
+    sn = connect(SN)
+    now = sn.clock()
+    consent = sn.seal(demo_consent(SN, "x-1", 3, now), PayloadKind.CONSENT)
+    profile = sn.seal(demo_profile(SN, "x-1", "x-1", 1, now), PayloadKind.CANDIDATE_PROFILE)
+    assert [r.outcome for r in sn.publish_one_batch([consent, profile])] == [ACCEPTED, ACCEPTED]
+    # The profile's version 2 is newer than its own 1, though older than the consent's 3.
+    newer = sn.seal(demo_profile(SN, "x-1", "x-1", 2, now), PayloadKind.CANDIDATE_PROFILE)
+    older_consent = sn.seal(demo_consent(SN, "x-1", 2, now), PayloadKind.CONSENT)
+    results = sn.publish_one_batch([profile, newer, older_consent])
+    assert [r.outcome for r in results] == [DUPLICATE, ACCEPTED, REJECTED]
+    assert _reason(results[2]) == "REJECTION_REASON_STALE_VERSION"
+    assert _count(hub, "x-1") == 3
+
+
 def test_bad_records_are_rejected_one_by_one_and_good_ones_kept(hub, connect):
     sn = connect(SN)
     good_a = _profile_env(sn, "good-a")

@@ -604,7 +604,9 @@ class _Batch:
 
     def __init__(self, uow: UnitOfWork, caller: Participant, parsed: Sequence[records.ParsedRecord]) -> None:
         self.caller = caller
-        self.stored, self.current = uow.records.versions_of(caller.id, (rec.record_id for rec in parsed))
+        self.stored, self.current = uow.records.versions_of(
+            caller.id, ((rec.kind.payload_type, rec.record_id) for rec in parsed)
+        )
         self.latest = {key: version for key, (_pk, version) in self.current.items()}
         consent_ids = [rec.record_id for rec in parsed if rec.kind is PayloadKind.CONSENT]
         self.consent_before = uow.consents.states(caller.id, consent_ids) if consent_ids else {}

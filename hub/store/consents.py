@@ -16,6 +16,7 @@ from hub.domain.stored import (
 )
 from hub.store import schema as t
 from hub.store.sql import (
+    PROFILE_TYPE,
     Repository,
     chunks,
     in_force,
@@ -80,7 +81,7 @@ class ConsentRepository(Repository):
             select(p.consent_record_id)
             .select_from(t.profiles)
             .join(t.records, r.id == p.record_pk)
-            .where(r.origin_id == origin_id, r.record_id == profile_record_id)
+            .where(r.origin_id == origin_id, r.payload_type == PROFILE_TYPE, r.record_id == profile_record_id)
         )
         return self.conn.execute(query).scalar()
 

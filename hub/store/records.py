@@ -38,30 +38,36 @@ class RecordRepository(Repository):
     """Records: envelopes (every version received), the current-version pointer, withdrawals"""
 
     def versions_of(
-        self, origin_id: str, record_ids: Iterable[str]
+        self, origin_id: str, keys: Iterable[tuple[int, str]]
     ) -> tuple[dict[tuple[int, str, int], bytes], dict[tuple[int, str], tuple[int, int]]]:
-        """For records of one origin: the hash of every stored version, and each current version.
+        """For records of one origin, by ``(payload_type, record_id)``: the hash of every stored
+        version, and each current version.
 
         Returns ``({(payload_type, record_id, version): sha256}, {(payload_type, record_id): (pk, version)})``.
+        Each lookup names the payload type, so it runs in the range of the unique indexes
+        (origin, payload type, record id, ...): without it, PostgreSQL scanned every envelope of the
+        origin, a cost that grew with the store (a parallel scan per batch, past 500,000 records).
         """
-        ids = sorted(set(record_ids))
+        by_type: dict[int, set[str]] = {}
+        for ptype, rid in keys:
+            by_type.setdefault(ptype, set()).add(rid)
         stored: dict[tuple[int, str, int], bytes] = {}
         current: dict[tuple[int, str], tuple[int, int]] = {}
-        for chunk in chunks(ids, 500):
-            e = t.envelopes.c
-            for ptype, rid, version, sha in self.conn.execute(
-                select(e.payload_type, e.record_id, e.version, e.payload_sha256).where(
-                    e.origin_id == origin_id, e.record_id.in_(chunk)
-                )
-            ):
-                stored[(ptype, rid, version)] = sha
-            r = t.records.c
-            for pk, ptype, rid, version in self.conn.execute(
-                select(r.id, r.payload_type, r.record_id, r.version).where(
-                    r.origin_id == origin_id, r.record_id.in_(chunk)
-                )
-            ):
-                current[(ptype, rid)] = (pk, version)
+        e, r = t.envelopes.c, t.records.c
+        for ptype, ids in sorted(by_type.items()):
+            for chunk in chunks(sorted(ids), 500):
+                for rid, version, sha in self.conn.execute(
+                    select(e.record_id, e.version, e.payload_sha256).where(
+                        e.origin_id == origin_id, e.payload_type == ptype, e.record_id.in_(chunk)
+                    )
+                ):
+                    stored[(ptype, rid, version)] = sha
+                for pk, rid, version in self.conn.execute(
+                    select(r.id, r.record_id, r.version).where(
+                        r.origin_id == origin_id, r.payload_type == ptype, r.record_id.in_(chunk)
+                    )
+                ):
+                    current[(ptype, rid)] = (pk, version)
         return stored, current
 
     def add(
