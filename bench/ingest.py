@@ -1,7 +1,7 @@
 """Ingest: signed profiles published over mTLS by several participants at once, against the verify ceiling.
 
 Run: .venv/bin/python bench/ingest.py [--records 20000] [--batch 200] [--participants 3]
-     [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+     [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--processes 2 --connections 2]
 
 The hub runs as its own process (`spe-hub serve`) on a loopback port with a
 fresh PKI and database; the profiles are signed before the clock starts, then
@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,21 @@ def start_hub(root: Path, database_url: str, port: int, **extra: str) -> subproc
     return subprocess.Popen([sys.executable, "-m", "hub.entrypoints.cli", "serve"], env=env)
 
 
+def wait_processes(metrics: int, processes: int, hub: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until every serving process answers on its metrics port (the first one to bind the
+    gRPC port would otherwise get every connection opened before the others bind it)."""
+    deadline = time.monotonic() + timeout
+    for i in range(processes):
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics + i}/metrics", timeout=5).read()
+                break
+            except OSError:
+                if hub.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"serving process {i} did not start") from None
+                time.sleep(0.2)
+
+
 def wait_ready(channel: grpc.Channel, timeout: float) -> None:
     grpc.channel_ready_future(channel).result(timeout=timeout)
 
@@ -73,6 +89,16 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=3, choices=range(1, 4))
     parser.add_argument("--database-url", default="")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="SPEHUB_PROCESSES: serving processes sharing the port"
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="connections (each with one stream) per participant: the kernel gives each connection "
+        "to one serving process",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,30 +155,39 @@ def main() -> None:
         size = len(batches[origins[0]][0].envelopes[0].payload)
 
         port = free_port()
-        hub = start_hub(root, database_url, port)
+        extra = {"SPEHUB_PROCESSES": str(args.processes)}
+        if args.processes > 1:  # each process is ready once its metrics port answers
+            metrics = free_port()
+            extra["SPEHUB_METRICS_LISTEN"] = f"127.0.0.1:{metrics}"
+        hub = start_hub(root, database_url, port, **extra)
         try:
+            if args.processes > 1:
+                wait_processes(metrics, args.processes, hub, 120)
             ca = (root / "ca.pem").read_bytes()
+            streams = [(o, k) for o in origins for k in range(args.connections)]
             channels = {
-                o: authorized_channel(
+                (o, k): authorized_channel(
                     f"127.0.0.1:{port}",
                     ca,
                     (root / "participants" / o / "client.pem").read_bytes(),
                     (root / "participants" / o / "client-key.pem").read_bytes(),
+                    options=[("grpc.use_local_subchannel_pool", 1)],  # a connection of its own
                 )
-                for o in origins
+                for o, k in streams
             }
             for channel in channels.values():
-                wait_ready(channel, 30)
-            accepted = {o: 0 for o in origins}
+                wait_ready(channel, 60)
+            accepted = dict.fromkeys(streams, 0)
 
-            def publish(origin: str) -> None:
-                stub = exchange_pb2_grpc.ExchangeServiceStub(channels[origin])
-                for response in stub.Publish(iter(batches[origin]), timeout=args.timeout):
-                    accepted[origin] += sum(
+            def publish(origin: str, k: int) -> None:
+                stub = exchange_pb2_grpc.ExchangeServiceStub(channels[(origin, k)])
+                mine = batches[origin][k :: args.connections]
+                for response in stub.Publish(iter(mine), timeout=args.timeout):
+                    accepted[(origin, k)] += sum(
                         r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in response.results
                     )
 
-            threads = [threading.Thread(target=publish, args=(o,)) for o in origins]
+            threads = [threading.Thread(target=publish, args=stream) for stream in streams]
             start = time.perf_counter()
             for t in threads:
                 t.start()
@@ -170,6 +205,8 @@ def main() -> None:
                 drop_schema()
         ceiling = rate(p256_verifier(), 2.0, os.cpu_count() or 1)
         store = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+        if args.processes > 1 or args.connections > 1:
+            store += f", {args.processes} serving processes, {args.connections} connections per participant"
         print(
             f"ingest ({store}, {len(origins)} participants, batches of {args.batch}, {size}-byte profiles): "
             f"{total / elapsed:,.0f} records/s ({total} in {elapsed:.1f}s)"

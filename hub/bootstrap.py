@@ -12,7 +12,7 @@ import signal
 import socket
 import socketserver
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -313,6 +313,7 @@ def build_hub(
         MobilityServicer(MobilityReader(store, sealer)),
         settings.workers,
         settings.max_message_bytes,
+        reuse_port=settings.process_index >= 0,
     )
     hub = Hub(
         settings,
@@ -396,9 +397,15 @@ def ensure_dev_pki(settings: Settings) -> None:
         pki.generate_dev_pki(DEV_PKI_DIR)
 
 
-def serve(settings: Settings) -> None:
-    """Run the hub until SIGTERM or SIGINT, then shut down gracefully."""
+def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+    """Run the hub until SIGTERM or SIGINT, then shut down gracefully; with SPEHUB_PROCESSES above
+    1, start that many serving processes on the port instead (hub.supervisor). Returns the exit
+    status."""
     ensure_dev_pki(settings)
+    if settings.processes > 1:
+        from hub.supervisor import supervise
+
+        return supervise(settings, os.environ if environ is None else environ)
     hub = build_hub(settings)
     stop = threading.Event()
 
@@ -421,3 +428,4 @@ def serve(settings: Settings) -> None:
     stop.wait()
     hub.stop()
     log.info("stopped")
+    return 0

@@ -50,6 +50,8 @@ VARIABLES = (
     Variable("SPEHUB_MAX_MESSAGE_BYTES", "max_message_bytes", "int", 64 * 1024, 64 * 1024 * 1024),
     Variable("SPEHUB_MAX_BATCH_RECORDS", "max_batch_records", "int", 1, 100_000),
     Variable("SPEHUB_WORKERS", "workers", "int", 4, 1024),
+    Variable("SPEHUB_PROCESSES", "processes", "int", 1, 64),
+    Variable("SPEHUB_PROCESS_INDEX", "process_index", "int", 0, 63),
     Variable("SPEHUB_VERIFY_THREADS", "verify_threads", "int", 1, 256),
     Variable("SPEHUB_CLOCK_SKEW_SECONDS", "clock_skew_seconds", "int", 0, 3600),
     Variable("SPEHUB_TOKEN_TTL_SECONDS", "token_ttl_seconds", "int", 30, 3600),
@@ -111,6 +113,13 @@ class Settings:
     """Most envelopes in one PublishRequest."""
     workers: int = 32
     """Threads running unary calls and the streams' store calls; idle streams hold none (grpc.aio)."""
+    processes: int = 1
+    """Serving processes sharing the gRPC port (SO_REUSEPORT, Linux), so that the hub's Python work
+    (parsing, validating, storing) runs on every core; more than 1 needs PostgreSQL
+    (docs/scaling.md). Process *i* serves its metrics on the metrics port + *i*."""
+    process_index: int = -1
+    """Set by ``spe-hub serve`` for each process it starts when SPEHUB_PROCESSES > 1 (not by hand):
+    the process then shares the port with the others."""
     verify_threads: int = os.cpu_count() or 2
     """Threads verifying signatures (cryptography releases the GIL while verifying)."""
     clock_skew_seconds: int = 300
@@ -210,6 +219,14 @@ class Settings:
                 )
             if self.read_database_url == self.database_url:
                 raise ConfigError("SPEHUB_READ_DATABASE_URL must name the replica, not the primary")
+        if self.processes > 1:
+            if not self.database_url.startswith("postgresql"):
+                raise ConfigError(
+                    "SPEHUB_PROCESSES above 1 needs a PostgreSQL SPEHUB_DATABASE_URL: "
+                    "SQLite has a single writer, so more processes would only queue on it"
+                )
+            if self.listen_address.rpartition(":")[2] == "0":
+                raise ConfigError("SPEHUB_PROCESSES above 1 needs a fixed port in SPEHUB_LISTEN, not port 0")
         if self.keystore_url == self.database_url:
             raise ConfigError(
                 "SPEHUB_KEYSTORE_URL must not be the main database: erasure relies on keeping them apart"

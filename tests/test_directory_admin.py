@@ -154,3 +154,23 @@ def test_participants_commands(admin_env, test_pki, capsys):
     out.write_bytes(out.read_bytes().replace(b"suspended", b"active   "))
     with pytest.raises(ConfigError, match="does not verify"):
         verify_export(out, public)
+
+
+def test_a_registry_imported_by_another_process_at_the_same_moment_is_not_an_error(hub, test_pki, monkeypatch):
+    """Two hub processes starting together import the same registry file: the one that loses the
+    race on the participants' unique key imports again and finds every row there."""
+    from hub.store.directory import DirectoryRepository
+
+    seen = DirectoryRepository.participant
+    raced: list[str] = []
+
+    def as_if_not_there_yet(self, participant_id):  # what the loser saw before the winner committed
+        if not raced:
+            raced.append(participant_id)
+            return None
+        return seen(self, participant_id)
+
+    monkeypatch.setattr(DirectoryRepository, "participant", as_if_not_there_yet)
+    registry = Directory.load(test_pki.root / "registry.json")
+    assert hub.admin.import_registry(registry) == (0, 0)
+    assert raced  # the first pass did try to add a participant that was there

@@ -116,13 +116,16 @@ def start_server(
     mobility: MobilityServicer,
     workers: int,
     max_message_bytes: int,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Start serving on ``address`` (port 0 picks a free port). Returns the bound port.
 
     ``workers`` threads run the unary methods and the streams' store calls; there is no
     server-wide cap on concurrent calls (grpc's ``maximum_concurrent_rpcs`` would let one
     caller's idle streams refuse everybody else): each participant's rate and stream slots
-    are its own (hub.services.limits). Raises RuntimeError if the address cannot be bound.
+    are its own (hub.services.limits). ``reuse_port``: share the port with the other serving
+    processes of the hub (SO_REUSEPORT; hub.supervisor); else binding a port in use fails. Raises
+    RuntimeError if the address cannot be bound.
     """
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
     loop = asyncio.new_event_loop()
@@ -137,7 +140,7 @@ def start_server(
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(reuse_port)),
                 # Long-lived connections (a TLS handshake costs ~2.3 ms): keep them alive.
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.keepalive_timeout_ms", 20_000),

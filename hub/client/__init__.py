@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -83,8 +85,11 @@ def authorized_channel(
     key_pem: bytes,
     scopes: tuple[str, ...] = (),
     server_name: str = "localhost",
+    options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.Channel:
-    """An mTLS channel whose calls carry a hub access token bound to this client certificate."""
+    """An mTLS channel whose calls carry a hub access token bound to this client certificate.
+    ``options``: more channel arguments, e.g. ``("grpc.use_local_subchannel_pool", 1)`` for a
+    connection of its own (gRPC shares one between channels to the same address otherwise)."""
     token_channel = secure_channel(target, ca_pem, cert_pem, key_pem, server_name)
     credentials = grpc.composite_channel_credentials(
         grpc.ssl_channel_credentials(
@@ -92,7 +97,9 @@ def authorized_channel(
         ),
         grpc.metadata_call_credentials(HubTokens(token_channel, scopes)),
     )
-    return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", server_name)])
+    return grpc.secure_channel(
+        target, credentials, options=[("grpc.ssl_target_name_override", server_name), *options]
+    )
 
 
 def seal(

@@ -20,8 +20,7 @@ from hub.errors import HubError
 def _serve(args: argparse.Namespace) -> int:
     from hub.bootstrap import serve
 
-    serve(Settings.from_env(os.environ))
-    return 0
+    return serve(Settings.from_env(os.environ), os.environ)
 
 
 def _dev_pki(args: argparse.Namespace) -> int:

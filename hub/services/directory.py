@@ -30,7 +30,7 @@ from hub.domain.directory import (
 from hub.domain.records import HEX64
 from hub.domain.stored import StoredKey
 from hub.domain.tokens import HubKeyRing
-from hub.errors import InvalidRequestError, NotFoundError, SignatureError
+from hub.errors import InvalidRequestError, NotFoundError, SignatureError, StoreConflictError
 from hub.store.engine import Store
 from hub.store.uow import UnitOfWork
 
@@ -97,8 +97,16 @@ class DirectoryAdmin:
     def import_registry(self, registry: Directory) -> tuple[int, int]:
         """Add the participants and keys of a registry file that the store lacks; change nothing else.
 
-        Returns (participants added, keys added).
+        Returns (participants added, keys added). Hub processes starting together import the same
+        file at the same moment: the one whose insert loses the race on a unique key imports again,
+        and then finds the rows there.
         """
+        try:
+            return self._import_registry(registry)
+        except StoreConflictError:
+            return self._import_registry(registry)
+
+    def _import_registry(self, registry: Directory) -> tuple[int, int]:
         added_p = added_k = 0
         with self.store.unit_of_work(write=True) as uow:
             for p in registry.participants.values():
