@@ -156,7 +156,9 @@ def test_participants_commands(admin_env, test_pki, capsys):
         verify_export(out, public)
 
 
-def test_a_registry_imported_by_another_process_at_the_same_moment_is_not_an_error(hub, test_pki, monkeypatch):
+def test_a_registry_imported_by_another_process_at_the_same_moment_is_not_an_error(
+    hub, test_pki, monkeypatch
+):
     """Two hub processes starting together import the same registry file: the one that loses the
     race on the participants' unique key imports again and finds every row there."""
     from hub.store.directory import DirectoryRepository
