@@ -160,6 +160,50 @@ def test_a_kept_ranking_answers_as_the_full_query(pool, hub, clock):
     assert {pk for _, pk in kept} - {pk for pk, _ in full}
 
 
+def _scored_pages(uow, offer, audience, own, limits):
+    """Every page (each position, each size) as ``candidates`` answers it, next to the page the
+    scoring query gives; and how many the top-score path answered alone."""
+    consented = uow.matching._consented(audience, own)
+    full = [
+        (row[0], row[4]) for row in uow.conn.execute(uow.matching._scored(offer, consented, None, 10_000))
+    ]
+    pages, fast = [], 0
+    for i, after in enumerate([None, *((s, pk) for pk, s in full)]):
+        for limit in limits:
+            got = [(row[0].pk, row[4]) for row in uow.matching.candidates(audience, own, offer, after, limit)]
+            pages.append((got, full[i : i + limit], (after, limit)))
+            fast += uow.matching._best_first(offer, consented, after, limit) is not None
+    return full, pages, fast
+
+
+@pytest.mark.parametrize("window", [5000, 1])
+def test_top_score_candidates_found_without_scoring_are_the_pages_scoring_gives(
+    pool, hub, clock, monkeypatch, window
+):
+    """A page of only top-score candidates (1000 here: the offer's unit group, both skills, 24
+    months; two for each audience) is read in record order without scoring the group; every page, first or later, equals
+    the one scoring gives, and a window too small to prove a page leaves it to scoring."""
+    monkeypatch.setattr("hub.store.matching.WINDOW", window)
+    now = to_us(clock())
+    with hub.store.unit_of_work() as uow:
+        offer = _offer_facts(uow)
+        for audience, own in (
+            (Audience(FT, "FR", MATCHING_BIT, ACTIVE, now), None),
+            (Audience(SN, "SN", MATCHING_BIT, ACTIVE, now), SN),
+        ):
+            full, pages, fast = _scored_pages(uow, offer, audience, own, (1, 2, 3, 5))
+            assert [s for _, s in full[:2]] == [1000, 1000] and full[2][1] < 1000
+            for got, expected, where in pages:
+                assert got == expected, where
+            # The first page of 1 or 2 and the page of 1 after the first; a window of one row
+            # cannot prove a page of two.
+            assert (fast == 3) if window > 1 else (0 < fast < 3)
+        # Ranking takes the same path, consent aside: its kept rows are the scoring query's.
+        rows = uow.matching.rank_offer(offer, 1, 2)[1]
+        scored = uow.conn.execute(uow.matching._scored(offer, [], None, 2))
+        assert rows == [(row[0], row[4]) for row in scored]
+
+
 @pytest.mark.slow
 def test_a_kept_ranking_stays_exact_as_the_pool_changes(pool, hub, clock):
     sn, ft = pool
