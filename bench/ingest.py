@@ -46,19 +46,21 @@ ORIGINS = ("sn-anpej", "ml-anpe", "ma-anapec")
 
 
 def start_hub(root: Path, database_url: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    settings = {
+        "SPEHUB_LISTEN": f"127.0.0.1:{port}",
+        "SPEHUB_METRICS_LISTEN": "",
+        # A benchmark measures throughput, not the per-participant rate limit.
+        "SPEHUB_RATE_LIMIT_PER_SECOND": "1000000",
+        "SPEHUB_RATE_LIMIT_BURST": "100000",
+        "SPEHUB_MAX_BATCH_RECORDS": "5000",
+        "SPEHUB_LOG_LEVEL": "WARNING",
+    }
     env = hub_env(
         root,
         database_url,
         f"sqlite:///{root.parent / 'keys.sqlite3'}",
         DEV_TRUST_DOMAIN,
-        SPEHUB_LISTEN=f"127.0.0.1:{port}",
-        SPEHUB_METRICS_LISTEN="",
-        # A benchmark measures throughput, not the per-participant rate limit.
-        SPEHUB_RATE_LIMIT_PER_SECOND="1000000",
-        SPEHUB_RATE_LIMIT_BURST="100000",
-        SPEHUB_MAX_BATCH_RECORDS="5000",
-        SPEHUB_LOG_LEVEL="WARNING",
-        **extra,
+        **{**settings, **extra},
     )
     return subprocess.Popen([sys.executable, "-m", "hub.entrypoints.cli", "serve"], env=env)
 
