@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    String,
     and_,
+    any_,
     exists,
+    literal,
     or_,
     select,
+    tuple_,
 )
 
 from hub.domain.stored import (
@@ -95,8 +101,19 @@ class ConsentRepository(Repository):
         wanted = sorted(set(subjects))
         out: set[tuple[str, str]] = set()
         for chunk in chunks(wanted, 200):
+            pairs: ColumnElement[bool]
+            if self.is_sqlite:
+                pairs = tuple_(c.origin_id, c.record_id).in_(chunk)
+            else:
+                # Two array parameters: one statement text whatever the pairs, so PostgreSQL and the
+                # driver reuse their work (an OR of 50 pairs was built, sent and planned anew on every
+                # match); the rows are then held to the pairs asked for.
+                pairs = and_(
+                    c.record_id == any_(literal(sorted({r for _, r in chunk}), ARRAY(String))),
+                    c.origin_id == any_(literal(sorted({o for o, _ in chunk}), ARRAY(String))),
+                )
             conditions = [
-                or_(*(and_(c.origin_id == o, c.record_id == r) for o, r in chunk)),
+                pairs,
                 *in_force(audience.active_status, audience.now_us, audience.purpose_bit),
             ]
             if named:
@@ -109,7 +126,10 @@ class ConsentRepository(Repository):
                         ),
                     )
                 )
+            asked = set(chunk)
             out.update(
-                (o, r) for o, r in self.conn.execute(select(c.origin_id, c.record_id).where(*conditions))
+                (o, r)
+                for o, r in self.conn.execute(select(c.origin_id, c.record_id).where(*conditions))
+                if (o, r) in asked
             )
         return out

@@ -286,7 +286,7 @@ class RecordRepository(Repository):
                 select(r.id, *ENVELOPE_COLUMNS)
                 .select_from(t.records)
                 .join(t.envelopes, t.envelopes.c.id == r.envelope_id)
-                .where(r.id.in_(chunk))
+                .where(self._among(r.id, chunk))
             )
             out.update({row[0]: stored(row[1:]) for row in self.conn.execute(query)})
         return out
