@@ -12,12 +12,10 @@ import time
 import pytest
 from sqlalchemy import insert, text
 
-from hub.domain.records import PayloadKind
 from hub.services.operations import StatisticsKeeper
 from hub.store import schema as t
 from hub.store.engine import Store
-from tests.support.matching import SN, ok
-from tests.support.records import demo_consent, demo_profile
+from tests.support.matching import SN, publish_candidates
 
 
 def _load(store: Store, first: int, n: int) -> None:
@@ -147,13 +145,7 @@ def test_records_stored_wake_the_background_check(hub, connect):
     keeper = hub.statistics
     assert keeper is not None and keeper.analysed == []
     keeper.minimum = 5
-    sn = connect(SN)
-    now = sn.clock()
-    batch = []
-    for i in range(4):
-        batch.append(sn.seal(demo_consent(SN, f"c-{i}", 1, now), PayloadKind.CONSENT))
-        batch.append(sn.seal(demo_profile(SN, f"p-{i}", f"c-{i}", 1, now), PayloadKind.CANDIDATE_PROFILE))
-    ok(sn.publish_one_batch(batch))
+    publish_candidates(connect(SN), 4)
     deadline = time.monotonic() + 20
     while "records" not in keeper.analysed and time.monotonic() < deadline:
         time.sleep(0.05)

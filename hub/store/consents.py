@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    String,
     and_,
-    any_,
     exists,
-    literal,
     or_,
     select,
-    tuple_,
 )
 
 from hub.domain.stored import (
@@ -101,17 +95,15 @@ class ConsentRepository(Repository):
         wanted = sorted(set(subjects))
         out: set[tuple[str, str]] = set()
         for chunk in chunks(wanted, 200):
-            pairs: ColumnElement[bool]
-            if self.is_sqlite:
-                pairs = tuple_(c.origin_id, c.record_id).in_(chunk)
-            else:
-                # Two array parameters: one statement text whatever the pairs, so PostgreSQL and the
-                # driver reuse their work (an OR of 50 pairs was built, sent and planned anew on every
-                # match); the rows are then held to the pairs asked for.
-                pairs = and_(
-                    c.record_id == any_(literal(sorted({r for _, r in chunk}), ARRAY(String))),
-                    c.origin_id == any_(literal(sorted({o for o, _ in chunk}), ARRAY(String))),
-                )
+            # The pairs' record ids and origins as two lists, the rows then held to the pairs asked
+            # for: the unique index (origin, record id) is searched for each combination. On
+            # PostgreSQL each list is one array parameter, so the statement text never changes and
+            # PostgreSQL and the driver reuse their work (an OR of 50 pairs was built, sent and
+            # planned anew on every match); SQLite scanned the whole index for a row-value IN.
+            pairs = and_(
+                self._among(c.record_id, sorted({r for _, r in chunk})),
+                self._among(c.origin_id, sorted({o for o, _ in chunk})),
+            )
             conditions = [
                 pairs,
                 *in_force(audience.active_status, audience.now_us, audience.purpose_bit),

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
-    BigInteger,
     Connection,
     Select,
     any_,
@@ -62,13 +61,13 @@ class Repository:
         self.conn = conn
         self.is_sqlite = is_sqlite
 
-    def _among(self, column: Any, pks: Sequence[int]) -> Any:
-        """``column IN pks`` for record keys: on PostgreSQL one array parameter (``= ANY``), so the
-        statement is the same text whatever the number of keys and the driver reuses its parsing;
-        an IN list of 50 keys cost more in the driver and SQLAlchemy than the query took to run."""
+    def _among(self, column: Any, values: Sequence[Any]) -> Any:
+        """``column IN values``: on PostgreSQL one array parameter (``= ANY``), so the statement is
+        the same text whatever the number of values and the driver reuses its parsing; an IN list
+        of 50 keys cost more in the driver and SQLAlchemy than the query took to run."""
         if self.is_sqlite:
-            return column.in_(list(pks))
-        return column == any_(literal(list(pks), ARRAY(BigInteger)))
+            return column.in_(list(values))
+        return column == any_(literal(list(values), ARRAY(column.type)))
 
     def _insert_many(self, table: Any, rows: Sequence[dict[str, Any]]) -> None:
         """INSERT rows (all with the same keys) through the driver: COPY on PostgreSQL, executemany

@@ -7,7 +7,7 @@ from datetime import timedelta
 from spehub.v1 import common_pb2, exchange_pb2, pool_pb2, profile_pb2
 
 from hub.domain.records import PayloadKind
-from tests.support.records import demo_offer
+from tests.support.records import demo_consent, demo_offer, demo_profile
 
 SN, MA, ML, FT, SE = "sn-anpej", "ma-anapec", "ml-anpe", "fr-francetravail", "se-arbetsformedlingen"
 SKILL = "pose de parpaings"
@@ -16,6 +16,16 @@ SKILL = "pose de parpaings"
 def ok(results):
     outcomes = [exchange_pb2.RecordOutcome.Name(r.outcome) for r in results]
     assert outcomes == ["RECORD_OUTCOME_ACCEPTED"] * len(results), [(r.field, r.message) for r in results]
+
+
+def publish_candidates(sn, n: int) -> None:
+    """``n`` demo candidates of ``sn``, ``c-i`` consenting for ``p-i``, in one batch."""
+    now = sn.clock()
+    batch = []
+    for i in range(n):
+        batch.append(sn.seal(demo_consent(sn.id, f"c-{i}", 1, now), PayloadKind.CONSENT))
+        batch.append(sn.seal(demo_profile(sn.id, f"p-{i}", f"c-{i}", 1, now), PayloadKind.CANDIDATE_PROFILE))
+    ok(sn.publish_one_batch(batch))
 
 
 def add_experience(profile, now, months: int) -> None:
