@@ -251,8 +251,8 @@ class MatchingQueries(Repository):
         the first ``limit`` in record order that pass its conditions. They are looked for among the
         first WINDOW occupation rows of the top tier (in record order, after the profile's own
         constraints); finding ``limit`` of them there proves the page. In a large group, where
-        scoring every candidate is slow, that is the usual case: a match of the largest synthetic
-        group at a million profiles read ~60,000 candidates to return 50 that all had the top score.
+        scoring every candidate is slow (tens of thousands pass the hard constraints at a million
+        profiles), that is the usual case: 90% of the synthetic pool's offers' first pages.
         """
         top = self._top_score(offer)
         if after is not None and after[0] < top:
