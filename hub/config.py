@@ -227,6 +227,12 @@ class Settings:
                 )
             if self.listen_address.rpartition(":")[2] == "0":
                 raise ConfigError("SPEHUB_PROCESSES above 1 needs a fixed port in SPEHUB_LISTEN, not port 0")
+            metrics_port = int(self.metrics_address.rpartition(":")[2] or 0)
+            if metrics_port and metrics_port + self.processes - 1 > 65535:
+                raise ConfigError(
+                    f"SPEHUB_METRICS_LISTEN's port {metrics_port} leaves no room for the metrics ports of "
+                    f"{self.processes} processes (the port + 0 to {self.processes - 1})"
+                )
         if self.keystore_url == self.database_url:
             raise ConfigError(
                 "SPEHUB_KEYSTORE_URL must not be the main database: erasure relies on keeping them apart"

@@ -51,6 +51,17 @@ def test_several_processes_need_a_fixed_port():
         )
 
 
+def test_every_process_needs_a_metrics_port():
+    with pytest.raises(ConfigError, match="leaves no room for the metrics ports of 3 processes"):
+        Settings.from_env(
+            {
+                "SPEHUB_PROCESSES": "3",
+                "SPEHUB_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1/test",
+                "SPEHUB_METRICS_LISTEN": "127.0.0.1:65534",
+            }
+        )
+
+
 def test_process_count_is_bounded():
     with pytest.raises(ConfigError, match="SPEHUB_PROCESSES must be between 1 and 64, not 65"):
         Settings.from_env({"SPEHUB_PROCESSES": "65"})
