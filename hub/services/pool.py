@@ -49,15 +49,27 @@ class PoolService:
             active_status=consent_pb2.CONSENT_STATUS_ACTIVE,
             now_us=to_us(self.clock()),
         )
-        # Read on the replica when there is one; the consents are checked again on the primary, in
-        # the transaction that records the disclosures, so a withdrawal applies at once.
-        with self.store.unit_of_work(replica=True) as uow:
-            rows = uow.pool.profiles(f, audience, after, size + 1)
+        # Read on the replica when there is one, and on SQLite in a read transaction (its write
+        # transaction holds the process's writers); the consents are then checked again on the
+        # primary, in the transaction that records the disclosures, so a withdrawal applies at
+        # once. On a PostgreSQL primary alone the page is read in that transaction itself, under the
+        # same consent conditions: no second look is needed (2.3 ms of a 13 ms search at 1M).
+        apart = self.store.has_replica or self.store.is_sqlite
+        rows = []
+        if apart:
+            with self.store.unit_of_work(replica=True) as uow:
+                rows = uow.pool.profiles(f, audience, after, size + 1)
         with self.store.unit_of_work(write=True) as uow:
-            allowed = uow.consents.allowed(
-                {(env.origin_id, consent_id) for _, _, consent_id, env in rows[:size]}, audience, named=True
-            )
-            page = [row for row in rows[:size] if (row[3].origin_id, row[2]) in allowed]
+            if apart:
+                allowed = uow.consents.allowed(
+                    {(env.origin_id, consent_id) for _, _, consent_id, env in rows[:size]},
+                    audience,
+                    named=True,
+                )
+                page = [row for row in rows[:size] if (row[3].origin_id, row[2]) in allowed]
+            else:
+                rows = uow.pool.profiles(f, audience, after, size + 1)
+                page = rows[:size]
             opened = self.sealer.open([env for *_, env in page])
             hits = [
                 ProfileHit(env, country, self.sealer.pseudonym(caller.id, env.origin_id, env.record_id))
