@@ -84,6 +84,7 @@ def test_each_process_gets_its_own_metrics_port_and_only_the_first_ranks():
     assert "SPEHUB_METRICS_LISTEN" not in child_environment(off, {}, 1)
 
 
+@pytest.mark.processes
 def test_a_port_in_use_is_refused_without_the_shared_port_setting(test_pki, database_url, tmp_path):
     """Only the processes of one supervisor share a port: a hub started alone on a port already
     served fails to start instead of silently sharing it."""
