@@ -193,8 +193,8 @@ def test_processes_share_the_port_and_store_each_record_once(supervised, test_pk
     proc, port, metrics, _log = supervised
     now = synth.now_utc()
     candidates = list(synth.candidates(3, 40, now, ("SN",)))
-    # A connection per batch until both processes have stored some: the kernel picks the process
-    # of each new connection. The same batch through a second connection answers DUPLICATE.
+    # A connection per batch (40 of them): the kernel picks the process of each new connection, so
+    # both get some. Every other batch is sent again on its connection and answers DUPLICATE.
     outcomes: list[int] = []
     for i, (consent, profile, _personal) in enumerate(candidates):
         with _channel(test_pki, port, SN) as channel:
