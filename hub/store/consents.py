@@ -20,6 +20,7 @@ from hub.store.sql import (
     Repository,
     chunks,
     in_force,
+    names_recipient,
 )
 
 
@@ -91,7 +92,7 @@ class ConsentRepository(Repository):
         """Of the (origin id, consent record id) pairs, those whose consent is in force now for the
         audience's purpose and, with ``named``, names the audience (participant or country): what
         a disclosure read from a replica is checked against on the primary."""
-        c, cr = t.consents.c, t.consent_recipients.c
+        c = t.consents.c
         wanted = sorted(set(subjects))
         out: set[tuple[str, str]] = set()
         for chunk in chunks(wanted, 200):
@@ -109,15 +110,7 @@ class ConsentRepository(Repository):
                 *in_force(audience.active_status, audience.now_us, audience.purpose_bit),
             ]
             if named:
-                conditions.append(
-                    exists().where(
-                        cr.record_pk == c.record_pk,
-                        or_(
-                            cr.participant_id == audience.participant_id,
-                            cr.country_code == audience.country_code,
-                        ),
-                    )
-                )
+                conditions.append(names_recipient(audience.participant_id, audience.country_code))
             asked = set(chunk)
             out.update(
                 (o, r)

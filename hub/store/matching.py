@@ -35,6 +35,8 @@ from hub.store.sql import (
     drop_rankings,
     in_force,
     isco_group,
+    languages_held,
+    names_recipient,
     newest_envelope,
     offers_with_envelopes,
     stored,
@@ -220,19 +222,12 @@ class MatchingQueries(Repository):
 
     def _consented(self, audience: Audience, own_origin: str | None) -> list[Any]:
         """Conditions on ``profiles`` and ``consents``: the consent allows ``audience`` to match now."""
-        p, c, cr = t.profiles.c, t.consents.c, t.consent_recipients.c
+        p = t.profiles.c
         conditions = in_force(audience.active_status, audience.now_us, audience.purpose_bit)
         if own_origin is not None:
             conditions.append(p.origin_id == own_origin)
         else:
-            conditions.append(
-                exists().where(
-                    cr.record_pk == c.record_pk,
-                    or_(
-                        cr.participant_id == audience.participant_id, cr.country_code == audience.country_code
-                    ),
-                )
-            )
+            conditions.append(names_recipient(audience.participant_id, audience.country_code))
         return conditions
 
     def _best_first(
@@ -266,7 +261,7 @@ class MatchingQueries(Repository):
             rows = rows.where(po.record_pk > after[1])
         window = rows.distinct().order_by(po.record_pk).limit(WINDOW).subquery()
         source: Any = t.profiles.join(window, window.c.record_pk == p.record_pk)
-        conditions = [*consented, *self._profile_conditions(offer)]
+        conditions = [*consented, *languages_held(offer.languages)]
         source = self._restricted(source, consented, conditions, up_to)
         if offer.skills:
             conditions.append(self._skills_held(offer) == len(offer.skills))
@@ -334,20 +329,6 @@ class MatchingQueries(Repository):
             own.append(or_(po.available_from.is_(None), po.available_from <= offer.start_date))
         return own
 
-    @staticmethod
-    def _profile_conditions(offer: matching.Offer) -> list[Any]:
-        """The offer's language requirements, on ``profiles``."""
-        p, pl = t.profiles.c, t.profile_languages
-        conditions = []
-        for code, level in offer.languages:
-            alias = pl.alias()
-            conditions.append(
-                exists().where(
-                    alias.c.record_pk == p.record_pk, alias.c.language_code == code, alias.c.level >= level
-                )
-            )
-        return conditions
-
     def _scored(
         self,
         offer: matching.Offer,
@@ -367,7 +348,7 @@ class MatchingQueries(Repository):
         po = t.profile_occupations.c
         ps, pe = t.profile_skills.c, t.profile_experience.c
         own = self._own(offer)
-        conditions: list[Any] = [*consented, *self._profile_conditions(offer)]
+        conditions: list[Any] = [*consented, *languages_held(offer.languages)]
         # Occupation points: the closest of the profile's occupations (no row: outside the sub-major
         # group), by the leading digits both codes have and agree on, as matching._fit counts them
         # (a code known only at a coarser group, the profile's or the offer's, shares no more).

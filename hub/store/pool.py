@@ -24,6 +24,8 @@ from hub.store.sql import (
     Repository,
     in_force,
     isco_group,
+    languages_held,
+    names_recipient,
     offers_with_envelopes,
     stored,
 )
@@ -47,14 +49,11 @@ class PoolQueries(Repository):
         profile's consent record (same origin) is active, inside its validity
         window, grants the audience's purpose and names the caller or its country.
         """
-        p, r, c, cr = t.profiles.c, t.records.c, t.consents.c, t.consent_recipients.c
+        p, r, c = t.profiles.c, t.records.c, t.consents.c
         po = t.profile_occupations.c
         conditions = [
             *in_force(audience.active_status, audience.now_us, audience.purpose_bit),
-            exists().where(
-                cr.record_pk == c.record_pk,
-                or_(cr.participant_id == audience.participant_id, cr.country_code == audience.country_code),
-            ),
+            names_recipient(audience.participant_id, audience.country_code),
         ]
         source: Any = t.profiles
         order: Any = p.record_pk
@@ -84,11 +83,7 @@ class PoolQueries(Repository):
                         or_(*(isco_group(po.isco08_code, x) == x for x in f.isco08_prefixes)),
                     )
                 )
-        for lang, level in f.languages:
-            pl = t.profile_languages.alias()
-            conditions.append(
-                exists().where(pl.c.record_pk == p.record_pk, pl.c.language_code == lang, pl.c.level >= level)
-            )
+        conditions += languages_held(f.languages)
         if f.destination_country:
             pd = t.profile_destinations.c
             conditions.append(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,10 +13,12 @@ from sqlalchemy import (
     Select,
     any_,
     delete,
+    exists,
     func,
     insert,
     literal,
     literal_column,
+    or_,
     select,
 )
 from sqlalchemy.engine import Dialect
@@ -173,6 +175,29 @@ def in_force(active: int, now_us: int, purpose_bit: int) -> list[Any]:
         c.valid_until_us > now_us,
         c.purpose_mask.op("&")(purpose_bit) != 0,
     ]
+
+
+def names_recipient(participant_id: str, country_code: str) -> Any:
+    """Condition on ``consents``: the consent names the participant, or its country, among its
+    recipients."""
+    c, cr = t.consents.c, t.consent_recipients.c
+    return exists().where(
+        cr.record_pk == c.record_pk,
+        or_(cr.participant_id == participant_id, cr.country_code == country_code),
+    )
+
+
+def languages_held(languages: Iterable[tuple[str, int]]) -> list[Any]:
+    """Conditions on ``profiles``: the profile holds each (language code, CEFR level) at or above
+    that level."""
+    p = t.profiles.c
+    conditions = []
+    for code, level in languages:
+        pl = t.profile_languages.alias()
+        conditions.append(
+            exists().where(pl.c.record_pk == p.record_pk, pl.c.language_code == code, pl.c.level >= level)
+        )
+    return conditions
 
 
 def offers_with_envelopes(conditions: Sequence[Any]) -> Select[Any]:
