@@ -142,59 +142,43 @@ def test_subscribers_resume_from_their_cursor_after_a_restart(test_pki, database
 
 def test_database_unreachable_gives_unavailable_no_partial_write_and_recovers(test_pki, clock, tmp_path):
     """PostgreSQL behind a proxy the test cuts: UNAVAILABLE while it is away, service again once it is back."""
-    import os
-
-    import pytest
     from prometheus_client import CollectorRegistry
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
     from hub.bootstrap import build_hub
     from tests.support.hubs import hub_settings
-    from tests.support.processes import TcpProxy
+    from tests.support.processes import database_behind_proxy
 
-    base = os.environ.get("SPEHUB_TEST_DATABASE_URL", "")
-    if not base.startswith("postgresql"):
-        pytest.skip("needs a database over the network (set SPEHUB_TEST_DATABASE_URL to PostgreSQL)")
-    url = make_url(base)
-    proxy = TcpProxy(url.port or 5432, url.host or "127.0.0.1")
-    schema = f"fault_{os.urandom(6).hex()}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    through_proxy = url.set(port=proxy.port).update_query_dict({"options": f"-csearch_path={schema}"})
-    database_url = through_proxy.render_as_string(hide_password=False)
-    hub = build_hub(hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry())
-    try:
-        ft = make_participant(hub.port, test_pki, FT, clock)  # token issued while the database is there
-        offers = _offers(30)
-        first = ft.publish_one_batch([ft.seal(o, PayloadKind.JOB_OFFER) for o in offers[:10]])
-        assert all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in first)
-        proxy.cut()
+    with database_behind_proxy("fault") as (proxy, database_url):
+        hub = build_hub(
+            hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
+        )
         try:
-            ft.publish_one_batch([ft.seal(o, PayloadKind.JOB_OFFER) for o in offers[10:20]])
-            raise AssertionError("a publication went through with the database away")
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.UNAVAILABLE
-            assert "nothing was written" in (exc.details() or "") or "database" in (exc.details() or "")
-        proxy.restore()
-        results = None
-        for _ in range(5):  # the pool drops its dead connections on first use; no restart needed
+            ft = make_participant(hub.port, test_pki, FT, clock)  # token issued while the database is there
+            offers = _offers(30)
+            first = ft.publish_one_batch([ft.seal(o, PayloadKind.JOB_OFFER) for o in offers[:10]])
+            assert all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in first)
+            proxy.cut()
             try:
-                results = ft.publish_one_batch([ft.seal(o, PayloadKind.JOB_OFFER) for o in offers[10:]])
-                break
+                ft.publish_one_batch([ft.seal(o, PayloadKind.JOB_OFFER) for o in offers[10:20]])
+                raise AssertionError("a publication went through with the database away")
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.UNAVAILABLE
-        assert results is not None and all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in results)
-        with hub.store.unit_of_work() as uow:
-            assert uow.records.count_envelopes() == 30  # the refused batch left nothing behind
-        ft.channel.close()
-    finally:
-        hub.stop(0)
-        proxy.close()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+                assert "nothing was written" in (exc.details() or "") or "database" in (exc.details() or "")
+            proxy.restore()
+            results = None
+            for _ in range(5):  # the pool drops its dead connections on first use; no restart needed
+                try:
+                    results = ft.publish_one_batch([ft.seal(o, PayloadKind.JOB_OFFER) for o in offers[10:]])
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+            assert results is not None
+            assert all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in results)
+            with hub.store.unit_of_work() as uow:
+                assert uow.records.count_envelopes() == 30  # the refused batch left nothing behind
+            ft.channel.close()
+        finally:
+            hub.stop(0)
 
 
 def test_database_errors_are_named_without_values():

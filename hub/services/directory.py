@@ -1,7 +1,7 @@
 """The directory in the store: read by every call, changed by operators, visible to all replicas at once.
 
 Every change bumps a version row in the same transaction; each call asks the
-store for that version (one small query) and reloads only when it moved. So
+store for that version (one small query, Store.directory_version) and reloads only when it moved. So
 a suspension, a revoked key or a revoked certificate applies from the next
 call on, in every hub process sharing the database.
 """
@@ -52,11 +52,11 @@ class DirectoryProvider:
 
     def current(self) -> Directory:
         """The directory as of now. Raises StoreUnavailableError."""
+        cached = self._cached
+        if cached is not None and cached.version == self.store.directory_version():
+            return cached  # every call but the first after a change: one round trip
         with self.store.unit_of_work() as uow:
             version = uow.directory.version()
-            cached = self._cached
-            if cached is not None and cached.version == version:
-                return cached
             participants, keys, revoked = uow.directory.contents()
         with self._lock:
             directory = Directory(

@@ -53,6 +53,7 @@ class Store:
             if database and database != ":memory:"
             else None
         )
+        self._version_probe = _VersionProbe(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -72,9 +73,17 @@ class Store:
     def has_replica(self) -> bool:
         return self.read_engine is not None
 
+    def directory_version(self) -> int:
+        """The directory's change counter (hub.store.directory), as committed now.
+
+        Read on every call (hub.services.directory), so in one round trip on a connection kept for
+        it, outside any transaction. Raises StoreUnavailableError."""
+        return self._version_probe.read()
+
     def close(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.stop()
+        self._version_probe.close()
         self.engine.dispose()
         if self.read_engine is not None:
             self.read_engine.dispose()
@@ -125,6 +134,70 @@ class Store:
         except DBAPIError as exc:
             log.warning("the read replica is unreachable (%s): reading from the primary", db_reason(exc))
             return self.engine.connect()
+
+
+class _VersionProbe:
+    """Reads the directory's version on a database connection of its own, in autocommit mode: one
+    round trip per call, where a unit of work from the pool took four (its pre-ping, BEGIN, the
+    query and the rollback: 0.8 ms against 0.05 ms on loopback PostgreSQL).
+
+    Each read sees what is committed at that moment, as a new transaction would. The connection is
+    taken out of the pool (it never goes back in autocommit mode) on first use; when a read fails
+    (a database restart, an idle timeout), the connection is closed and the read made once more on
+    a new one, since a read changes nothing. Calls on several threads take turns (one round trip
+    each)."""
+
+    QUERY = "SELECT version FROM directory_state WHERE id = 1"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._conn: Any = None  # the DBAPI connection, detached from the pool
+
+    def read(self) -> int:
+        failures = (self.engine.dialect.loaded_dbapi.Error, DBAPIError)
+        with self._lock:
+            try:
+                return self._read()
+            except failures:
+                self._drop()  # dropped by the database, or broken: once more on a new connection
+            try:
+                return self._read()
+            except failures as exc:
+                self._drop()
+                orig = exc.orig if isinstance(exc, DBAPIError) else exc
+                raise StoreUnavailableError(f"the database did not answer ({type(orig).__name__})") from exc
+
+    def _read(self) -> int:
+        if self._conn is None:
+            self._conn = self._connect()
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(self.QUERY)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return int(row[0]) if row else 0
+
+    def _connect(self) -> Any:
+        pooled = self.engine.raw_connection()  # DBAPIError when the database is away
+        pooled.detach()  # closed for good when dropped, never handed to a unit of work
+        conn: Any = pooled.dbapi_connection
+        if self.engine.dialect.name == "postgresql":
+            conn.autocommit = True
+        # SQLite: the connection already runs without pysqlite's implicit transactions
+        # (_sqlite_connect), so a lone SELECT reads the latest commit and holds nothing after it.
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
 
 
 def _make_engine(url: str, dialect: str) -> Engine:

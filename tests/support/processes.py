@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +182,30 @@ class TcpProxy:
     def close(self) -> None:
         self.cut()
         self.server.close()
+
+
+@contextlib.contextmanager
+def database_behind_proxy(prefix: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A fresh schema of the test PostgreSQL (SPEHUB_TEST_DATABASE_URL), reached through a TcpProxy
+    the test can cut: yields (proxy, database URL through it). Skips the test without PostgreSQL."""
+    import pytest
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = os.environ.get("SPEHUB_TEST_DATABASE_URL", "")
+    if not base.startswith("postgresql"):
+        pytest.skip("needs a database over the network (set SPEHUB_TEST_DATABASE_URL to PostgreSQL)")
+    url = make_url(base)
+    proxy = TcpProxy(url.port or 5432, url.host or "127.0.0.1")
+    schema = f"{prefix}_{os.urandom(6).hex()}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    through = url.set(port=proxy.port).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield proxy, through.render_as_string(hide_password=False)
+    finally:
+        proxy.close()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

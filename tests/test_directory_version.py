@@ -1,0 +1,132 @@
+"""The directory's version, read on every call: a change made anywhere applies to the next call,
+and the connection it is read on survives the database dropping it."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import grpc
+import pytest
+from spehub.v1 import pool_pb2
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from hub.errors import StoreUnavailableError
+from hub.pki import DEV_TRUST_DOMAIN
+from hub.services.directory import DirectoryAdmin, DirectoryProvider
+from hub.store.engine import Store
+from tests.support.processes import free_port
+
+SN, ML = "sn-anpej", "ml-anpe"
+
+
+def _bump(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.directory.bump_version()
+        uow.commit()
+
+
+def test_a_suspension_made_through_another_store_applies_on_the_next_call(hub, connect, database_url, clock):
+    """Another hub process (or the operator's CLI) suspends a participant in the shared database:
+    the running hub refuses that participant's very next call, and serves the others."""
+    sn, ml = connect(SN), connect(ML)
+    sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)  # the directory is cached now
+    other = Store(database_url)
+    try:
+        admin = DirectoryAdmin(other, DirectoryProvider(other, DEV_TRUST_DOMAIN, True), clock)
+        admin.set_status(SN, active=False, actor="test")
+        with pytest.raises(grpc.RpcError) as err:
+            sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        ml.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
+        admin.set_status(SN, active=True, actor="test")
+        sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
+    finally:
+        other.close()
+
+
+def test_each_read_sees_the_latest_commit_and_holds_no_snapshot(database_url):
+    store, other = Store(database_url), Store(database_url)
+    try:
+        store.create_schema()
+        first = store.directory_version()
+        _bump(other)
+        assert store.directory_version() == first + 1
+        _bump(other)
+        assert store.directory_version() == first + 2
+        database = make_url(database_url).database
+        if store.is_sqlite and database:
+            # Between reads, the kept connection holds no read transaction: the log can be
+            # truncated (a reader on an older snapshot would make the checkpoint report busy).
+            with sqlite3.connect(database, timeout=5) as conn:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            assert busy == 0
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_dropped_connection_is_replaced_and_the_read_made_again(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL (set SPEHUB_TEST_DATABASE_URL): a server that can drop a connection")
+    store, admin = Store(database_url), Store(database_url)
+    try:
+        store.create_schema()
+        before = store.directory_version()
+        backend = store._version_probe._conn.info.backend_pid
+        with admin.engine.begin() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
+        _bump(admin)
+        assert store.directory_version() == before + 1  # on a new connection, no error
+        assert store._version_probe._conn.info.backend_pid != backend
+    finally:
+        store.close()
+        admin.close()
+
+
+def test_an_unreachable_database_is_unavailable_without_its_address():
+    port = free_port()  # nothing listens there
+    url = f"postgresql+psycopg://hub:s3cret-pw@127.0.0.1:{port}/hub?connect_timeout=2"
+    store = Store(url)
+    try:
+        with pytest.raises(StoreUnavailableError) as err:
+            store.directory_version()
+        message = str(err.value)
+        assert "did not answer" in message
+        assert "s3cret-pw" not in message and str(port) not in message
+    finally:
+        store.close()
+
+
+def test_an_unreachable_database_refuses_calls_with_unavailable(test_pki, clock):
+    """The version read failing reaches the caller as UNAVAILABLE (retry), never as a pass."""
+    from prometheus_client import CollectorRegistry
+
+    from hub.bootstrap import build_hub
+    from tests.support.hubs import hub_settings, make_participant
+    from tests.support.processes import database_behind_proxy
+
+    with database_behind_proxy("probe") as (proxy, database_url):
+        hub = build_hub(
+            hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
+        )
+        try:
+            sn = make_participant(hub.port, test_pki, SN, clock)
+            sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
+            proxy.cut()
+            with pytest.raises(grpc.RpcError) as err:
+                sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            proxy.restore()
+            answered = False
+            for _ in range(5):  # dead pooled connections are dropped on first use
+                try:
+                    sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
+                    answered = True
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+            assert answered
+            sn.channel.close()
+        finally:
+            hub.stop(0)
