@@ -319,6 +319,72 @@ def test_a_stale_ranking_is_not_used_and_is_ranked_again(pool, hub, clock):
     assert rankings.rank_pending() == 0 and not rankings.rank(pk)
 
 
+def _kept_rows(hub) -> dict[int, tuple[int, str]]:
+    """The kept ranking's rows: profile pk -> (minus score, the row's physical identity)."""
+    row_id = "rowid" if hub.store.is_sqlite else "ctid::text"
+    with hub.store.unit_of_work() as uow:
+        rows = uow.conn.exec_driver_sql(
+            f"SELECT profile_pk, minus_score, {row_id} FROM match_rankings"  # noqa: S608 (a constant)
+        ).all()
+    assert len(rows) == len({pk for pk, _, _ in rows}), "a candidate kept twice"
+    return {pk: (minus, str(ident)) for pk, minus, ident in rows}
+
+
+def test_ranking_again_writes_only_what_changed(pool, hub, clock):
+    """An offer is ranked again whenever enough profiles arrive; its candidates that kept their
+    place and score are not written again (each rewrite is a dead row until a VACUUM)."""
+    sn, _ = pool
+    _rank(hub, clock)
+    before = _kept_rows(hub)
+    _publish(sn, "newcomer", isco="7112", skills=(SKILL, SECOND), months=36)
+    clock.advance(minutes=1)
+    _rank(hub, clock)
+    after = _kept_rows(hub)
+    _, served = _compare(hub, clock)  # every page it answers is the full query's
+    assert served > 0 and len(after) == 6
+    stayed = set(before) & set(after)
+    assert len(stayed) == 5  # the newcomer came in, the sixth went out
+    assert all(after[pk] == before[pk] for pk in stayed)  # same score, same physical row
+
+
+def test_postgresql_two_processes_saving_a_ranking_take_turns(pool, hub, clock, database_url):
+    """A second hub process saving the same ranking meanwhile waits for the first, then finds it
+    kept and writes nothing (before, both deleted and inserted: every candidate kept twice)."""
+    if hub.store.is_sqlite:
+        pytest.skip("SQLite has one writer at a time")
+    from hub.store.engine import Store
+
+    _rank(hub, clock)
+    sn, _ = pool
+    _publish(sn, "newcomer", isco="7112", skills=(SKILL, SECOND), months=36)
+    with hub.store.unit_of_work() as uow:
+        offer = _offer_facts(uow)
+        revision = uow.records.indexed_offer_revision(offer.pk)
+        assert revision is not None
+        state, rows = uow.matching.rank_offer(offer, revision, 6)
+    other = Store(database_url)
+    results: list[bool] = []
+    try:
+        with hub.store.unit_of_work(write=True) as first:
+            assert first.matching.save_ranking(offer.pk, state, rows, to_us(clock()))
+
+            def second() -> None:
+                with other.unit_of_work(write=True) as uow:
+                    results.append(uow.matching.save_ranking(offer.pk, state, rows, to_us(clock())))
+                    uow.commit()
+
+            waiter = threading.Thread(target=second, name="second-process", daemon=True)
+            waiter.start()
+            waiter.join(0.5)
+            assert waiter.is_alive() and results == []  # waiting on the first one's lock
+            first.commit()
+        waiter.join(10)
+        assert results == [False]
+    finally:
+        other.close()
+    assert len(_kept_rows(hub)) == 6
+
+
 def test_closed_offers_are_not_ranked(hub, connect, clock):
     publish_offer(connect(FT))  # open for 30 days
     clock.advance(days=31)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     or_,
     select,
     union_all,
+    update,
 )
 
 from hub.domain import matching
@@ -32,7 +34,7 @@ from hub.store.sql import (
     PROFILE_TYPE,
     RANKING_LOCK,
     Repository,
-    drop_rankings,
+    chunks,
     in_force,
     isco_group,
     languages_held,
@@ -154,13 +156,14 @@ class MatchingQueries(Repository):
         finally:
             self.conn.exec_driver_sql(f"SELECT pg_advisory_unlock({RANKING_LOCK})")
 
-    def ranking_state(self, offer_pk: int) -> RankingState | None:
+    def ranking_state(self, offer_pk: int, lock: bool = False) -> RankingState | None:
+        """The kept ranking's state; ``lock``: held until the transaction ends (PostgreSQL; SQLite
+        has one writer at a time), so that two processes saving a ranking of the offer take turns."""
         s = t.match_ranking_state.c
-        row = self.conn.execute(
-            select(s.offer_revision, s.watermark, s.boundary_score, s.boundary_pk).where(
-                s.offer_pk == offer_pk
-            )
-        ).first()
+        query = select(s.offer_revision, s.watermark, s.boundary_score, s.boundary_pk).where(
+            s.offer_pk == offer_pk
+        )
+        row = self.conn.execute(query.with_for_update() if lock else query).first()
         if row is None:
             return None
         return RankingState(row[0], row[1], None if row[2] is None else (row[2], row[3]))
@@ -169,27 +172,46 @@ class MatchingQueries(Repository):
         self, offer_pk: int, state: RankingState, rows: Sequence[tuple[int, int]], now_us: int
     ) -> bool:
         """Keep a ranking of an offer, unless a ranking at least as recent is kept already (another
-        hub process computed it meanwhile). Returns whether it was kept."""
-        current = self.ranking_state(offer_pk)
+        hub process computed it meanwhile). Returns whether it was kept.
+
+        Only what changed is written: an offer is ranked again whenever enough profiles arrived, and
+        most of its 500 kept candidates are the same each time; deleting and inserting them all
+        wrote that many rows again (and left as many dead ones for VACUUM) on every round."""
+        current = self.ranking_state(offer_pk, lock=True)
         if current is not None and (current.offer_revision, current.watermark) >= (
             state.offer_revision,
             state.watermark,
         ):
             return False
-        drop_rankings(self.conn, offers=[offer_pk])
-        self.conn.execute(
-            insert(t.match_ranking_state).values(
-                offer_pk=offer_pk,
-                offer_revision=state.offer_revision,
-                watermark=state.watermark,
-                boundary_score=state.boundary[0] if state.boundary else None,
-                boundary_pk=state.boundary[1] if state.boundary else None,
-                computed_at_us=now_us,
-            )
+        s, mr = t.match_ranking_state.c, t.match_rankings.c
+        values = {
+            "offer_revision": state.offer_revision,
+            "watermark": state.watermark,
+            "boundary_score": state.boundary[0] if state.boundary else None,
+            "boundary_pk": state.boundary[1] if state.boundary else None,
+            "computed_at_us": now_us,
+        }
+        if current is None:
+            # Two processes ranking a new offer at once: the second insert fails (StoreConflictError).
+            self.conn.execute(insert(t.match_ranking_state).values(offer_pk=offer_pk, **values))
+        else:
+            self.conn.execute(update(t.match_ranking_state).where(s.offer_pk == offer_pk).values(**values))
+        kept = dict(
+            self.conn.execute(select(mr.profile_pk, mr.minus_score).where(mr.offer_pk == offer_pk)).all()
         )
+        wanted = {pk: -score for pk, score in rows}
+        gone = sorted(pk for pk, minus in kept.items() if wanted.get(pk) != minus)
+        for chunk in chunks(gone, 500):
+            self.conn.execute(
+                delete(t.match_rankings).where(mr.offer_pk == offer_pk, self._among(mr.profile_pk, chunk))
+            )
         self._insert_many(
             t.match_rankings,
-            [{"offer_pk": offer_pk, "profile_pk": pk, "minus_score": -score} for pk, score in rows],
+            [
+                {"offer_pk": offer_pk, "profile_pk": pk, "minus_score": minus}
+                for pk, minus in wanted.items()
+                if kept.get(pk) != minus
+            ],
         )
         return True
 
