@@ -93,16 +93,32 @@ class MatchingQueries(Repository):
         version, is checked on every read, for both kinds.
         """
         consented = self._consented(audience, own_origin)
-        mr, p, r = t.match_rankings.c, t.profiles.c, t.records.c
-        c = t.consents.c
+        p, r, c = t.profiles.c, t.records.c, t.consents.c
+        ranking: Any = t.match_rankings
+        if not self.is_sqlite:
+            # The offer's kept candidates in ranking order, behind an OFFSET 0 (PostgreSQL does not
+            # merge such a subquery into the joins): the page is then read in that order and stops
+            # at its last row. Merged, the planner's estimate of how few candidates pass the consent
+            # conditions (11 of 500, where all passed) made it join all 500 and sort them: 48 ms
+            # against 5 at 1M profiles, and a ranked match p95 of 52 ms instead of about 36.
+            ranking = (
+                select(t.match_rankings.c.profile_pk, t.match_rankings.c.minus_score)
+                .where(t.match_rankings.c.offer_pk == offer.pk)
+                .order_by(t.match_rankings.c.minus_score, t.match_rankings.c.profile_pk)
+                .offset(0)
+                .subquery("ranking")
+            )
+        mr = ranking.c
         kept = (
             select(mr.profile_pk, p.origin_id, p.residence_country, p.consent_record_id, -mr.minus_score)
-            .select_from(t.match_rankings)
+            .select_from(ranking)
             .join(t.profiles, p.record_pk == mr.profile_pk)
             .join(t.records, r.id == mr.profile_pk)
             .join(t.consents, and_(c.origin_id == p.origin_id, c.record_id == p.consent_record_id))
-            .where(mr.offer_pk == offer.pk, r.envelope_id <= state.watermark, *consented)
+            .where(r.envelope_id <= state.watermark, *consented)
         )
+        if self.is_sqlite:
+            kept = kept.where(mr.offer_pk == offer.pk)
         if after is not None:
             kept = kept.where(
                 or_(mr.minus_score > -after[0], and_(mr.minus_score == -after[0], mr.profile_pk > after[1]))
