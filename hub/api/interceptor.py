@@ -1,12 +1,13 @@
 """The one server interceptor: authentication, limits, metrics and error translation around every handler.
 
 The hub runs on the ``grpc.aio`` server. Unary methods are plain functions that
-grpc runs on the server's thread pool; streaming methods (Publish, Subscribe,
-health Watch, reflection) are coroutines on the event loop, so an idle stream
-costs no thread. This interceptor wraps each method handler in a wrapper of the
-same kind; the wrapper identifies the caller from ``context.auth_context()``
-(a grpc interceptor cannot see the TLS auth context, the handler can) before
-the servicer runs.
+run on the server's thread pool; streaming methods (Publish, Subscribe, health
+Watch, reflection) are coroutines on the event loop, so an idle stream costs no
+thread. This interceptor wraps each method handler in a coroutine that admits
+the call and runs the method where it belongs (wrap_sync_unary hands a unary
+method to the thread pool itself); the wrapper identifies the caller from
+``context.auth_context()`` (a grpc interceptor cannot see the TLS auth context,
+the handler can) before the servicer runs.
 
 Every method is counted against the caller's certificate:
 
@@ -25,7 +26,9 @@ holds one of its caller's stream slots for as long as it is open.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import inspect
 import logging
 import time
@@ -209,27 +212,57 @@ class _Call:
     # -- the three kinds of wrapper ------------------------------------------------------------------
 
     def wrap_sync_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
-        """A unary method, run by grpc on the server's thread pool."""
+        """A blocking unary method: admitted and run on one of the server's worker threads, while
+        the initial metadata (the request id) goes out from the event loop meanwhile.
 
-        def wrapper(request: Any, raw_context: Any) -> Any:
+        grpc's own sync-handler path would have the worker thread wait for the event loop to send
+        that metadata: a round trip between the two threads on every call (1-2 ms of a 12 ms pool
+        search at 1M profiles)."""
+
+        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
-            caller: Caller | None = None
+            loop = asyncio.get_running_loop()
             context = _Aborts(raw_context)
+            admitted: list[Caller | None] = []
+            announced: list[concurrent.futures.Future[None]] = []
+
+            def serve() -> tuple[Any, tuple[grpc.StatusCode, str | None, Exception] | None]:
+                """On the worker thread, in a copy of the call's context; a failure is translated (and
+                logged) here, where the log lines have the call's request id and participant."""
+                try:
+                    caller = self.begin(context)
+                    admitted.append(caller)
+                    checked = self.sync_requests(request, caller)
+                    # Run by the loop in a copy of this thread's context: with the call's request id.
+                    announced.append(asyncio.run_coroutine_threadsafe(_announce_async(context), loop))
+                    with _acting_as(caller):
+                        return behavior(checked, context), None
+                except Exception as exc:
+                    return None, (*self.failure(context, exc), exc)
+
             try:
-                caller = self.begin(context)
-                request = self.sync_requests(request, caller)
-                _announce(context)
-                with _acting_as(caller):
-                    return behavior(request, context)
-            except Exception as exc:
+                try:
+                    response, failed = await loop.run_in_executor(None, contextvars.copy_context().run, serve)
+                finally:
+                    if announced:  # sent before the response or the error status, never after
+                        await asyncio.wrap_future(announced[0])
+                if failed is None:
+                    return response
+                code, message, error = failed
+                if message is None:  # the servicer's own abort stands
+                    raise error
+                await context.abort(code, message)
+            except _CANCELLED:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # our abort above (it raises), or sending the metadata failed
                 code, message = self.failure(context, exc)
                 if message is None:
                     raise
-                context.abort(code, message)  # raises
-                raise  # not reached: abort raises
+                await context.abort(code, message)
             finally:
-                self.finish(started, code, caller)
+                self.finish(started, code, admitted[0] if admitted else None)
 
         return wrapper
 
@@ -317,12 +350,8 @@ class _Aborts:
         return self._context.abort(code, details, trailing_metadata)
 
 
-def _announce(context: Any) -> None:
-    """Send the initial metadata now, with the call's request id."""
-    context.send_initial_metadata((("x-request-id", logs.request_id.get()),))
-
-
 async def _announce_async(context: Any) -> None:
+    """Send the initial metadata now, with the call's request id."""
     await context.send_initial_metadata((("x-request-id", logs.request_id.get()),))
 
 
