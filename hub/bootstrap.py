@@ -6,6 +6,7 @@ services; tests call ``build_hub`` with their own settings, clock and registry.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from hub.api.servicers import (
 )
 from hub.clock import Clock, system_clock, to_us
 from hub.config import DEV_PKI_DIR, Settings, load_master_key
+from hub.domain import codes
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing, TokenService
@@ -397,6 +399,21 @@ def ensure_dev_pki(settings: Settings) -> None:
         pki.generate_dev_pki(DEV_PKI_DIR)
 
 
+def settle_heap() -> None:
+    """Load what the hub otherwise loads on first use, then leave everything built so far out of
+    the garbage collector's full passes (gc.freeze): it lives as long as the process.
+
+    A full pass walks every object the process holds: 20-30 ms once the code lists are loaded, on a
+    call that happened to trigger it. At 1M profiles on PostgreSQL, such pauses were the slowest
+    searches of a run (up to 60 ms, against a p95 of 13 ms), most of them in the first second of
+    serving, when the objects of start-up are promoted to the oldest generation."""
+    codes.is_country("FR")
+    codes.is_language("fr")
+    codes.is_currency("EUR")
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     """Run the hub until SIGTERM or SIGINT, then shut down gracefully; with SPEHUB_PROCESSES above
     1, start that many serving processes on the port instead (hub.supervisor). Returns the exit
@@ -407,6 +424,7 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
 
         return supervise(settings, os.environ if environ is None else environ)
     hub = build_hub(settings)
+    settle_heap()
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
