@@ -349,7 +349,7 @@ def test_ranking_again_writes_only_what_changed(pool, hub, clock):
 
 def test_postgresql_two_processes_saving_a_ranking_take_turns(pool, hub, clock, database_url):
     """A second hub process saving the same ranking meanwhile waits for the first, then finds it
-    kept and writes nothing (before, both deleted and inserted: every candidate kept twice)."""
+    kept and writes nothing (without the lock, both would insert the same new candidates)."""
     if hub.store.is_sqlite:
         pytest.skip("SQLite has one writer at a time")
     from hub.store.engine import Store
