@@ -16,39 +16,6 @@ from tests.support.hubs import raw_channel
 FT = "fr-francetravail"
 
 
-def test_a_refused_call_logs_one_json_line_with_its_request_id(connect):
-    ft = connect(FT)
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.addFilter(logs.ContextFilter())
-    handler.setFormatter(logs.JsonFormatter())
-    logger = logging.getLogger("spehub")
-    logger.addHandler(handler)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        call = ft.pool.SearchProfiles.with_call
-        with pytest.raises(grpc.RpcError) as err:
-            call(
-                pool_pb2.SearchProfilesRequest(page_token="not-a-token"),
-                metadata=(("x-request-id", "counsellor-desk-7.42"),),
-                timeout=10,
-            )
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert ("x-request-id", "counsellor-desk-7.42") in err.value.initial_metadata()
-        _, call_info = ft.pool.SearchProfiles.with_call(pool_pb2.SearchProfilesRequest(), timeout=10)
-        fresh = dict(call_info.initial_metadata())["x-request-id"]
-        assert len(fresh) == 16 and fresh != "counsellor-desk-7.42"  # a new id when none was offered
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    refused = [line for line in lines if line["msg"] == "rpc refused"]
-    assert refused and refused[0]["request_id"] == "counsellor-desk-7.42"
-    assert refused[0]["participant"] == FT and refused[0]["code"] == "INVALID_ARGUMENT"
-    assert refused[0]["rpc_method"] == "SearchProfiles" and refused[0]["level"] == "INFO"
-
-
 @pytest.fixture
 def json_log():
     """The hub's log lines at INFO and above, as parsed JSON, once the test has run its calls."""
@@ -65,6 +32,26 @@ def json_log():
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+def test_a_refused_call_logs_one_json_line_with_its_request_id(connect, json_log):
+    ft = connect(FT)
+    call = ft.pool.SearchProfiles.with_call
+    with pytest.raises(grpc.RpcError) as err:
+        call(
+            pool_pb2.SearchProfilesRequest(page_token="not-a-token"),
+            metadata=(("x-request-id", "counsellor-desk-7.42"),),
+            timeout=10,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert ("x-request-id", "counsellor-desk-7.42") in err.value.initial_metadata()
+    _, call_info = ft.pool.SearchProfiles.with_call(pool_pb2.SearchProfilesRequest(), timeout=10)
+    fresh = dict(call_info.initial_metadata())["x-request-id"]
+    assert len(fresh) == 16 and fresh != "counsellor-desk-7.42"  # a new id when none was offered
+    refused = [line for line in json_log() if line["msg"] == "rpc refused"]
+    assert refused and refused[0]["request_id"] == "counsellor-desk-7.42"
+    assert refused[0]["participant"] == FT and refused[0]["code"] == "INVALID_ARGUMENT"
+    assert refused[0]["rpc_method"] == "SearchProfiles" and refused[0]["level"] == "INFO"
 
 
 def test_a_call_refused_at_admission_logs_its_request_id_and_gets_no_metadata_echo(hub, test_pki, json_log):
