@@ -213,6 +213,25 @@ def check_material(
             )
 
 
+def check_bindable(address: str) -> None:
+    """Refuse, with the reason, an address this process cannot listen on (taken by another process,
+    not on this host), before grpc tries it: grpc only says that it failed. Raises ConfigError."""
+    host, _, port = address.rpartition(":")
+    if not port.isascii() or not port.isdigit() or int(port) == 0:
+        return  # port 0 is always free; grpc refuses a malformed address itself
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"cannot listen on {address} (SPEHUB_LISTEN): {exc}") from exc
+    family, kind, proto, _, where = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does: TIME_WAIT is no obstacle
+        try:
+            probe.bind(where)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {address} (SPEHUB_LISTEN): {exc.strerror}") from exc
+
+
 def build_hub(
     settings: Settings, *, clock: Clock = system_clock, metrics_registry: CollectorRegistry | None = None
 ) -> Hub:
@@ -295,28 +314,43 @@ def build_hub(
         ],
     )
     watch_sources(metrics)  # after every scrape-time source: it reports how they answered
-    running = start_server(
-        settings.listen_address,
-        tls,
-        Authenticator(directory, tokens, clock, admin.consume_token_id),
-        metrics,
-        ParticipantLimits(
-            settings.rate_limit_per_second, settings.rate_limit_burst, settings.max_streams_per_participant
-        ),
-        DirectoryServicer(directory, admin, tokens, keys, clock),
-        ExchangeServicer(exchange, RecordService(store, clock, notifier, sealer)),
-        PoolServicer(
-            PoolService(store, clock, sealer),
-            clock,
-            MatchService(store, clock, sealer, rankings, ranking_worker),
-        ),
-        DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds, clock, sealer)),
-        AuditServicer(audit),
-        MobilityServicer(MobilityReader(store, sealer)),
-        settings.workers,
-        settings.max_message_bytes,
-        reuse_port=settings.process_index >= 0,
-    )
+    try:
+        if settings.process_index < 0:
+            check_bindable(settings.listen_address)
+        running = start_server(
+            settings.listen_address,
+            tls,
+            Authenticator(directory, tokens, clock, admin.consume_token_id),
+            metrics,
+            ParticipantLimits(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+                settings.max_streams_per_participant,
+            ),
+            DirectoryServicer(directory, admin, tokens, keys, clock),
+            ExchangeServicer(exchange, RecordService(store, clock, notifier, sealer)),
+            PoolServicer(
+                PoolService(store, clock, sealer),
+                clock,
+                MatchService(store, clock, sealer, rankings, ranking_worker),
+            ),
+            DeliveryServicer(DeliveryService(store, notifier, settings.delivery_poll_seconds, clock, sealer)),
+            AuditServicer(audit),
+            MobilityServicer(MobilityReader(store, sealer)),
+            settings.workers,
+            settings.max_message_bytes,
+            reuse_port=settings.process_index >= 0,
+        )
+    except (ConfigError, RuntimeError) as exc:  # RuntimeError: grpc could not bind the address
+        verifier.close()
+        keystore.close()
+        store.close()
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(
+            f"cannot listen on {settings.listen_address} (SPEHUB_LISTEN): the address is in use "
+            "or not available on this host"
+        ) from exc
     hub = Hub(
         settings,
         store,
@@ -422,8 +456,6 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         from hub.supervisor import supervise
 
         return supervise(settings, os.environ if environ is None else environ)
-    hub = build_hub(settings)
-    settle_heap()
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -432,8 +464,12 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         )
         stop.set()
 
+    # Before the server starts: health reports SERVING as soon as it does, and a service manager
+    # may send SIGTERM from then on. A signal during start-up stops the hub once it is built.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    hub = build_hub(settings)
+    settle_heap()
     log.info(
         "SPE Hub serving on %s (port %d), env=%s, store=%s, metrics on %s",
         settings.listen_address,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spehub.v1 import exchange_pb2
 
 from hub import synth
@@ -95,11 +96,51 @@ def test_a_port_in_use_is_refused_without_the_shared_port_setting(test_pki, data
     try:
         _wait_serving(test_pki, port, first, tmp_path / "first.log")
         second = _start(env, tmp_path / "second.log")
-        assert second.wait(60) != 0
-        assert f"cannot listen on 127.0.0.1:{port}" in (tmp_path / "second.log").read_text()
+        assert second.wait(60) == 2
+        output = (tmp_path / "second.log").read_text()
+        assert output.splitlines()[-1] == (
+            f"spe-hub serve: cannot listen on 127.0.0.1:{port} (SPEHUB_LISTEN): Address already in use"
+        )
+        assert "Traceback" not in output
     finally:
         first.terminate()
         first.wait(30)
+
+
+@pytest.mark.processes
+def test_sigterm_the_moment_the_hub_reports_serving_stops_it_gracefully(test_pki, database_url, tmp_path):
+    """A service manager may stop the hub as soon as its health check says SERVING: the signal
+    handlers are in place by then, so the hub drains and exits 0 rather than dying of the signal."""
+    env = hub_env(test_pki.root, database_url, f"sqlite:///{tmp_path / 'keys.sqlite3'}", TRUST_DOMAIN)
+    port = free_port()
+    env.update(SPEHUB_LISTEN=f"127.0.0.1:{port}", SPEHUB_METRICS_LISTEN=f"127.0.0.1:{free_port()}")
+    log = tmp_path / "hub.log"
+    proc = _start(env, log)
+    folder = test_pki.participant_dir(SN)
+    creds = grpc.ssl_channel_credentials(
+        test_pki.ca_pem, (folder / "client-key.pem").read_bytes(), (folder / "client.pem").read_bytes()
+    )
+    try:
+        deadline = time.monotonic() + 90
+        serving = False
+        while not serving and proc.poll() is None and time.monotonic() < deadline:
+            # A new channel each time: a channel that failed to connect waits out a back-off.
+            with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+                try:
+                    status = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
+                    serving = status.status == health_pb2.HealthCheckResponse.SERVING
+                except grpc.RpcError:
+                    time.sleep(0.005)
+        assert serving, log.read_text()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-2000:]
+        assert '"msg": "stopped"' in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
