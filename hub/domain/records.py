@@ -132,6 +132,11 @@ class ConsentIndex:
     # (participant id or "", country code or "", transfer basis) per recipient, for the transfer rules.
     recipient_bases: tuple[tuple[str, str, int], ...] = ()
     erasure_requested: bool = False
+    # (purpose, notice version) per grant, in order; and the evidence of collection: what tells a
+    # new consent from an amendment of the same one (hub.domain.consent_policy.widening).
+    grants: tuple[tuple[int, str], ...] = ()
+    evidence_at: datetime | None = None
+    evidence_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -539,7 +544,7 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
     if k.erasure_requested and k.status != consent_pb2.CONSENT_STATUS_WITHDRAWN:
         c.fail("erasure_requested", "erasure is requested with status WITHDRAWN")
     c.enum(k.evidence.channel, consent_pb2.CollectionChannel, "evidence.channel")
-    c.timestamp(k.evidence, "collected_at", "evidence.collected_at")
+    evidence_at = c.timestamp(k.evidence, "collected_at", "evidence.collected_at")
     c.text(k.evidence.collected_by, "evidence.collected_by", required=True, limit=200)
     if not HEX64.fullmatch(k.evidence.notice_sha256):
         c.fail("evidence.notice_sha256", "must be a SHA-256 in lower-case hex")
@@ -553,6 +558,9 @@ def _consent(c: _Checker, k: consent_pb2.Consent) -> ConsentIndex:
         recipient_countries=tuple(dict.fromkeys(countries)),
         recipient_bases=tuple(bases),
         erasure_requested=k.erasure_requested,
+        grants=tuple((g.purpose, g.notice_version) for g in k.purposes),
+        evidence_at=evidence_at,
+        evidence_reference=k.evidence.reference,
     )
 
 

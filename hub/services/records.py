@@ -11,18 +11,33 @@ from hub.domain import records, sealing
 from hub.domain.audit import AuditDraft, Disclosure
 from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Participant
-from hub.domain.records import PayloadKind
+from hub.domain.records import PayloadKind, RecordRejection
 from hub.domain.stored import Audience, ProfileFilter, StoredEnvelope
 from hub.errors import InvalidRequestError, NotFoundError
 from hub.services.delivery import DeliveryNotifier
 from hub.services.privacy import Sealer
 from hub.store.engine import Store
+from hub.store.uow import UnitOfWork
 
 
 def _not_found(origin_id: str, kind: PayloadKind | None, record_id: str) -> NotFoundError:
     # One message for "absent" and "not yours to see": the answer must not tell them apart.
     name = kind.value if kind else "record"
     return NotFoundError(f"no {name} {record_id!r} of {origin_id!r} is available to you")
+
+
+def _profile_published(uow: UnitOfWork, origin_id: str, personal_payload: bytes) -> bool:
+    """Whether the profile a personal view belongs to is published now (its current version not
+    withdrawn): a withdrawn profile's personal view is withdrawn with it, whatever its consent."""
+    try:
+        index = records.parse(PayloadKind.PERSONAL_DETAILS, personal_payload).index
+    except RecordRejection:
+        return False  # accepted under earlier rules, unreadable under today's: not disclosed
+    assert isinstance(index, records.PersonalIndex)
+    found = uow.records.current(
+        origin_id, PayloadKind.CANDIDATE_PROFILE.payload_type, index.profile_record_id
+    )
+    return found is not None and found[2] is None
 
 
 class RecordService:
@@ -40,7 +55,8 @@ class RecordService:
         The origin sees its own records. Others see offers; profiles only under
         a consent that allows them pool search; personal details only under a
         contact-release consent naming them as a participant (not just their
-        country), and that release is recorded. Consents stay with their origin.
+        country), and only while the profile they belong to is published (not
+        withdrawn); that release is recorded. Consents stay with their origin.
         """
         kind = PayloadKind.from_payload_type(payload_type)
         if kind is None or not records.RECORD_ID.fullmatch(record_id):
@@ -66,7 +82,9 @@ class RecordService:
                 action, purpose = Disclosure.GET, "pool_search"
             elif kind is PayloadKind.PERSONAL_DETAILS and consent_id:
                 audience = self._audience(caller, consent_pb2.PURPOSE_CONTACT_RELEASE, now_us)
-                visible = uow.consents.allows(origin_id, consent_id, audience, named_only=True)
+                visible = uow.consents.allows(
+                    origin_id, consent_id, audience, named_only=True
+                ) and _profile_published(uow, origin_id, opened.payload)
                 action, purpose = Disclosure.PERSONAL, "contact_release"
             if visible:
                 uow.audit.append(
