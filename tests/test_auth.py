@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import logging
 import threading
 import uuid
 from datetime import timedelta
@@ -100,6 +101,61 @@ def _hs256_with_public_key(test_pki, clock) -> str:
     )
     signature = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
+
+
+def _signed_raw(test_pki, header: bytes, payload: bytes) -> str:
+    """A token of any header and payload bytes, with a valid ES256 signature of the hub's key: only
+    what the hub reads after the signature can refuse it."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    signing_input = f"{_b64(header)}.{_b64(payload)}"
+    r, s = decode_dss_signature(_hub_key(test_pki).sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+_HEADER = json.dumps({"alg": "ES256", "typ": "at+jwt", "kid": KID}).encode()
+
+# Tokens signed with the hub's own key that still do not parse or validate (issue 25, item 8): an
+# exp of 10**12 once overflowed datetime and the call ended INTERNAL, with a traceback in the log.
+MALFORMED_TOKENS = {
+    "exp-10**12": (lambda p, c: _token(p, c, exp=10**12), "exp is out of range"),
+    "exp-10**30": (lambda p, c: _token(p, c, exp=10**30), "exp is out of range"),
+    "exp-a-string": (lambda p, c: _token(p, c, exp=str(int(c().timestamp()) + 300)), "exp must be a whole"),
+    "exp-true": (lambda p, c: _token(p, c, exp=True), "exp must be a whole"),
+    "nbf-huge": (lambda p, c: _token(p, c, nbf=10**20), "nbf is out of range"),
+    "iat-negative": (lambda p, c: _token(p, c, iat=-(10**12)), "iat is out of range"),
+    "payload-not-json": (lambda p, c: _signed_raw(p, _HEADER, b"\xff{not json"), "access token refused"),
+    "payload-a-list": (lambda p, c: _signed_raw(p, _HEADER, b"[1, 2]"), "access token refused"),
+    "payload-nested-deep": (
+        lambda p, c: _signed_raw(p, _HEADER, b'{"exp": ' + b"[" * 1100 + b"]" * 1100 + b"}"),
+        "access token refused",
+    ),
+    "header-huge": (
+        lambda p, c: _token(p, c, headers={"pad": "x" * 4000}),
+        "longer than 4096 characters",
+    ),
+    "header-nested-deep": (
+        lambda p, c: _signed_raw(
+            p,
+            b'{"alg": "ES256", "x": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+            json.dumps(_claims(p, c)).encode(),
+        ),
+        "not a JWT",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_TOKENS))
+def test_a_malformed_token_is_unauthenticated_with_no_traceback(
+    hub, raw, test_pki, clock, connect, caplog, case
+):
+    make, message = MALFORMED_TOKENS[case]
+    with caplog.at_level(logging.INFO, logger="spehub"):
+        err = _publish_with(hub, raw, make(test_pki, clock), connect)
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err.details()
+    assert message in err.details()
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
 
 
 @pytest.fixture

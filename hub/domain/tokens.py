@@ -7,10 +7,14 @@ every call. Verification fails closed, each failure with its own reason:
   ``at+jwt``, ``kid`` must name a hub key; ``jku``, ``x5u``, ``jwk``, ``x5c``
   and ``crit`` are refused outright (nothing is ever fetched);
 - claims: ``iss``, ``aud``, ``sub``, ``exp``, ``iat``, ``jti`` are required;
-  times are checked against the injected clock with a leeway of
-  LEEWAY_SECONDS (``exp`` past, ``iat`` or ``nbf`` in the future);
+  times are whole seconds from the epoch to MAX_TIME_SECONDS, checked
+  against the injected clock with a leeway of LEEWAY_SECONDS (``exp``
+  past, ``iat`` or ``nbf`` in the future);
 - binding: ``cnf.x5t#S256`` must equal the SHA-256 thumbprint of the client
   certificate of the connection presenting the token.
+
+A token that cannot be read at all (not JSON, nested past the parser's limit) is refused like
+any other: every failure is an AuthenticationError, never an internal error.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ LEEWAY_SECONDS = 30
 TTL_SECONDS = 300
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti")
+TIME_CLAIMS = ("exp", "iat", "nbf")
+# The times a token may carry: from the epoch to 9999-12-30, the last day a datetime holds in any
+# time zone. A larger exp (10**12) once overflowed datetime and failed the call with INTERNAL.
+MAX_TIME_SECONDS = 253_402_214_400
+# The hub's tokens are about 700 characters; a much longer one was not issued here and is not parsed.
+MAX_TOKEN_CHARS = 4096
 
 SCOPES_BY_KIND: dict[ParticipantKind, frozenset[str]] = {
     ParticipantKind.ORIGIN_SPE: frozenset({"publish", "search", "subscribe", "consent", "directory"}),
@@ -98,6 +108,11 @@ class Claims:
     thumbprint: str
 
 
+# What a crafted token can make the JWT library raise besides its own errors (a JSON nesting
+# deeper than the parser's recursion limit, a number it cannot convert): refused, never INTERNAL.
+_UNREADABLE = (ValueError, TypeError, OverflowError, RecursionError)
+
+
 class TokenService:
     """Issues and verifies the hub's access tokens."""
 
@@ -143,9 +158,13 @@ class TokenService:
 
     def verify(self, token: str, cert_thumbprint: str, now: datetime) -> Claims:
         """Check a presented token. Raises AuthenticationError saying what is wrong."""
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthenticationError(
+                f"the access token is longer than {MAX_TOKEN_CHARS} characters; this hub issues none that long"
+            )
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, *_UNREADABLE):
             raise AuthenticationError("the access token is not a JWT") from None
         present = [h for h in FORBIDDEN_HEADERS if h in header]
         if present:
@@ -184,13 +203,18 @@ class TokenService:
             raise AuthenticationError("access token was not issued by this hub") from None
         except jwt.InvalidSignatureError:
             raise AuthenticationError("access token signature does not verify") from None
-        except jwt.InvalidTokenError as exc:
+        except (jwt.InvalidTokenError, *_UNREADABLE) as exc:
             raise AuthenticationError(f"access token refused ({type(exc).__name__})") from None
         stamp = now.timestamp()
         leeway = self.leeway.total_seconds()
-        for name in ("exp", "iat", "nbf"):
-            if name in claims and not isinstance(claims[name], int):
+        for name in TIME_CLAIMS:
+            value = claims.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise AuthenticationError(f"access token {name} must be a whole number of seconds")
+            if not 0 <= value <= MAX_TIME_SECONDS:
+                raise AuthenticationError(
+                    f"access token {name} is out of range (0 to {MAX_TIME_SECONDS} seconds since 1970)"
+                )
         if claims["exp"] + leeway <= stamp:
             raise AuthenticationError("access token expired; ask for a new one")
         if claims["iat"] - leeway > stamp or claims.get("nbf", 0) - leeway > stamp:
