@@ -4,6 +4,7 @@ and the connection it is read on survives the database dropping it."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import grpc
 import pytest
@@ -129,4 +130,54 @@ def test_an_unreachable_database_refuses_calls_with_unavailable(test_pki, clock)
             assert answered
             sn.channel.close()
         finally:
+            hub.stop(0)
+
+
+def test_a_stalled_database_fails_calls_with_unavailable_in_bounded_time_and_recovers(test_pki, clock):
+    """The database stops answering without closing anything (the proxy holds every byte): calls
+    fail with UNAVAILABLE within a bounded time, those that queued behind the stuck read too,
+    instead of hanging until their deadline; once it answers again, calls are served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prometheus_client import CollectorRegistry
+
+    from hub.bootstrap import build_hub
+    from hub.store.engine import VERSION_READ_SECONDS
+    from tests.support.hubs import hub_settings, make_participant
+    from tests.support.processes import database_behind_proxy
+
+    with database_behind_proxy("stall") as (proxy, database_url):
+        hub = build_hub(
+            hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
+        )
+        try:
+            sn = make_participant(hub.port, test_pki, SN, clock)
+            sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
+            proxy.pause()
+
+            def call() -> tuple[grpc.StatusCode, float]:
+                start = time.monotonic()
+                try:
+                    sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=120)
+                    return grpc.StatusCode.OK, time.monotonic() - start
+                except grpc.RpcError as exc:
+                    return exc.code(), time.monotonic() - start
+
+            with ThreadPoolExecutor(4) as pool:
+                outcomes = list(pool.map(lambda _: call(), range(4)))
+            assert {code for code, _ in outcomes} == {grpc.StatusCode.UNAVAILABLE}, outcomes
+            # Each call waits at most for its turn and one read (VERSION_READ_SECONDS each), where a
+            # stuck read used to hold every call until its deadline; generous for a loaded machine.
+            assert max(took for _, took in outcomes) < 6 * VERSION_READ_SECONDS, outcomes
+            proxy.resume()
+            deadline = time.monotonic() + 60
+            while True:
+                code, _ = call()
+                if code == grpc.StatusCode.OK:
+                    break
+                assert code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+                time.sleep(0.5)
+            sn.channel.close()
+        finally:
+            proxy.resume()
             hub.stop(0)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,6 +139,26 @@ class Store:
             return self.engine.connect()
 
 
+VERSION_READ_SECONDS = 5.0
+"""How long one read of the directory's version may take, connecting included, and how long a call
+waits for another call's read (they take turns): past it, the call fails with UNAVAILABLE. The query
+itself takes 0.05 ms on loopback PostgreSQL."""
+
+POSTGRESQL_CONNECT_ARGS = {
+    # A connection attempt to a database that does not answer ends (libpq waits forever by default).
+    "connect_timeout": 10,
+    # A peer that vanished without a reset (a host down, a firewall's dropped state) is noticed on
+    # an idle connection within 30 + 3 x 10 s, rather than the kernel's two hours...
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    # ...and data sent that stays unacknowledged for 30 s ends the connection (TCP_USER_TIMEOUT).
+    "tcp_user_timeout": 30_000,
+}
+"""libpq's defaults for every connection of the hub; the database URL's query overrides each."""
+
+
 class _VersionProbe:
     """Reads the directory's version on a database connection of its own, in autocommit mode: one
     round trip per call, where a unit of work from the pool took four (its pre-ping, BEGIN, the
@@ -145,38 +168,66 @@ class _VersionProbe:
     taken out of the pool (it never goes back in autocommit mode) on first use; when a read fails
     (a database restart, an idle timeout), the connection is closed and the read made once more on
     a new one, since a read changes nothing. Calls on several threads take turns (one round trip
-    each)."""
+    each).
+
+    Every call reads here, so a read must not hang: on PostgreSQL a read that has not answered
+    within VERSION_READ_SECONDS (a stalled network, a database that stopped answering) is ended by
+    a watchdog thread, which shuts the connection's socket down, and fails; so does a call that
+    waited that long for its turn; the database's own statement_timeout ends a read stuck inside
+    it. The next read after a failure connects anew."""
 
     QUERY = "SELECT version FROM directory_state WHERE id = 1"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout: float = VERSION_READ_SECONDS) -> None:
         self.engine = engine
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._conn: Any = None  # the DBAPI connection, detached from the pool
+        self._watched: tuple[float, Any] | None = None  # (deadline, connection) of a read under way
+        self._timed_out = False
+        self._closed = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def read(self) -> int:
         failures = (self.engine.dialect.loaded_dbapi.Error, DBAPIError)
-        with self._lock:
+        if not self._lock.acquire(timeout=self.timeout):
+            raise StoreUnavailableError(f"the database did not answer within {self.timeout:g} s")
+        try:
             try:
                 return self._read()
-            except failures:
+            except failures as exc:
                 self._drop()  # dropped by the database, or broken: once more on a new connection
+                if self._timed_out:
+                    raise self._unavailable(exc) from exc
             try:
                 return self._read()
             except failures as exc:
                 self._drop()
-                orig = exc.orig if isinstance(exc, DBAPIError) else exc
-                raise StoreUnavailableError(f"the database did not answer ({type(orig).__name__})") from exc
+                raise self._unavailable(exc) from exc
+        finally:
+            self._lock.release()
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailableError:
+        if self._timed_out:
+            return StoreUnavailableError(f"the database did not answer within {self.timeout:g} s")
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        return StoreUnavailableError(f"the database did not answer ({type(orig).__name__})")
 
     def _read(self) -> int:
+        self._timed_out = False
         if self._conn is None:
             self._conn = self._connect()
-        cursor = self._conn.cursor()
+        if self._watchdog is not None:
+            self._watched = (time.monotonic() + self.timeout, self._conn)
         try:
-            cursor.execute(self.QUERY)
-            row = cursor.fetchone()
+            cursor = self._conn.cursor()
+            try:
+                cursor.execute(self.QUERY)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
         finally:
-            cursor.close()
+            self._watched = None
         return int(row[0]) if row else 0
 
     def _connect(self) -> Any:
@@ -185,9 +236,30 @@ class _VersionProbe:
         conn: Any = pooled.dbapi_connection
         if self.engine.dialect.name == "postgresql":
             conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch, name="version-read-watchdog", daemon=True
+                )
+                self._watchdog.start()
         # SQLite: the connection already runs without pysqlite's implicit transactions
         # (_sqlite_connect), so a lone SELECT reads the latest commit and holds nothing after it.
         return conn
+
+    def _watch(self) -> None:
+        """End a read that passed its deadline: shutting the socket down wakes the thread waiting
+        on it with an error (closing the connection from here would race with that thread)."""
+        while not self._closed.wait(min(1.0, self.timeout / 4)):
+            watched = self._watched
+            if watched is None or time.monotonic() < watched[0]:
+                continue
+            self._timed_out = True
+            with contextlib.suppress(Exception):
+                fd = watched[1].pgconn.socket
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            log.warning("the directory's version was not read within %g s: connection ended", self.timeout)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -196,6 +268,7 @@ class _VersionProbe:
                 conn.close()
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             self._drop()
 
@@ -233,7 +306,14 @@ def _make_engine(url: str, dialect: str) -> Engine:
             )
 
         return engine
-    engine = create_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=True)
+    given = make_url(url).query
+    engine = create_engine(
+        url,
+        pool_size=20,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={k: v for k, v in POSTGRESQL_CONNECT_ARGS.items() if k not in given},
+    )
 
     @event.listens_for(engine, "connect")
     def _postgresql_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -126,6 +126,8 @@ class TcpProxy:
         self.server.listen(64)
         self.port = int(self.server.getsockname()[1])
         self.open = True
+        self.flowing = threading.Event()  # cleared: bytes are held, as on a stalled network
+        self.flowing.set()
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._accept, daemon=True)
@@ -152,10 +154,10 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -179,7 +181,16 @@ class TcpProxy:
     def restore(self) -> None:
         self.open = True
 
+    def pause(self) -> None:
+        """Stall every connection, new ones too: accepted, but nothing goes through either way (no
+        reset, no close: what a dead route or a frozen database host looks like)."""
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
+
     def close(self) -> None:
+        self.flowing.set()
         self.cut()
         self.server.close()
 
