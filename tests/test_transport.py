@@ -9,7 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from spehub.v1 import pool_pb2, pool_pb2_grpc
+from spehub.v1 import directory_pb2, directory_pb2_grpc, pool_pb2, pool_pb2_grpc
 
 from hub import pki
 from tests.support.hubs import TRUST_DOMAIN
@@ -48,14 +48,37 @@ def test_certificate_from_another_ca_fails_the_handshake(hub, test_pki):
     ("uris", "message"),
     [
         ((), "exactly one URI SAN"),
-        (("spiffe://other.example/participant/sn-anpej",), "exactly one URI SAN"),
+        (("spiffe://other.example/participant/sn-anpej",), "outside the hub's trust domain"),
         (
             (f"spiffe://{TRUST_DOMAIN}/participant/sn-anpej", f"spiffe://{TRUST_DOMAIN}/participant/ml-anpe"),
             "exactly one URI SAN",
         ),
         ((f"spiffe://{TRUST_DOMAIN}/participant/zz-unknown",), "not registered"),
+        # Issue 25, item 12: ours and another trust domain's, side by side, was accepted as ours.
+        (
+            (f"spiffe://{TRUST_DOMAIN}/participant/sn-anpej", "spiffe://other.example/participant/sn-anpej"),
+            "1 URI SAN(s) outside the hub's trust domain",
+        ),
+        (
+            (f"spiffe://{TRUST_DOMAIN}/participant/sn-anpej", "https://other.example/agent/7"),
+            "1 URI SAN(s) outside the hub's trust domain",
+        ),
+        ((f"spiffe://{TRUST_DOMAIN}.evil.example/participant/sn-anpej",), "outside the hub's trust domain"),
+        (
+            (f"spiffe://{TRUST_DOMAIN}/participant/sn-anpej", f"spiffe://{TRUST_DOMAIN}/workload/batch"),
+            "exactly one URI SAN",
+        ),
     ],
-    ids=["cn-only", "other-trust-domain", "two-identities", "unknown-participant"],
+    ids=[
+        "cn-only",
+        "other-trust-domain",
+        "two-identities",
+        "unknown-participant",
+        "ours-and-another-trust-domain",
+        "ours-and-a-web-uri",
+        "look-alike-trust-domain",
+        "ours-and-another-of-our-domain",
+    ],
 )
 def test_certificate_that_names_no_usable_participant_is_unauthenticated(hub, test_pki, uris, message):
     cert = pki.issue(test_pki.ca, "sn-anpej", uris=uris)
@@ -63,6 +86,21 @@ def test_certificate_that_names_no_usable_participant_is_unauthenticated(hub, te
         err = _search(channel)
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     assert message in err.details()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["spiffe://other.example/participant/sn-anpej", f"spiffe://{TRUST_DOMAIN}/participant/ml-anpe"],
+    ids=["another-trust-domain", "a-second-participant"],
+)
+def test_a_certificate_with_a_second_uri_gets_no_token(hub, test_pki, extra):
+    """IssueToken needs no token: the certificate alone must be refused (issue 25, item 12)."""
+    cert = pki.issue(test_pki.ca, "sn-anpej", uris=(f"spiffe://{TRUST_DOMAIN}/participant/sn-anpej", extra))
+    with _channel(hub, test_pki.ca_pem, cert) as channel, pytest.raises(grpc.RpcError) as err:
+        directory_pb2_grpc.DirectoryServiceStub(channel).IssueToken(
+            directory_pb2.IssueTokenRequest(), timeout=5
+        )
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_suspended_participant_is_permission_denied(hub, test_pki):

@@ -1,9 +1,10 @@
 """Who is calling, and may they make this call.
 
 1. The TLS layer has verified the client certificate chain (require_client_auth).
-2. The certificate's URI SAN ``spiffe://<trust domain>/participant/<id>`` must
-   name exactly one registered participant; the certificate must not be
-   revoked; the participant must be active.
+2. The certificate's only URI SAN, ``spiffe://<trust domain>/participant/<id>``,
+   must name a registered participant (a second URI, or any URI outside the
+   hub's trust domain, is refused); the certificate must not be revoked; the
+   participant must be active.
 3. Every spehub call but IssueToken carries ``authorization: Bearer <token>``:
    a hub access token bound to this very certificate, issued to this
    participant, with the scope the method needs (hub.api.scopes). Admin
@@ -141,15 +142,23 @@ class Authenticator:
         """The participant behind the connection's client certificate."""
         cert = _certificate(context)
         directory = self.directories.current()
-        ours = [u for u in cert.uris if u.startswith(directory.uri_prefix)]
-        if len(ours) != 1:
+        # A certificate of this hub's CA names one participant of this trust domain and nothing else
+        # (an X.509-SVID has exactly one URI SAN): a URI of another trust domain beside ours could make
+        # another system that trusts the same CA read it as one of its own identities.
+        foreign = [u for u in cert.uris if not u.startswith(f"spiffe://{directory.trust_domain}/")]
+        if foreign:
             raise AuthenticationError(
-                "the client certificate must carry exactly one URI SAN "
-                f"{directory.uri_prefix}<participant id>; ask the hub operator for a certificate"
+                f"the client certificate carries {len(foreign)} URI SAN(s) outside the hub's trust domain "
+                f"{directory.trust_domain!r}; it must carry only {directory.uri_prefix}<participant id>"
             )
-        participant = directory.participant_for_uri(ours[0])
+        if len(cert.uris) != 1 or not cert.uris[0].startswith(directory.uri_prefix):
+            raise AuthenticationError(
+                f"the client certificate must carry exactly one URI SAN {directory.uri_prefix}<participant id> "
+                f"(it carries {len(cert.uris)}); ask the hub operator for a certificate"
+            )
+        participant = directory.participant_for_uri(cert.uris[0])
         if participant is None:
-            pid = ours[0][len(directory.uri_prefix) :]
+            pid = cert.uris[0][len(directory.uri_prefix) :]
             raise AuthenticationError(f"participant {pid!r} is not registered in the hub's directory")
         if cert.sha256_hex in directory.revoked_certificates:
             raise AuthenticationError(
