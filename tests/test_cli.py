@@ -78,6 +78,23 @@ def test_verify_accepts_a_good_envelope_and_refuses_a_tampered_one(dev_hub, tmp_
     junk.write_bytes(b"\xff\xff\xff")
     assert main(["verify", str(junk), "--registry", registry]) == 2
 
+    # A high-S signature (as clients before the low-S rule made half of theirs) still verifies
+    # offline, and verify says the hub would now refuse it.
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    from hub.domain import signing
+
+    env = envelope_pb2.SignedEnvelope.FromString(good.read_bytes())
+    r, s = decode_dss_signature(env.signature)
+    env.signature = encode_dss_signature(r, 2 * signing.HALF_ORDER + 1 - s)
+    high = tmp_path / "high-s.pb"
+    high.write_bytes(env.SerializeToString())
+    capsys.readouterr()
+    assert main(["verify", str(high), "--registry", registry]) == 0
+    assert "high-S form" in capsys.readouterr().out
+    assert main(["verify", str(good), "--registry", registry]) == 0
+    assert "high-S" not in capsys.readouterr().out
+
 
 def test_dev_pki_command_writes_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "dev"

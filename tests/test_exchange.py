@@ -172,6 +172,24 @@ def _resign(p, env: envelope_pb2.SignedEnvelope, payload: bytes) -> envelope_pb2
     return out
 
 
+def test_the_high_s_twin_of_a_valid_signature_is_refused(hub, connect):
+    """(r, n - s) verifies as ECDSA; the hub refuses it, so a record has one signature encoding."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    from hub.domain import signing
+
+    sn = connect(SN)
+    env = _profile_env(sn, "high-s")
+    r, s = decode_dss_signature(env.signature)
+    assert not signing.high_s(env.signature)  # the client signs low S
+    env.signature = encode_dss_signature(r, 2 * signing.HALF_ORDER + 1 - s)
+    (result,) = sn.publish_one_batch([env])
+    assert result.outcome == REJECTED
+    assert _reason(result) == "REJECTION_REASON_SIGNATURE_INVALID"
+    assert result.field == "signature" and "high-S" in result.message
+    assert _count(hub, "high-s") == 0
+
+
 def test_signed_fields_cannot_be_moved_to_another_type_or_time(hub, connect):
     sn = connect(SN)
     retyped = _profile_env(sn, "retyped")

@@ -38,6 +38,31 @@ def test_signature_round_trip_and_refusals():
     assert not signing.verify(key.public_key(), b"\x30\x00", msg)
 
 
+def _twin(signature: bytes) -> bytes:
+    """The other encoding (r, n - s) of an ECDSA P-256 signature: valid ECDSA for the same message."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    r, s = decode_dss_signature(signature)
+    return encode_dss_signature(r, 2 * signing.HALF_ORDER + 1 - s)
+
+
+def test_signing_never_gives_a_high_s_and_the_high_s_twin_is_refused():
+    """Issue 25, item 7: (r, n - s) was accepted as a second valid signature of the same record."""
+    from cryptography.hazmat.primitives import hashes
+
+    for i in range(200):
+        key = ec.generate_private_key(ec.SECP256R1())
+        msg = signing.signing_input("spehub.v1.JobOffer", "fr-x", "k1", 10, i, b"payload %d" % i)
+        sig = signing.sign(key, msg)
+        assert not signing.high_s(sig), i
+        assert signing.verify(key.public_key(), sig, msg)
+        twin = _twin(sig)
+        assert signing.high_s(twin)
+        key.public_key().verify(twin, msg, ec.ECDSA(hashes.SHA256()))  # the twin is valid ECDSA ...
+        assert not signing.verify(key.public_key(), twin, msg)  # ... and refused here
+        assert signing.verify(key.public_key(), twin, msg, allow_high_s=True)  # a legacy reader's view
+
+
 @pytest.mark.parametrize(
     ("kind", "record"),
     [

@@ -238,6 +238,7 @@ EXPORT_SIGNER = "hub"
 def export_signature_valid(
     public_key: object, key_id: str, seconds: int, nanos: int, body: bytes, signature: bytes
 ) -> bool:
-    """Whether ``signature`` is the hub's signature of a directory export ``body`` signed at that time."""
+    """Whether ``signature`` is the hub's signature of a directory export ``body`` signed at that time
+    (in either S form: an export file made before the low-S rule still verifies)."""
     message = signing.signing_input(EXPORT_TYPE, EXPORT_SIGNER, key_id, seconds, nanos, body)
-    return signing.verify(public_key, signature, message)  # type: ignore[arg-type]
+    return signing.verify(public_key, signature, message, allow_high_s=True)  # type: ignore[arg-type]

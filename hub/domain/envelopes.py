@@ -125,12 +125,22 @@ def precheck(
     return kind, key
 
 
-def verify(env: Envelope, kind: PayloadKind, key: SigningKey) -> None:
-    """Verify the signature over the exact received bytes. Raises RecordRejection(SIGNATURE_INVALID)."""
-    if not signing.verify(key.public_key, env.signature, env.signing_input(kind)):
+def verify(env: Envelope, kind: PayloadKind, key: SigningKey, *, allow_high_s: bool = False) -> None:
+    """Verify the signature over the exact received bytes. Raises RecordRejection(SIGNATURE_INVALID).
+
+    A valid signature in its high-S form is refused unless ``allow_high_s`` (an envelope signed
+    before the low-S rule, read from a store or a file; docs/signing.md)."""
+    if not signing.verify(key.public_key, env.signature, env.signing_input(kind), allow_high_s=True):
         raise RecordRejection(
             Reason.SIGNATURE_INVALID,
             "signature does not verify over the received bytes (payload altered, or signed with another key)",
+            "signature",
+        )
+    if not allow_high_s and signing.high_s(env.signature):
+        raise RecordRejection(
+            Reason.SIGNATURE_INVALID,
+            "signature is in its high-S form (s > n/2): valid ECDSA, but a signature has one encoding "
+            "here; sign again with a current client, or replace s by n - s (docs/signing.md)",
             "signature",
         )
 
@@ -138,10 +148,12 @@ def verify(env: Envelope, kind: PayloadKind, key: SigningKey) -> None:
 def open_envelope(env: Envelope, directory: Directory, now: datetime, skew: timedelta) -> ParsedRecord:
     """Offline verification, as any recipient does it: key, signature, then parse and validate.
 
-    Returns the verified record's identity. Raises RecordRejection.
+    A high-S signature passes here: the hub stored and delivers envelopes signed before it refused
+    them (``spe-hub verify`` says so; signing.high_s). Returns the verified record's identity.
+    Raises RecordRejection.
     """
     kind, key = precheck(env, None, directory, now, skew)
-    verify(env, kind, key)
+    verify(env, kind, key, allow_high_s=True)
     rec = parse(kind, env.payload)
     check_origin(rec, env)
     return rec

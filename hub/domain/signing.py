@@ -12,6 +12,12 @@ The message is "SPEHUB-SIG-V1 " followed by five length-prefixed fields
 signer participant id, key id, signing time and payload. Binding the type,
 signer, key and time prevents a signature being moved to another type or
 backdated by whoever holds the envelope.
+
+One signature, one encoding: an ECDSA signature (r, s) has a twin (r, n - s) that verifies as
+well, so whoever holds an envelope could make a second valid one of the same record. ``sign``
+always gives the low-S form (s <= n/2, as Bitcoin's BIP 62 and libsecp256k1 do) and ``verify``
+refuses the high one unless ``allow_high_s``, which only readers of signatures made before this
+rule (stored envelopes, checkpoints, export files) pass (docs/signing.md).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from hub.errors import SignatureError
 
@@ -31,6 +38,9 @@ try:
 except UnsupportedAlgorithm:  # OpenSSL < 3.2: random nonces from OpenSSL's CSPRNG
     _SIGN_ALGORITHM = ec.ECDSA(hashes.SHA256())
 _VERIFY_ALGORITHM = ec.ECDSA(hashes.SHA256())
+# The order n of P-256's base point (SEC 2, section 2.4.2); a low S is at most n // 2 (n is odd).
+_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+HALF_ORDER = _ORDER // 2
 
 
 def signing_input(
@@ -52,12 +62,28 @@ def signing_input(
 
 
 def sign(private_key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
-    """DER-encoded ECDSA P-256/SHA-256 signature of ``message``."""
-    return private_key.sign(message, _SIGN_ALGORITHM)
+    """DER-encoded ECDSA P-256/SHA-256 signature of ``message``, in its low-S form."""
+    r, s = decode_dss_signature(private_key.sign(message, _SIGN_ALGORITHM))
+    return encode_dss_signature(r, min(s, _ORDER - s))
 
 
-def verify(public_key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes) -> bool:
-    """True if ``signature`` is valid for ``message`` under ``public_key``."""
+def high_s(signature: bytes) -> bool:
+    """True for a DER ECDSA signature whose s is above n/2 (the second encoding of a signature);
+    False for a low-S one and for bytes that are no DER signature at all (verify refuses those)."""
+    try:
+        _, s = decode_dss_signature(signature)
+    except ValueError:
+        return False
+    return s > HALF_ORDER
+
+
+def verify(
+    public_key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes, *, allow_high_s: bool = False
+) -> bool:
+    """True if ``signature`` is valid for ``message`` under ``public_key`` and in its low-S form
+    (a high-S one counts only with ``allow_high_s``: a signature made before the rule)."""
+    if not allow_high_s and high_s(signature):
+        return False
     try:
         public_key.verify(signature, message, _VERIFY_ALGORITHM)
     except (InvalidSignature, ValueError):

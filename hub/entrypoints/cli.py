@@ -46,10 +46,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from hub.domain.directory import Directory
-    from hub.entrypoints.verify import verify_file
+    from hub.entrypoints.verify import high_s_note, verify_file
 
     rec = verify_file(Path(args.file), Directory.load(Path(args.registry)))
     print(f"OK: {rec.kind.value} {rec.record_id!r} version {rec.version}, signed by {rec.origin_id!r}")
+    note = high_s_note(Path(args.file))
+    if note:
+        print(note)
     return 0
 
 

@@ -13,6 +13,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from spehub.v1 import envelope_pb2
 
+from hub.domain import signing
 from hub.domain.directory import Directory
 from hub.domain.envelopes import envelope_from_proto, open_envelope
 from hub.domain.records import ParsedRecord, RecordRejection
@@ -50,3 +51,14 @@ def verify_file(path: Path, directory: Directory, now: datetime | None = None) -
     except RecordRejection as exc:
         where = f" ({exc.field})" if exc.field else ""
         raise VerificationFailed(f"{path}: {exc.reason.value}{where}: {exc.message}") from exc
+
+
+def high_s_note(path: Path) -> str | None:
+    """What to say of a valid envelope whose signature is in its high-S form, else None: it was
+    signed before the low-S rule, and the hub now refuses such a signature on Publish."""
+    if not signing.high_s(read_envelope(path).signature):
+        return None
+    return (
+        "note: the signature is in its high-S form (s > n/2), as clients before the low-S rule made "
+        "half of theirs; it verifies, but the hub refuses it on a new Publish (docs/signing.md)"
+    )

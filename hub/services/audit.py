@@ -78,7 +78,11 @@ class AuditService:
 
         def signed(cp: Checkpoint) -> bool:
             key = self.keys.keys.get(cp.key_id)
-            return key is not None and signing.verify(key.public_key, cp.signature, checkpoint_message(cp))
+            # Checkpoints signed before the low-S rule are kept as they were signed (docs/signing.md).
+            message = checkpoint_message(cp)
+            return key is not None and signing.verify(
+                key.public_key, cp.signature, message, allow_high_s=True
+            )
 
         with self.store.unit_of_work() as uow:
             return audit.verify_log(uow.audit.entries(), uow.audit.checkpoints(), signed, witnessed)
