@@ -18,6 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from spehub.v1 import consent_pb2
+
 from adapters.base import AdapterError
 from adapters.codelists import normalise
 from adapters.people import CEFR, MOBILITY
@@ -115,6 +117,43 @@ class ConsentForm:
     notice_language: str
     data_categories: tuple[str, ...]
     valid_for: timedelta
+
+    def terms(self) -> dict[str, str]:
+        """What the form covers, field by field (the mapping's key names, lists sorted): what a
+        gateway fixes for the version once consents were published under it."""
+        return {
+            "purposes": ", ".join(sorted(self.purposes)),
+            "recipients": ", ".join(sorted(self.recipient_countries + self.recipient_participants)),
+            "transfer_basis": self.transfer_basis,
+            "basis_reference": self.basis_reference,
+            "notice_sha256": self.notice_sha256,
+            "notice_language": self.notice_language,
+            "data_categories": ", ".join(sorted(self.data_categories)),
+            "valid_days": str(self.valid_for.days),
+        }
+
+
+def consent_terms(consent: consent_pb2.Consent) -> dict[str, str]:
+    """What a form covers, as far as one consent published under it shows (``ConsentForm.terms``
+    but for the purposes: a row may tick only some of the form's). For an outbox that published
+    consents before forms were recorded."""
+    basis = (
+        consent.recipients[0].transfer_basis if consent.recipients else consent_pb2.TRANSFER_BASIS_UNSPECIFIED
+    )
+    return {
+        "recipients": ", ".join(sorted(r.country_code or r.participant_id for r in consent.recipients)),
+        "transfer_basis": consent_pb2.TransferBasis.Name(basis).removeprefix("TRANSFER_BASIS_"),
+        "basis_reference": consent.recipients[0].basis_reference if consent.recipients else "",
+        "notice_sha256": consent.evidence.notice_sha256,
+        "notice_language": consent.purposes[0].notice_language_code if consent.purposes else "",
+        "data_categories": ", ".join(
+            sorted(
+                consent_pb2.DataCategory.Name(c).removeprefix("DATA_CATEGORY_")
+                for c in consent.data_categories
+            )
+        ),
+        "valid_days": str(consent.retention_days),
+    }
 
 
 @dataclass(frozen=True)

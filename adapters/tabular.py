@@ -20,7 +20,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,10 @@ __all__ = ["OFFER_FIELDS", "SYSTEMS", "Mapping", "TabularAdapter"]
 PARALLEL_FROM_BYTES = 8_000_000
 CHUNK_ROWS = 2_000
 PAY_PERIODS = {1: "hour", 2: "day", 3: "week", 4: "month", 5: "year"}
+# How far after the export's time (now) a consent date may be: time zones and clocks differ by
+# hours, never by days. A later date is a mistake in the register and refuses the row (the hub
+# refuses such a consent too: hub.domain.consent_policy.FUTURE_SKEW).
+CONSENT_DATE_SKEW = timedelta(days=1)
 
 
 class TabularAdapter:
@@ -62,6 +66,11 @@ class TabularAdapter:
         self.subject_key = subject_key
         self._day_month_year = _date_pattern(self.mapping.date_format)
         self.languages = LanguageReader(self.mapping.values.get("language"), self.mapping.values.get("cefr"))
+
+    def consent_forms(self) -> dict[str, dict[str, str]]:
+        """What each form version of the mapping covers (``ConsentForm.terms``), by version."""
+        consent = self.mapping.consent
+        return {} if consent is None else {v: form.terms() for v, form in consent.forms.items()}
 
     def read(self, path: Path) -> Iterator[Converted]:
         """Two records per good row (profile, personal details), in order; a bad row comes back once, with problems.
@@ -291,7 +300,15 @@ class TabularAdapter:
                 error(spec.purposes, "no purpose ticked: kept at the SPE, not published", "local")
                 return None
         start = datetime(given.year, given.month, given.day, tzinfo=UTC)
-        if start + form.valid_for <= datetime.now(UTC):
+        now = datetime.now(UTC)
+        if start > now + CONSENT_DATE_SKEW:
+            error(
+                spec.date,
+                f"the consent date is {(start - now).days + 1} day(s) after the export's date: a consent "
+                f"is never dated ahead (more than {CONSENT_DATE_SKEW.days} day): correct the date",
+            )
+            return None
+        if start + form.valid_for <= now:
             error(
                 spec.date,
                 f"the consent of form {version} has expired: kept at the SPE, not published",

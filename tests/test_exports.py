@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from spehub.v1 import consent_pb2, pool_pb2, profile_pb2
 
 from adapters.base import AdapterError
 from adapters.languages import LanguageReader
-from adapters.tabular import Mapping, TabularAdapter
+from adapters.tabular import CONSENT_DATE_SKEW, Mapping, TabularAdapter
 from hub.entrypoints.cli import main
 from tests.support.gateways import tabular_send
 
@@ -299,3 +300,95 @@ def test_a_row_that_loses_its_consent_withdraws_the_one_published(hub, test_pki,
     # Sending again withdraws nothing more: the withdrawal is already the newest version.
     assert _send(morocco, "ma-anapec", mapping, hub, test_pki, tmp_path) == 0
     assert "withdrawn" not in capsys.readouterr().out
+
+
+def test_a_consent_dated_ahead_refuses_the_row_naming_it(tmp_path):
+    """200 days ahead is a mistake in the register, never a consent given: the row is refused,
+    named by its line and the consent date's column. Tomorrow is within the skew (time zones)."""
+    adapter = TabularAdapter(hub_lists(), EXPORTS / "ma-anapec-2026.toml", KEY)
+    export = _recent("ma-anapec-2026", tmp_path, days_ago=-200)
+    refused = [r for r in adapter.read(export) if r.record is None and r.local is None]
+    assert [(p.location, p.field) for r in refused for p in r.problems] == [
+        (f"{export}:2", "Date du consentement"),
+        (f"{export}:3", "Date du consentement"),
+    ]
+    assert "200 day(s) after the export's date" in refused[0].problems[0].reason
+    assert f"{CONSENT_DATE_SKEW.days} day" in refused[0].problems[0].reason
+    tomorrow = list(adapter.read(_recent("ma-anapec-2026", tmp_path, days_ago=-1)))
+    assert sum(isinstance(r.record, consent_pb2.Consent) for r in tomorrow) == 2
+
+
+def _edited(mapping: Path, folder: Path, old: str, new: str) -> Path:
+    folder.mkdir()
+    copy = folder / mapping.name
+    text = mapping.read_text(encoding="utf-8")
+    assert old in text
+    copy.write_text(text.replace(old, new), encoding="utf-8")
+    return copy
+
+
+def _visible_to_sweden(connect) -> int:
+    se = connect("se-arbetsformedlingen")
+    request = pool_pb2.SearchProfilesRequest(isco08_codes=["6", "7", "8", "9"], page_size=100)
+    return len(se.pool.SearchProfiles(request, timeout=10).profiles)
+
+
+FR_ES = 'recipients = ["FR", "ES"]'
+WIDER = 'recipients = ["FR", "ES", "SE", "eu-eures"]'
+
+
+def test_a_used_consent_form_cannot_be_widened_by_editing_the_mapping(
+    hub, test_pki, connect, tmp_path, capsys
+):
+    """Issue 25, item 4: form 2026-1's recipients edited from FR, ES to FR, ES, SE, eu-eures and the
+    same export sent again. The gateway refuses before signing anything, naming the form, the
+    field and the change; Sweden finds nobody. The terms go under a new form version instead."""
+    senegal = _recent("sn-anpej-2026", tmp_path)
+    mapping = EXPORTS / "sn-anpej-2026.toml"
+    outbox = tmp_path / "sn-anpej.sqlite3"
+    assert _send(senegal, "sn-anpej", mapping, hub, test_pki, tmp_path) == 3
+    assert "sent 6: 6 accepted" in capsys.readouterr().out
+    signed = sqlite3.connect(outbox).execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    wider = _edited(mapping, tmp_path / "wider", FR_ES, WIDER)
+    assert _send(senegal, "sn-anpej", wider, hub, test_pki, tmp_path) == 2
+    captured = capsys.readouterr()
+    assert f"{wider}:39: consent form '2026-1'" in captured.err  # the line of recipients
+    assert "its recipients changed from 'ES, FR' to 'ES, FR, SE, eu-eures'" in captured.err
+    assert "new form version" in captured.err and "sent" not in captured.out
+    assert sqlite3.connect(outbox).execute("SELECT count(*) FROM outbox").fetchone()[0] == signed
+    assert _visible_to_sweden(connect) == 0
+
+    # Narrowing a used form is a change too; so is any other field of it.
+    narrower = _edited(mapping, tmp_path / "narrower", FR_ES, 'recipients = ["FR"]')
+    assert _send(senegal, "sn-anpej", narrower, hub, test_pki, tmp_path) == 2
+    assert "recipients changed from 'ES, FR' to 'FR'" in capsys.readouterr().err
+
+    # An outbox that published before forms were recorded: the forms are read back from the
+    # consents it signed, so the same edit is refused there too.
+    db = sqlite3.connect(outbox)
+    db.execute("DROP TABLE consent_forms")
+    db.commit()
+    db.close()
+    assert _send(senegal, "sn-anpej", wider, hub, test_pki, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("consent form '2026-1'") == 1  # the other fields read back as they were
+    assert "its recipients changed from 'ES, FR' to 'ES, FR, SE, eu-eures'" in err
+
+    # The way to widen: a new form version, and the rows of the candidates who agreed to it.
+    text = mapping.read_text(encoding="utf-8")
+    form = text[text.index('[consent.forms."2026-1"]') : text.index("[values.purpose]")]
+    new_form = tmp_path / "new-form.toml"
+    new_form.write_text(
+        text.replace(
+            form, form + form.replace("2026-1", "2026-2").replace(FR_ES, WIDER.replace(', "eu-eures"', ""))
+        ),
+        encoding="utf-8",
+    )
+    assert _send(senegal, "sn-anpej", new_form, hub, test_pki, tmp_path) == 3
+    assert "0 new record(s) signed and queued" in capsys.readouterr().out
+    rows = senegal.read_text(encoding="utf-8").replace(";2026-1;CONS-DK-8812;", ";2026-2;CONS-DK-8812;")
+    senegal.write_text(rows, encoding="utf-8")
+    assert _send(senegal, "sn-anpej", new_form, hub, test_pki, tmp_path) == 3
+    assert "sent 1: 1 accepted" in capsys.readouterr().out
+    assert _visible_to_sweden(connect) == 1

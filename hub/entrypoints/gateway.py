@@ -26,6 +26,7 @@ from hub.gateway import (
 
 def run(args: argparse.Namespace) -> int:
     """``spe-hub gateway send``: convert, sign and queue the files, then send the queue."""
+    from adapters.tabular import TabularAdapter
     from hub.entrypoints.adapters import build_adapter, load_codelists
 
     a = args
@@ -53,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     outbox = Outbox(Path(a.outbox or f"var/gateway/{a.participant}.sqlite3"))
     gateway = Sender(a.participant, key_id, signing_key, outbox)
+    if isinstance(adapter, TabularAdapter):
+        # A form version consents were published under covers what it covered then: an edit of
+        # it in the mapping stops the run before anything is signed (docs/consent.md).
+        changes = gateway.check_forms(adapter.consent_forms())
+        for change in changes:
+            where = adapter.mapping.where(f"consent.forms.{change.version}.{change.field}")
+            print(f"spe-hub gateway: {where}: {change.describe()}", file=sys.stderr)
+        if changes:
+            outbox.close()
+            return 2
     review = ReviewQueue(outbox)
     report: list[str] = []
     refused_rows = 0

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+from spehub.v1 import consent_pb2, envelope_pb2
+
+from adapters.mapping import consent_terms
+from hub.domain.records import PayloadKind
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,55 @@ class Outbox:
                 payload_type INTEGER NOT NULL, record_id TEXT NOT NULL, version INTEGER NOT NULL,
                 content_sha256 BLOB NOT NULL, PRIMARY KEY (payload_type, record_id)) WITHOUT ROWID"""
         )
+        # What each consent form version covered when consents were first signed under it: fixed
+        # from then on (hub.gateway.sender.Sender.check_forms). terms: JSON {field: value}.
+        forms_existed = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'consent_forms'"
+        ).fetchone()
+        self.db.execute(
+            """CREATE TABLE IF NOT EXISTS consent_forms (
+                version TEXT PRIMARY KEY, terms TEXT NOT NULL, first_signed_at TEXT NOT NULL)"""
+        )
         self.db.commit()
+        if not forms_existed:
+            self._record_published_forms()
+
+    def _record_published_forms(self) -> None:
+        """For an outbox that signed consents before forms were recorded: each form version's
+        terms as the first consent signed under it shows them (all but the purposes, which vary
+        by row)."""
+        found: dict[str, tuple[str, dict[str, str]]] = {}
+        rows = self.db.execute(
+            "SELECT envelope FROM outbox WHERE payload_type = ? ORDER BY seq",
+            (PayloadKind.CONSENT.payload_type,),
+        )
+        for (blob,) in rows:
+            envelope = envelope_pb2.SignedEnvelope.FromString(blob)
+            consent = consent_pb2.Consent.FromString(envelope.payload)
+            if consent.purposes:
+                signed = datetime.fromtimestamp(envelope.signed_at.seconds, UTC).isoformat()
+                version = consent.purposes[0].notice_version
+                found.setdefault(version, (signed, consent_terms(consent)))
+        with self.db:
+            for version, (signed, terms) in found.items():
+                self.fix_form(version, terms, signed)
+
+    def form_terms(self) -> dict[str, tuple[dict[str, str], str]]:
+        """The terms each used consent form version was fixed with, and when: {version: (terms, at)}."""
+        return {
+            version: (json.loads(terms), at)
+            for version, terms, at in self.db.execute(
+                "SELECT version, terms, first_signed_at FROM consent_forms"
+            )
+        }
+
+    def fix_form(self, version: str, terms: dict[str, str], at: str) -> None:
+        """Record a form version's terms at its first use (kept as they were if already recorded);
+        committed with the next envelopes queued."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO consent_forms VALUES (?, ?, ?)",
+            (version, json.dumps(terms, sort_keys=True), at),
+        )
 
     def version_for(self, payload_type: int, record_id: str, given: int, content_sha256: bytes) -> int | None:
         """The version to sign a record's content with, or None when that content is already its

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,27 @@ KIND_BY_MESSAGE = {
 DONE = ("accepted", "duplicate")
 
 
+@dataclass(frozen=True)
+class FormChange:
+    """A field of a consent form version that differs from what it covered when consents were
+    first published under it."""
+
+    version: str
+    field: str
+    before: str
+    after: str
+    since: str  # when the first consent under the version was signed (ISO 8601)
+
+    def describe(self) -> str:
+        return (
+            f"consent form {self.version!r} has covered consents published since {self.since[:10]}; "
+            f"its {self.field} changed from {self.before or '(none)'!r} to {self.after or '(none)'!r}. "
+            "What a used form covers cannot change: restore it, and give the new terms a new form "
+            'version (another [consent.forms."…"] table, and that version in the rows whose '
+            "candidates agreed to them)"
+        )
+
+
 class Sender:
     """Signs and queues an SPE's records, and sends the queue to the hub."""
 
@@ -40,6 +62,25 @@ class Sender:
         self.key_id = key_id
         self.key = load_private_key(signing_key_pem, f"signing key of {participant_id}")
         self.outbox = outbox
+        self.forms: dict[str, dict[str, str]] = {}
+        self._fixed: set[str] = set()
+
+    def check_forms(self, forms: dict[str, dict[str, str]]) -> list[FormChange]:
+        """Compare the consent forms of the mapping (terms by version) with what each version
+        covered when consents were first published under it, and keep them to record each
+        version at its first use. Returns the changes (nothing may be signed then): a person's
+        consent covers what the form said when they signed it, whatever the mapping says later."""
+        fixed = self.outbox.form_terms()
+        changes = [
+            FormChange(version, field, before, terms.get(field, ""), since)
+            for version, terms in sorted(forms.items())
+            if version in fixed
+            for (was, since) in (fixed[version],)
+            for field, before in sorted(was.items())
+            if terms.get(field, "") != before
+        ]
+        self.forms, self._fixed = forms, set(fixed)
+        return changes
 
     def lapsed_consents(self, kept_local: Iterable[Any]) -> list[consent_pb2.Consent]:
         """Withdrawals of the consents this gateway published for candidates whose rows no longer
@@ -90,6 +131,8 @@ class Sender:
             records, desc="signing", unit="rec", disable=(progress is False and True) or None, file=sys.stderr
         ):
             kind = KIND_BY_MESSAGE[record.DESCRIPTOR.name]
+            if kind is PayloadKind.CONSENT:
+                self._fix_form(record)
             version = self.outbox.version_for(
                 kind.payload_type, record.header.record_id, record.header.version, _content_sha256(record)
             )
@@ -106,6 +149,13 @@ class Sender:
         return added + self.outbox.add(chunk)
 
     unchanged = 0
+
+    def _fix_form(self, consent: consent_pb2.Consent) -> None:
+        """Record the terms of the form a consent is published under, at the version's first use."""
+        version = consent.purposes[0].notice_version if consent.purposes else ""
+        if version in self.forms and version not in self._fixed:
+            self.outbox.fix_form(version, self.forms[version], datetime.now(UTC).isoformat())
+            self._fixed.add(version)
 
     def flush(self, channel: grpc.Channel, batch: int = 200, timeout: float = 60.0) -> FlushReport:
         """Send every pending envelope. Stops at the first link failure, leaving the rest pending."""
