@@ -8,11 +8,12 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from spehub.v1 import audit_pb2, audit_pb2_grpc, consent_pb2, exchange_pb2
+from spehub.v1 import audit_pb2, audit_pb2_grpc, consent_pb2, delivery_pb2, exchange_pb2
 
 from hub.domain import consent_policy
 from hub.domain.records import PayloadKind
 from tests.support.consents import consent_for, found, publish_candidate
+from tests.support.records import demo_personal, demo_profile
 
 SN, FT, SE = "sn-anpej", "fr-francetravail", "se-arbetsformedlingen"
 ACCEPTED, REJECTED = exchange_pb2.RECORD_OUTCOME_ACCEPTED, exchange_pb2.RECORD_OUTCOME_REJECTED
@@ -172,4 +173,38 @@ def test_a_withdrawn_profiles_personal_view_is_withdrawn_with_it(hub, connect):
     assert "Diop" not in err.value.details()
     assert found(ft) == 0
     assert len(_releases(sn)) == 1
-    assert b"Diop" in _personal(sn).envelope.payload  # the origin still sees its own record
+    # Withdrawn with the profile, and France Travail, which received it, is told so.
+    notices = [
+        r.delivery
+        for r in ft.delivery.Subscribe(delivery_pb2.SubscribeRequest(stop_when_drained=True), timeout=10)
+        if r.delivery.kind == delivery_pb2.DELIVERY_KIND_WITHDRAWAL
+    ]
+    assert [(n.withdrawn.payload_type, n.withdrawn.record_id) for n in notices] == [(PERSONAL_TYPE, "pd-1")]
+    assert not [
+        r
+        for r in connect(SE).delivery.Subscribe(
+            delivery_pb2.SubscribeRequest(stop_when_drained=True), timeout=10
+        )
+        if r.delivery.kind == delivery_pb2.DELIVERY_KIND_WITHDRAWAL
+    ]
+
+
+def test_a_personal_view_published_after_its_profile_was_withdrawn_is_not_disclosed(hub, connect):
+    """The read path holds even for a personal view the withdrawal could not take with it: one
+    never released, or published again after the profile was withdrawn."""
+    sn, ft = connect(SN), connect(FT)
+    publish_candidate(sn, consent_for(SN, sn.clock()), contact_release_for=FT)
+    sn.exchange.WithdrawRecord(
+        exchange_pb2.WithdrawRecordRequest(payload_type=PROFILE_TYPE, record_id="p-1"), timeout=10
+    )
+    again = demo_personal(SN, "pd-1", "p-1", "c-1", 2, sn.clock())
+    (result,) = sn.publish_one_batch([sn.seal(again, PayloadKind.PERSONAL_DETAILS)])
+    assert result.outcome == ACCEPTED
+    with pytest.raises(grpc.RpcError) as err:
+        _personal(ft)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # Published again, the profile brings its personal view back for the recipient its consent names.
+    profile = demo_profile(SN, "p-1", "c-1", 2, sn.clock())
+    (result,) = sn.publish_one_batch([sn.seal(profile, PayloadKind.CANDIDATE_PROFILE)])
+    assert result.outcome == ACCEPTED
+    assert b"Diop" in _personal(ft).envelope.payload

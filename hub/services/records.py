@@ -119,7 +119,9 @@ class RecordService:
     def withdraw(self, caller: Participant, payload_type: int, record_id: str) -> datetime:
         """Withdraw one of the caller's records; idempotent. Returns when it was withdrawn.
 
-        Every participant that received the record gets a withdrawal notice.
+        Every participant that received the record gets a withdrawal notice. A profile takes
+        with it the personal views of it that were released: each is withdrawn too, and every
+        participant it was released to gets a withdrawal notice for it.
         Raises NotFoundError if the caller has no such record.
         """
         kind = PayloadKind.from_payload_type(payload_type)
@@ -137,14 +139,47 @@ class RecordService:
             pk, envelope, withdrawn_at = found
             if withdrawn_at is not None:
                 return datetime.fromtimestamp(withdrawn_at / 1_000_000, UTC)
-            uow.records.withdraw(pk, to_us(now))
-            uow.audit.append(
-                [AuditDraft(caller.id, "withdraw", caller.id, payload_type, record_id, envelope.version)],
-                to_us(now),
-            )
-            recipients = uow.records.recipients_of(caller.id, payload_type, record_id)
-            uow.deliveries.add([(r, DeliveryKind.WITHDRAWAL, envelope.id) for r in recipients], to_us(now))
+            withdrawn: list[tuple[int, StoredEnvelope, list[str]]] = [(pk, envelope, [])]
+            if kind is PayloadKind.CANDIDATE_PROFILE:
+                withdrawn += self._released_personal_views(uow, caller.id, record_id, envelope)
+            notices: list[tuple[str, DeliveryKind, int]] = []
+            drafts: list[AuditDraft] = []
+            for record_pk, env, released in withdrawn:
+                uow.records.withdraw(record_pk, to_us(now))
+                drafts.append(
+                    AuditDraft(caller.id, "withdraw", caller.id, env.payload_type, env.record_id, env.version)
+                )
+                recipients = set(uow.records.recipients_of(caller.id, env.payload_type, env.record_id))
+                notices += [(r, DeliveryKind.WITHDRAWAL, env.id) for r in sorted(recipients.union(released))]
+            uow.audit.append(drafts, to_us(now))
+            uow.deliveries.add(notices, to_us(now))
             uow.commit()
-        if recipients:
+        if notices:
             self.notifier.notify()
         return now
+
+    def _released_personal_views(
+        self, uow: UnitOfWork, origin_id: str, profile_record_id: str, profile: StoredEnvelope
+    ) -> list[tuple[int, StoredEnvelope, list[str]]]:
+        """The personal views of a profile being withdrawn that were released to participants and
+        are not withdrawn yet, each with who received it: withdrawn with the profile, each of them
+        gets a withdrawal notice. (One never released is withheld by ``get`` all the same.)"""
+        if not sealing.is_sealed(profile.payload):
+            return []
+        consent_id = sealing.sealed_consent_id(profile.payload)
+        out: list[tuple[int, StoredEnvelope, list[str]]] = []
+        for record_id, actors in sorted(uow.audit.personal_releases(origin_id, consent_id).items()):
+            found = uow.records.current(origin_id, PayloadKind.PERSONAL_DETAILS.payload_type, record_id)
+            if found is None or found[2] is not None:
+                continue
+            pk, envelope, _ = found
+            (opened,) = self.sealer.open([envelope])
+            if opened is None:
+                continue  # erased
+            try:
+                index = records.parse(PayloadKind.PERSONAL_DETAILS, opened.payload).index
+            except RecordRejection:
+                index = None
+            if isinstance(index, records.PersonalIndex) and index.profile_record_id == profile_record_id:
+                out.append((pk, envelope, actors))
+        return out

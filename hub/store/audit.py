@@ -139,6 +139,24 @@ class AuditRepository(Repository):
         )
         return sorted(self.conn.execute(query).scalars())
 
+    def personal_releases(self, origin_id: str, consent_record_id: str) -> dict[str, list[str]]:
+        """The personal views of this candidate released to participants, by record id: who
+        received each (sorted)."""
+        a = t.audit_log.c
+        query = (
+            select(a.record_id, a.actor)
+            .distinct()
+            .where(
+                a.origin_id == origin_id,
+                a.consent_record_id == consent_record_id,
+                a.action == audit.Disclosure.PERSONAL.value,
+            )
+        )
+        out: dict[str, list[str]] = {}
+        for record_id, actor in self.conn.execute(query):
+            out.setdefault(record_id, []).append(actor)
+        return {record_id: sorted(actors) for record_id, actors in out.items()}
+
     def last_checkpoint_us(self) -> int | None:
         c = t.audit_checkpoints.c
         return self.conn.execute(select(func.max(c.at_us))).scalar()
