@@ -12,20 +12,47 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 import re
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 participant: contextvars.ContextVar[str] = contextvars.ContextVar("participant", default="")
 SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Fields a call site may add with ``extra=`` (anything else stays out of the line).
-EXTRA_FIELDS = ("rpc_method", "code", "error", "incident")
+EXTRA_FIELDS = ("rpc_method", "code", "error", "incident", "refused")
 
 
 def new_request_id(offered: str = "") -> str:
     """The caller's id if it is sane (so its own logs line up), else a fresh one."""
     return offered if SANE_ID.fullmatch(offered) else uuid.uuid4().hex[:16]
+
+
+class EveryInterval:
+    """At most one log line per key and interval, saying how many events it stands for: a flood of
+    the same event from one caller writes a line every ``seconds``, not one per event."""
+
+    def __init__(self, seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self._since_line: dict[str, tuple[int, float]] = {}  # key: (events since its line, line's time)
+
+    def count(self, key: str) -> int:
+        """Count one event of ``key``. Returns the number of its events since its last line, this one
+        included, when a line is due now (the first event, or ``seconds`` after the last line); else 0."""
+        now = self.monotonic()
+        with self._lock:
+            events, last = self._since_line.get(key, (0, -math.inf))
+            if now - last >= self.seconds:
+                self._since_line[key] = (0, now)
+                return events + 1
+            self._since_line[key] = (events + 1, last)
+            return 0
 
 
 class ContextFilter(logging.Filter):

@@ -93,3 +93,51 @@ def test_an_unsafe_request_id_is_replaced():
     assert logs.new_request_id("ok-id_1.2") == "ok-id_1.2"
     for bad in ("", "with space", "a" * 65, "x\nforged log line", "é"):
         assert logs.new_request_id(bad) != bad
+
+
+def test_a_rate_limited_flood_logs_one_line_per_interval_with_its_count(
+    test_pki, database_url, clock, json_log, monkeypatch
+):
+    """Issue 25, item 9: each refused call wrote its own line. Now one line per participant and
+    interval says how many calls were refused since the last; the metric still counts each."""
+    import time
+
+    from hub.api import interceptor
+    from tests.support.hubs import make_participant, started_hub
+
+    monkeypatch.setattr(interceptor, "RATE_LIMITED_LOG_SECONDS", 1.0)
+    # Three requests, then next to none: IssueToken and two searches pass, the rest are refused.
+    with started_hub(test_pki, database_url, clock, rate_limit_per_second=0.01, rate_limit_burst=3) as hub:
+        ft = make_participant(hub.port, test_pki, FT, clock)
+        try:
+            codes, began = [], time.monotonic()
+            for _ in range(40):
+                try:
+                    ft.pool.SearchProfiles(pool_pb2.SearchProfilesRequest(), timeout=10)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as err:
+                    codes.append(err.code())
+            flood, took = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED), time.monotonic() - began
+            assert codes.count(grpc.StatusCode.OK) == 2 and flood == 38
+            time.sleep(1.2)  # one interval later, the next refusal writes the second line
+            with pytest.raises(grpc.RpcError) as err:
+                ft.pool.SearchProfiles(pool_pb2.SearchProfilesRequest(), timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            ft.channel.close()
+        handled = hub.metrics.registry.get_sample_value(
+            "grpc_server_handled_total",
+            {
+                "grpc_type": "unary",
+                "grpc_service": "spehub.v1.PoolService",
+                "grpc_method": "SearchProfiles",
+                "grpc_code": "RESOURCE_EXHAUSTED",
+            },
+        )
+    lines = [line for line in json_log() if line.get("code") == "RESOURCE_EXHAUSTED"]
+    # The first refusal writes a line at once; the one after the pause writes the count of all since
+    # the line before it. So the counts add up to every refusal however long the flood took, and the
+    # flood wrote one line per second it lasted at most (two when it takes well under a second).
+    assert {line["participant"] for line in lines} == {FT} and lines[0]["refused"] == 1
+    assert sum(line["refused"] for line in lines) == flood + 1 == handled
+    assert 2 <= len(lines) <= 2 + int(took)
