@@ -44,10 +44,12 @@ EQF_BY_LEVEL = [
     ("bac ou", common_pb2.EQF_LEVEL_4),
 ]
 OFFER_ID = re.compile(r"[A-Za-z0-9]{1,40}")
-HOURS = re.compile(r"^\s*(\d{1,2})\s*H\s*(\d{2})?", re.IGNORECASE)
-EXPERIENCE = re.compile(r"(\d+)\s*(an|mois)", re.IGNORECASE)
+# ASCII digits only, here and in every adapter: France Travail writes no other, and the schema carries
+# none (docs/adapters.md, "Digits").
+HOURS = re.compile(r"^\s*([0-9]{1,2})\s*H\s*([0-9]{2})?", re.IGNORECASE)
+EXPERIENCE = re.compile(r"([0-9]+)\s*(an|mois)", re.IGNORECASE)
 # "CDD - 6 Mois", "Contrat à durée déterminée - 2 Mois", "Mission intérimaire - 15 Jour(s)"
-DURATION = re.compile(r"-\s*(\d+)\s*(mois|ans?|an\(s\)|jours?|jour\(s\)|semaines?)", re.IGNORECASE)
+DURATION = re.compile(r"-\s*([0-9]+)\s*(mois|ans?|an\(s\)|jours?|jour\(s\)|semaines?)", re.IGNORECASE)
 
 
 class FranceTravailOffers(JsonAdapter):

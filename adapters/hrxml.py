@@ -38,7 +38,7 @@ ESCO_OCCUPATION = "http://data.europa.eu/esco/occupation/"
 ESCO_SKILL = "http://data.europa.eu/esco/skill/"
 DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 # NACE Rev. 2 as NAV writes it ("C33.1.7") and as the schema keeps it ("C33.17").
-NAV_NACE = re.compile(r"([A-U])(\d{2})\.(\d)\.(\d)")
+NAV_NACE = re.compile(r"([A-U])([0-9]{2})\.([0-9])\.([0-9])")
 MONTHS = {"month": 1, "year": 12}
 
 

@@ -25,8 +25,8 @@ from adapters.people import date_text, dotted_date
 
 OSLO = ZoneInfo("Europe/Oslo")
 AD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
-STYRK = re.compile(r"(\d{4})(?:\.\d{1,2})?")
-SN2007 = re.compile(r"(\d{2})\.(\d)(\d)\d?")
+STYRK = re.compile(r"([0-9]{4})(?:\.[0-9]{1,2})?")  # ASCII digits only (docs/adapters.md, "Digits")
+SN2007 = re.compile(r"([0-9]{2})\.([0-9])([0-9])[0-9]?")
 ENGAGEMENTS = {
     "Fast": (offer_pb2.CONTRACT_TYPE_PERMANENT, common_pb2.MOBILITY_TYPE_PERMANENT),
     "Sesong": (offer_pb2.CONTRACT_TYPE_SEASONAL, common_pb2.MOBILITY_TYPE_SEASONAL),
@@ -87,7 +87,7 @@ class NavAds(JsonAdapter):
         if place is None:
             error("location.country", "not a country name or code known")
         count = str(props.get("positioncount") or "")
-        positions = int(count) if count.isdigit() else 0
+        positions = int(count) if count.isascii() and count.isdigit() else 0
         if not count:
             warn("properties.positioncount", "missing: taken as 1 position")
             positions = 1

@@ -35,9 +35,11 @@ MOBILITY_BY_OFFERING = {
 }
 OFFERING_BY_MOBILITY = {v: k for k, v in MOBILITY_BY_OFFERING.items()}
 MIN_SUBJECT_KEY = 32
-PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
-DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
-NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")  # NACE Rev. 2: a section, division, group or class
+# Dates and codes in ASCII digits only: ``\d`` takes Arabic-Indic and fullwidth digits too, and the
+# hub's schema carries none (docs/adapters.md, "Digits").
+PARTIAL_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
+DAY_FIRST = re.compile(r"([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})")
+NACE = re.compile(r"[A-U]([0-9]{2}(\.[0-9]{1,2})?)?")  # NACE Rev. 2: a section, division, group or class
 # Country codes some European formats write their own way.
 COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
 

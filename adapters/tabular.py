@@ -414,6 +414,8 @@ class TabularAdapter:
             except ValueError:
                 pass  # strptime below gives the verdict
         try:
+            if any(c.isdigit() and not c.isascii() for c in value):  # strptime's %Y takes "٢٠٢٦"
+                raise ValueError
             return datetime.strptime(value, self.mapping.date_format).date()
         except ValueError:
             # The value itself is not repeated: it may be a birth date.
@@ -524,9 +526,9 @@ def cell_of(row: dict[str, Any], column: str) -> str:
 
 # What strptime accepts for each directive (CPython's _strptime), for the formats read without it.
 _DIRECTIVES = {
-    "%d": r"(?P<d>3[01]|[12]\d|0[1-9]|[1-9])",
+    "%d": r"(?P<d>3[01]|[12][0-9]|0[1-9]|[1-9])",
     "%m": r"(?P<m>1[0-2]|0[1-9]|[1-9])",
-    "%Y": r"(?P<Y>\d{4})",
+    "%Y": r"(?P<Y>[0-9]{4})",
 }
 
 

@@ -246,10 +246,11 @@ class Settings:
 
 
 def _int(environ: Mapping[str, str], var: str, low: int, high: int) -> int:
-    try:
-        value = int(environ[var])
-    except ValueError:
-        raise ConfigError(f"{var} must be a whole number, not {environ[var]!r}") from None
+    text = environ[var].strip()
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):  # int() would take "٥" and "5_000" too
+        raise ConfigError(f"{var} must be a whole number written with digits 0-9, not {environ[var]!r}")
+    value = int(text)
     if not low <= value <= high:
         raise ConfigError(f"{var} must be between {low} and {high}, not {value}")
     return value
@@ -257,7 +258,7 @@ def _int(environ: Mapping[str, str], var: str, low: int, high: int) -> int:
 
 def _check_hostport(value: str, var: str) -> None:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ConfigError(f"{var} must be host:port, not {value!r}")
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)*")
 
 
 def neutralise(value: Any) -> Any:

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters import france_travail, hrxml, nav_ads, people
 from adapters.json_offers import timestamp
 from adapters.people import _plain_national, e164
 from adapters.tabular import _date_pattern
@@ -100,3 +101,22 @@ def test_the_fast_timestamp_is_protobufs(moment, offset_minutes):
     expected = Timestamp()
     expected.FromDatetime(moment)
     assert timestamp(moment) == expected
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda: people.period_date("٢٠١٩-٠٣"),
+        lambda: people.full_date("２０１９-０３-０１"),
+        lambda: people.dotted_date("٠١.٠٣.٢٠١٩"),
+        lambda: people.NACE.fullmatch("C٣٣.١٧"),
+        lambda: hrxml.NAV_NACE.fullmatch("C٣٣.١.٧"),
+        lambda: nav_ads._nace("٣٣.١٧٠"),
+        lambda: nav_ads.STYRK.fullmatch("٧٤١١.١١"),
+        lambda: france_travail.HOURS.search("٣٥H٠٠"),
+    ],
+    ids=["period", "full-date", "dotted-date", "nace", "nav-nace", "sn2007", "styrk", "hours"],
+)
+def test_dates_and_codes_in_other_digits_are_not_read(read):
+    """Issue 25, item 5: the adapters read dates and codes in ASCII digits only (docs/adapters.md)."""
+    assert not read()

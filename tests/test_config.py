@@ -30,6 +30,10 @@ def test_defaults_are_the_embedded_development_setup():
         ({"SPEHUB_LISTEN": "50051"}, "SPEHUB_LISTEN"),
         ({"SPEHUB_MAX_MESSAGE_BYTES": "lots"}, "SPEHUB_MAX_MESSAGE_BYTES"),
         ({"SPEHUB_MAX_BATCH_RECORDS": "0"}, "SPEHUB_MAX_BATCH_RECORDS"),
+        # int() and str.isdigit read the digits of other scripts (issue 25, item 5).
+        ({"SPEHUB_MAX_BATCH_RECORDS": "٥٠٠"}, "SPEHUB_MAX_BATCH_RECORDS must be a whole number written"),
+        ({"SPEHUB_RATE_LIMIT_BURST": "5_000"}, "SPEHUB_RATE_LIMIT_BURST must be a whole number written"),
+        ({"SPEHUB_LISTEN": "127.0.0.1:٥٠٠٥١"}, "SPEHUB_LISTEN"),
         ({"SPEHUB_DATABASE_URL": "mysql://x"}, "SPEHUB_DATABASE_URL"),
         ({"SPEHUB_TRUST_DOMAIN": "spiffe://x"}, "SPEHUB_TRUST_DOMAIN"),
         ({"SPEHUB_ENV": "production"}, "SPEHUB_TLS_CERT"),

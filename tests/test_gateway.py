@@ -439,3 +439,17 @@ def test_a_held_record_waits_for_review_then_the_alias_publishes_it_and_wins_nex
     assert "1 alias(es) added" in capsys.readouterr().out.splitlines()[-1]
     (tmp_path / "junk.json").write_text('{"format": 9}')
     assert main(["gateway", "aliases", "import", str(tmp_path / "junk.json"), *other]) == 2
+
+
+def test_an_imported_alias_with_a_code_in_other_digits_is_skipped(tmp_path):
+    """str.isdigit took "٩٢١١" for an ISCO-08 code (issue 25, item 5): such an alias is not imported."""
+    outbox = Outbox(tmp_path / "ob.sqlite3")
+    queue = ReviewQueue(outbox)
+    aliases = {
+        "fr:ouvrier agricole": {"isco08": "9211", "title": "ouvrier agricole"},
+        "fr:maraicher": {"isco08": "٩٢١١", "title": "maraîcher"},
+        "fr:berger": {"isco08": "６１２１", "title": "berger"},
+    }
+    assert queue.import_aliases({"format": 1, "aliases": aliases}) == 1
+    assert [a["isco08"] for a in queue.aliases().values()] == ["9211"]
+    outbox.close()

@@ -374,3 +374,27 @@ def test_a_large_json_file_converted_by_worker_processes_gives_what_one_process_
     assert one == two and len(one) == len(offers)
     assert sum(record is None for _, record, _ in one) == 7  # six bad contracts, one bad structure
     assert one[4_321][0].endswith("$.resultats[4321]") and "unexpected structure" in one[4_321][2][0].reason
+
+
+def test_digits_of_other_scripts_in_an_export(codelists, tmp_path):
+    """Issue 25, item 5, as the adapters decide it (docs/adapters.md, "Digits"): a code or a date in
+    Arabic-Indic digits is refused, named by its column; a phone number is read by libphonenumber,
+    which reads any digits faithfully, and leaves in E.164 with ASCII digits."""
+    header = (FIXTURES / "morocco.csv").read_text(encoding="utf-8").splitlines()[0]
+    rows = [
+        "BK1,العلوي,فاطمة,1994-06-18,0612345678,٦١١١,عاملة فلاحية,ar:لغة أم,ES,موسمي",
+        "BK2,Benali,Youssef,١٩٩٤-06-18,٠٦١٢٣٤٥٦٧٨,6111,Ouvrier agricole,ar:لغة أم,ES,seasonal",
+    ]
+    path = tmp_path / "ma.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    adapter = TabularAdapter(codelists, MAPPINGS / "ma-anapec.toml", KEY)
+    results = list(adapter.read(path))
+    refused = [r for r in results if not r.ok]
+    assert refused and {p.field for r in refused for p in r.problems} >= {"isco"}
+    profile, personal = (
+        r.record for r in results if r.ok and r.record.header.record_id.startswith(("P-", "D-"))
+    )
+    assert profile.occupations[0].isco08_code == "6111"
+    assert personal.contacts[0].value == "+212612345678"
+    assert not personal.HasField("birth_date") and not personal.birth_year
+    assert any(p.field == "birth_date" for r in results for p in r.problems)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hub.domain import codes
+
 GENESIS = b"\x00" * 32
 
 
@@ -108,7 +110,7 @@ def parse_checkpoint_payload(payload: bytes) -> tuple[int, bytes]:
     """(sequence, entry hash) of a checkpoint payload. Raises ValueError."""
     seq, _, digest = payload.decode("ascii").partition(":")
     entry_hash = bytes.fromhex(digest)
-    if not seq.isdigit() or len(entry_hash) != 32:
+    if not codes.ascii_digits(seq) or len(entry_hash) != 32:
         raise ValueError("not a checkpoint payload")
     return int(seq), entry_hash
 

@@ -13,8 +13,10 @@ from functools import cache
 
 import pycountry
 
-ISCO08_UNIT = re.compile(r"\d{4}")
-ISCO08_PREFIX = re.compile(r"\d{1,4}")
+# Codes are written with the ASCII digits 0-9 only: ``\d`` would also take Arabic-Indic (٩٢١١) and
+# fullwidth digits, a code space of their own that no search or match would ever meet.
+ISCO08_UNIT = re.compile(r"[0-9]{4}")
+ISCO08_PREFIX = re.compile(r"[0-9]{1,4}")
 ESCO_PREFIX = "http://data.europa.eu/esco/"
 
 
@@ -36,6 +38,12 @@ def _languages() -> frozenset[str]:
 @cache
 def _currencies() -> frozenset[str]:
     return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+def ascii_digits(text: str) -> bool:
+    """True for a non-empty string of the ASCII digits 0-9 only. ``str.isdigit`` and ``int()`` also
+    take the digits of other scripts ("٩", "９") and superscripts ("²")."""
+    return text.isascii() and text.isdigit()
 
 
 def is_country(code: object) -> bool:

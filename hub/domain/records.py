@@ -25,10 +25,10 @@ from hub.domain import caps, codes
 RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Directory participant ids (hub.domain.directory uses this pattern too).
 PARTICIPANT_ID = re.compile(r"[a-z0-9][a-z0-9.-]{1,62}")
-E164 = re.compile(r"\+[1-9]\d{6,14}")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ASCII digits only (codes.ISCO08_UNIT says why)
 HEX64 = re.compile(r"[0-9a-f]{64}")
 SCRIPT = re.compile(r"[A-Z][a-z]{3}")  # ISO 15924
-NACE = re.compile(r"[A-U](\d{2}(\.\d{1,2})?)?")  # NACE Rev. 2: section, division, group or class
+NACE = re.compile(r"[A-U]([0-9]{2}(\.[0-9]{1,2})?)?")  # NACE Rev. 2: section, division, group or class
 MAX_TEXT = 20_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TS_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -343,7 +343,8 @@ class _Checker:
         if not codes.ISCO08_PREFIX.fullmatch(occ.isco08_code):
             self.fail(
                 f"{field}.isco08_code",
-                "must be an ISCO-08 code of 1 to 4 digits (a unit group, or the group the evidence supports)",
+                "must be an ISCO-08 code of 1 to 4 ASCII digits 0-9 (a unit group, or the group the evidence "
+                "supports)",
             )
         resolution = occ.resolution
         if resolution.decision:
@@ -405,7 +406,7 @@ def _profile(c: _Checker, p: profile_pb2.CandidateProfile) -> ProfileIndex:
             c.fail(f"work_experiences[{i}].period", "ends before it starts")
         c.text(w.description, f"work_experiences[{i}].description")
         if w.nace_code and not NACE.fullmatch(w.nace_code):
-            c.fail(f"work_experiences[{i}].nace_code", "must be a NACE Rev. 2 code such as F, F43 or F43.21")
+            c.fail(f"work_experiences[{i}].nace_code", "must be a NACE Rev. 2 code such as F, F43 or F43.21 (ASCII digits)")
     for i, cat in enumerate(p.driving_licence_categories):
         if not re.fullmatch(r"[A-Z][A-Z0-9]{0,3}", cat):
             c.fail(f"driving_licence_categories[{i}]", "must be a licence category such as 'B' or 'CE'")
@@ -442,7 +443,7 @@ def _personal(c: _Checker, p: profile_pb2.PersonalDetails) -> PersonalIndex:
     for i, contact in enumerate(p.contacts):
         c.enum(contact.type, profile_pb2.ContactType, f"contacts[{i}].type")
         if contact.type == profile_pb2.CONTACT_TYPE_PHONE and not E164.fullmatch(contact.value):
-            c.fail(f"contacts[{i}].value", "a phone number must be in E.164 form (+ and 7 to 15 digits)")
+            c.fail(f"contacts[{i}].value", "a phone number must be in E.164 form (+ and 7 to 15 ASCII digits 0-9)")
         if contact.type == profile_pb2.CONTACT_TYPE_EMAIL and not re.match(
             r"^[^@\s]+@[^@\s]+\.[^@\s]+$", contact.value
         ):

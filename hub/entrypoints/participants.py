@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hub.bootstrap import open_store
 from hub.clock import system_clock
 from hub.config import Settings
-from hub.domain import signing
+from hub.domain import codes, signing
 from hub.domain.directory import Directory, export_signature_valid
 from hub.domain.tokens import HubKeyRing
 from hub.errors import ConfigError
@@ -112,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
 def verify_export(path: Path, hub_public_key: Path) -> Directory:
     """Check a directory export against the hub's public key and load it. Raises ConfigError."""
     sig = json.loads(Path(f"{path}.sig.json").read_text())
-    seconds, _, nanos = sig["signed_at"].partition(".")
+    seconds, _, nanos = str(sig.get("signed_at", "")).partition(".")
+    if not (codes.ascii_digits(seconds) and codes.ascii_digits(nanos)):
+        raise ConfigError(f"{path}.sig.json: signed_at must be <unix seconds>.<nanoseconds>, digits 0-9")
     key = signing.load_public_key(hub_public_key.read_bytes(), sig["key_id"])
     body, signature = path.read_bytes(), base64.b64decode(sig["signature"])
     if not export_signature_valid(key, sig["key_id"], int(seconds), int(nanos), body, signature):

@@ -16,6 +16,7 @@ from spehub.v1 import (
 )
 
 from adapters.codelists import Resolution, alias_key
+from hub.domain import codes
 from hub.gateway.errors import GatewayError
 from hub.gateway.outbox import Outbox
 
@@ -126,7 +127,7 @@ class ReviewQueue:
         assert isinstance(aliases, dict)
         for key, entry in aliases.items():
             isco = str(entry.get("isco08", ""))
-            if key in mine or not (isco.isdigit() and 1 <= len(isco) <= 4):
+            if key in mine or not codes.ISCO08_PREFIX.fullmatch(isco):
                 continue
             lang, _, _ = str(key).partition(":")
             self.add_alias(str(entry.get("title", "")), lang, isco, str(entry.get("esco_uri", "")))

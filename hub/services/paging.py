@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from hub.domain import codes
 from hub.errors import InvalidRequestError
 
 DEFAULT_PAGE_SIZE = 20
@@ -36,6 +37,8 @@ def decode_token(token: str, kind: str, count: int) -> tuple[int, ...] | None:
     try:
         prefix, *values = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
         if prefix != kind or len(values) != count:
+            raise ValueError
+        if not all(codes.ascii_digits(v) for v in values):  # int() takes " 7", "7_0", "+7" and "٧"
             raise ValueError
         keys = tuple(int(v) for v in values)
         if not all(0 <= k <= MAX_KEY for k in keys):  # a key the database cannot hold was never ours
