@@ -406,7 +406,10 @@ def _profile(c: _Checker, p: profile_pb2.CandidateProfile) -> ProfileIndex:
             c.fail(f"work_experiences[{i}].period", "ends before it starts")
         c.text(w.description, f"work_experiences[{i}].description")
         if w.nace_code and not NACE.fullmatch(w.nace_code):
-            c.fail(f"work_experiences[{i}].nace_code", "must be a NACE Rev. 2 code such as F, F43 or F43.21 (ASCII digits)")
+            c.fail(
+                f"work_experiences[{i}].nace_code",
+                "must be a NACE Rev. 2 code such as F, F43 or F43.21 (ASCII digits)",
+            )
     for i, cat in enumerate(p.driving_licence_categories):
         if not re.fullmatch(r"[A-Z][A-Z0-9]{0,3}", cat):
             c.fail(f"driving_licence_categories[{i}]", "must be a licence category such as 'B' or 'CE'")
@@ -443,7 +446,10 @@ def _personal(c: _Checker, p: profile_pb2.PersonalDetails) -> PersonalIndex:
     for i, contact in enumerate(p.contacts):
         c.enum(contact.type, profile_pb2.ContactType, f"contacts[{i}].type")
         if contact.type == profile_pb2.CONTACT_TYPE_PHONE and not E164.fullmatch(contact.value):
-            c.fail(f"contacts[{i}].value", "a phone number must be in E.164 form (+ and 7 to 15 ASCII digits 0-9)")
+            c.fail(
+                f"contacts[{i}].value",
+                "a phone number must be in E.164 form (+ and 7 to 15 ASCII digits 0-9)",
+            )
         if contact.type == profile_pb2.CONTACT_TYPE_EMAIL and not re.match(
             r"^[^@\s]+@[^@\s]+\.[^@\s]+$", contact.value
         ):
