@@ -21,7 +21,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from cryptography import x509
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
 
 from hub import pki
 from hub.api.identity import Authenticator
@@ -41,7 +41,7 @@ from hub.domain.delivery import DeliveryKind
 from hub.domain.directory import Directory
 from hub.domain.tokens import HubKeyRing, TokenService
 from hub.errors import ConfigError, HubError
-from hub.metrics import HubMetrics, watch_corridors, watch_gauges, watch_overdue_deletions, watch_sources
+from hub.metrics import GaugeRefresher, GaugeSource, HubMetrics, metrics_app, watch_fixed
 from hub.services.audit import AuditService
 from hub.services.delivery import DeliveryNotifier, DeliveryService
 from hub.services.directory import DirectoryAdmin, DirectoryProvider
@@ -49,13 +49,19 @@ from hub.services.exchange import ExchangeService, SignatureVerifier
 from hub.services.limits import ParticipantLimits
 from hub.services.matching import MatchService, Rankings, RankingWorker
 from hub.services.mobility import MobilityReader
-from hub.services.operations import StatisticsKeeper, operational_gauges
+from hub.services.operations import (
+    StatisticsKeeper,
+    certificate_gauges,
+    deletion_gauges,
+    store_gauges,
+)
 from hub.services.pool import PoolService
 from hub.services.privacy import Sealer
 from hub.services.records import RecordService
-from hub.services.statistics import CachedCorridors
+from hub.services.statistics import corridor_gauges
 from hub.store.engine import Store
 from hub.store.keystore import KeyStore
+from hub.store.leader import Leadership
 
 log = logging.getLogger("spehub")
 
@@ -81,13 +87,19 @@ class Hub:
     rankings: Rankings | None = None
     ranking_worker: RankingWorker | None = None
     statistics: StatisticsKeeper | None = None
+    gauges: GaugeRefresher | None = None
+    """The gauges read from the store, computed in the background (``gauges.refresh()``: now)."""
+    leadership: Leadership | None = None
     metrics_http: Any = None
     metrics_port: int = 0
     _stop_background: threading.Event = field(default_factory=threading.Event)
 
     def start_background(self) -> None:
         """Sign the head of the audit log every SPEHUB_AUDIT_CHECKPOINT_SECONDS (and once at
-        shutdown); analyse the tables that changed a lot every SPEHUB_ANALYZE_SECONDS."""
+        shutdown); analyse the tables that changed a lot every SPEHUB_ANALYZE_SECONDS; compute the
+        gauges read from the store (SPEHUB_METRICS_REFRESH_SECONDS, SPEHUB_STATISTICS_CACHE_SECONDS)."""
+        if self.gauges is not None:
+            self.gauges.start()
         self._every(self.settings.audit_checkpoint_seconds, self.audit.checkpoint, "audit-checkpoints")
         if self.statistics is not None and self.settings.analyze_seconds:
             wakeup = self.statistics.wakeup
@@ -128,6 +140,10 @@ class Hub:
             self.statistics.wakeup.set()
         if self.ranking_worker is not None:
             self.ranking_worker.stop()
+        if self.gauges is not None:
+            self.gauges.stop()
+        if self.leadership is not None:
+            self.leadership.close()
         try:
             self.audit.checkpoint()
         except HubError as exc:
@@ -273,47 +289,38 @@ def build_hub(
         timedelta(days=settings.consent_max_days),
         statistics,
     )
-    deletion_ack = timedelta(hours=settings.deletion_ack_hours)
-
-    def overdue() -> dict[str, int]:
-        return overdue_deletions(store, clock, deletion_ack)
-
-    watch_overdue_deletions(metrics, overdue)
-    watch_gauges(
+    watch_fixed(
         metrics,
-        operational_gauges(
-            store,
-            directory,
-            clock,
+        certificate_gauges(
             {
                 "hub-server": x509.load_pem_x509_certificate(tls.server_chain).not_valid_after_utc,
                 "client-ca": x509.load_pem_x509_certificate(tls.client_ca).not_valid_after_utc,
-            },
+            }
         ),
     )
+    # Computed in the background by the one process holding the metrics lock (hub.store.leader):
+    # a scrape reads memory only.
+    leadership = Leadership(store.engine)
+    sources = [
+        GaugeSource(
+            "operational_gauges", settings.metrics_refresh_seconds, store_gauges(store, directory, clock)
+        ),
+        GaugeSource(
+            "deletion_acks_overdue",
+            settings.metrics_refresh_seconds,
+            deletion_gauges(store, clock, timedelta(hours=settings.deletion_ack_hours)),
+        ),
+    ]
+    if settings.statistics_cache_seconds:
+        sources.append(
+            GaugeSource("corridors", settings.statistics_cache_seconds, corridor_gauges(store, clock))
+        )
+    gauges = GaugeRefresher(sources, metrics.source_failures, leadership.held)
+    metrics.registry.register(gauges)
     rankings = Rankings(store, clock, metrics=metrics, statistics=statistics)
     ranking_worker = (
         RankingWorker(rankings, settings.match_ranking_seconds) if settings.match_ranking_seconds else None
     )
-    corridors = CachedCorridors(store, clock, settings.statistics_cache_seconds)
-    watch_corridors(
-        metrics,
-        lambda: [
-            (
-                (
-                    c.corridor.kind,
-                    c.corridor.origin_country,
-                    c.corridor.destination_country,
-                    c.corridor.mobility_type,
-                    c.corridor.isco_major_group,
-                ),
-                c.count,
-            )
-            for c in corridors()
-            if not c.suppressed
-        ],
-    )
-    watch_sources(metrics)  # after every scrape-time source: it reports how they answered
     try:
         if settings.process_index < 0:
             check_bindable(settings.listen_address)
@@ -366,6 +373,8 @@ def build_hub(
         rankings,
         ranking_worker,
         statistics,
+        gauges,
+        leadership,
     )
     hub.start_background()
     if ranking_worker is not None:
@@ -373,7 +382,7 @@ def build_hub(
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         try:
-            http = serve_metrics(host.strip("[]"), int(port), metrics.registry)
+            http = serve_metrics(host.strip("[]"), int(port), metrics.registry, gauges)
         except OSError as exc:
             hub.stop(0)
             raise ConfigError(f"cannot serve metrics on {settings.metrics_address}: {exc.strerror}") from exc
@@ -395,11 +404,14 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not logged: Prometheus calls every few seconds."""
 
 
-def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> WSGIServer:
-    """The /metrics HTTP server on a thread of its own (prometheus_client's exposition), polling
-    for shutdown every 50 ms rather than prometheus_client's 500: a hub stops without waiting."""
+def serve_metrics(
+    host: str, port: int, registry: CollectorRegistry, gauges: GaugeRefresher | None = None
+) -> WSGIServer:
+    """The /metrics HTTP server on a thread of its own (hub.metrics.metrics_app: the registry, then
+    the last values ``gauges`` computed), polling for shutdown every 50 ms rather than
+    prometheus_client's 500: a hub stops without waiting."""
     server_class = _MetricsServer6 if ":" in host else _MetricsServer
-    httpd = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+    httpd = make_server(host, port, metrics_app(registry, gauges), server_class, handler_class=_QuietHandler)
     threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="metrics-http"
     ).start()

@@ -59,6 +59,7 @@ VARIABLES = (
     Variable("SPEHUB_CONSENT_MAX_DAYS", "consent_max_days", "int", 1, 3650),
     Variable("SPEHUB_DELETION_ACK_HOURS", "deletion_ack_hours", "int", 1, 24 * 365),
     Variable("SPEHUB_STATISTICS_CACHE_SECONDS", "statistics_cache_seconds", "int", 0, 86_400),
+    Variable("SPEHUB_METRICS_REFRESH_SECONDS", "metrics_refresh_seconds", "int", 1, 3600),
     Variable("SPEHUB_MATCH_RANKING_SECONDS", "match_ranking_seconds", "int", 0, 86_400),
     Variable("SPEHUB_ANALYZE_SECONDS", "analyze_seconds", "int", 0, 86_400),
     Variable("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 100_000),
@@ -138,8 +139,14 @@ class Settings:
     """How often the hub signs the head of the audit log."""
     deletion_ack_hours: int = 72
     """After how long an unacknowledged deletion notice is overdue."""
-    statistics_cache_seconds: int = 60
-    """How long the corridor statistics exported as metrics are reused before being recounted."""
+    statistics_cache_seconds: int = 300
+    """How often the corridor statistics exported as metrics are counted again, in the background by
+    one hub process (the seconds from the end of one count to the start of the next; the count took
+    22 s at a million candidates); 0 leaves them out of the metrics (`spe-hub stats` still counts them)."""
+    metrics_refresh_seconds: int = 15
+    """How often the gauges read from the store (delivery backlogs, overdue deletions, pool size,
+    audit checkpoint age, signing keys' ends) are computed again, in the background by one hub
+    process; a scrape serves the last values (docs/operations.md, "Metrics")."""
     token_ttl_seconds: int = 300
     """Lifetime of an access token."""
     rate_limit_per_second: float = 100.0

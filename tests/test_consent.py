@@ -123,10 +123,12 @@ def test_erasure_makes_an_old_database_copy_unreadable_and_notifies_who_saw_it(h
 
     # Unacknowledged beyond the deadline: visible as a metric.
     clock.advance(hours=73)
+    hub.gauges.refresh()  # computed in the background otherwise
     body = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
     assert f'spehub_deletion_acks_overdue{{recipient="{FT}"}} 1.0' in body
     ft = connect(FT)  # time moved on: a fresh token
     ft.delivery.Acknowledge(delivery_pb2.AcknowledgeRequest(sequence=deletion[0].sequence), timeout=10)
+    hub.gauges.refresh()
     body = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
     assert "spehub_deletion_acks_overdue{" not in body
     report = audit_pb2_grpc.AuditServiceStub(connect(SN).channel).SubjectAccessReport(

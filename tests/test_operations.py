@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 from spehub.v1 import delivery_pb2, exchange_pb2
+from sqlalchemy import event
 
 from hub.domain.records import PayloadKind
+from tests.support.hubs import make_participant, started_hub
 from tests.support.records import demo_consent, demo_offer, demo_personal, demo_profile
 
 SN, FT = "sn-anpej", "fr-francetravail"
 
 
 def _scrape(hub) -> dict[str, list]:
+    """The metrics after the hub's background computation of its gauges ran once more."""
+    hub.gauges.refresh()
     body = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
     out: dict[str, list] = {}
     for family in text_string_to_metric_families(body):
@@ -72,3 +78,85 @@ def test_operational_gauges_and_traffic_by_participant(hub, connect, clock):
     # Labels hold ids and codes only: none of the candidate's personal data.
     for secret in ("Awa", "Diop", "+221770000000", "1998-04-12"):
         assert secret not in body
+
+
+def _body(hub) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
+
+
+def _backlog(body: str, recipient: str) -> float | None:
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "spehub_delivery_backlog" and sample.labels["recipient"] == recipient:
+                return sample.value
+    return None
+
+
+def _offers(hub, test_pki, clock, n: int) -> None:
+    ft = make_participant(hub.port, test_pki, FT, clock)
+    try:
+        now = clock()
+        offers = [
+            ft.seal(demo_offer(FT, f"o-{i}", 1, now, targets=("SN",)), PayloadKind.JOB_OFFER)
+            for i in range(n)
+        ]
+        assert all(r.outcome == exchange_pb2.RECORD_OUTCOME_ACCEPTED for r in ft.publish_one_batch(offers))
+    finally:
+        ft.channel.close()
+
+
+def test_a_scrape_runs_no_query_and_serves_what_the_background_computed(test_pki, database_url, clock):
+    """A scrape counted the pool (0.5 s at a million candidates) and every minute recounted the
+    corridor statistics (22 s) inside the request: it now reads what the hub computed in the
+    background, and shows new values once that computation ran again."""
+    with started_hub(
+        test_pki,
+        database_url,
+        clock,
+        metrics_refresh_seconds=3600,
+        statistics_cache_seconds=3600,
+        analyze_seconds=0,
+    ) as hub:
+        hub.gauges.refresh()  # the computation at start, done
+        _offers(hub, test_pki, clock, 3)
+        threads: list[str] = []
+
+        def record(*_args: object) -> None:
+            threads.append(threading.current_thread().name)
+
+        event.listen(hub.store.engine, "before_cursor_execute", record)
+        try:
+            body = _body(hub)
+        finally:
+            event.remove(hub.store.engine, "before_cursor_execute", record)
+        # Only the refresher's own threads (gauges-<source>) may have queried meanwhile.
+        assert [name for name in threads if not name.startswith("gauges-")] == []
+        assert _backlog(body, SN) is None  # computed before the offers: not yet there
+        assert "spehub_pool_profiles" in body and "spehub_corridor_records" in body
+        assert "spehub_metrics_leader 1.0" in body
+        assert 'spehub_metrics_source_up{source="corridors"} 1.0' in body
+
+        clock.advance(seconds=1)
+        hub.gauges.refresh()
+        body = _body(hub)
+        assert _backlog(body, SN) == 3
+        ages = {
+            s.labels["source"]: s.value
+            for f in text_string_to_metric_families(body)
+            for s in f.samples
+            if s.name == "spehub_metrics_source_age_seconds"
+        }
+        assert set(ages) == {"operational_gauges", "deletion_acks_overdue", "corridors"}
+        assert all(0 <= age < 60 for age in ages.values())
+
+
+def test_the_gauges_are_computed_again_in_the_background(test_pki, database_url, clock):
+    with started_hub(test_pki, database_url, clock, metrics_refresh_seconds=1) as hub:
+        _offers(hub, test_pki, clock, 2)
+        deadline = time.monotonic() + 30
+        while _backlog(_body(hub), SN) != 2:
+            assert time.monotonic() < deadline, "the backlog never reached the metrics"
+            time.sleep(0.2)
+        threads = list(hub.gauges.threads)
+        assert threads and all(t.is_alive() for t in threads)
+    assert not any(t.is_alive() for t in threads)  # stopped with the hub

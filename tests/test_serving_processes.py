@@ -263,6 +263,34 @@ def test_processes_share_the_port_and_store_each_record_once(supervised, test_pk
     assert not any(Path(f"/proc/{pid}").exists() for pid in children), "a serving process outlived the stop"
 
 
+def _leader_view(metrics_port: int) -> tuple[float | None, bool]:
+    """(spehub_metrics_leader, whether the store's gauges are exported) on one process."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    leader = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("spehub_metrics_leader ")
+    ]
+    return (leader[0] if leader else None), "# TYPE spehub_delivery_backlog gauge" in text
+
+
+@pytest.mark.processes
+@pytest.mark.postgres
+def test_one_process_computes_and_exports_the_gauges_read_from_the_store(supervised):
+    """The processes do not each count the pool and the corridors: the one holding the metrics
+    lock does, and only it exports those gauges (a sum over processes counts each value once)."""
+    _proc, _port, metrics, log = supervised
+    deadline = time.monotonic() + 60
+    while True:
+        views = [_leader_view(metrics + i) for i in (0, 1)]
+        if all(leader is not None for leader, _ in views):  # both asked for the lock once
+            break
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.3)
+    assert sorted(leader for leader, _ in views) == [0.0, 1.0]
+    assert [exported for _, exported in views] == [leader == 1.0 for leader, _ in views]
+
+
 @pytest.mark.processes
 @pytest.mark.postgres
 def test_a_process_that_dies_stops_the_others(supervised):

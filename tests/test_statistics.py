@@ -112,6 +112,7 @@ def test_withdrawing_the_statistics_purpose_takes_the_candidate_out(hub, connect
 
 def test_metrics_export_only_the_cells_that_are_not_suppressed(hub, connect):
     _corridor_data(connect)
+    hub.gauges.refresh()
     body = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
     shown = [line for line in body.splitlines() if line.startswith("spehub_corridor_records{")]
     assert any(
@@ -139,6 +140,7 @@ def test_stats_command_table_and_csv(hub, connect, test_pki, database_url, monke
 
 
 def _pool_gauge(hub) -> dict[str, float]:
+    hub.gauges.refresh()
     body = urllib.request.urlopen(f"http://127.0.0.1:{hub.metrics_port}/metrics", timeout=5).read().decode()
     out = {}
     for line in body.splitlines():

@@ -1,8 +1,9 @@
 """What operators watch that is not a counter: backlogs, pool size, audit checkpoint age, expiry dates.
 
-Computed at each Prometheus scrape from the store and the directory (ids and
-country codes only). Certificate expiry dates are read once, at start: a new
-certificate takes a restart anyway.
+Computed from the store and the directory in the background, by one hub process
+(hub.metrics.GaugeRefresher), and served at each Prometheus scrape with their age
+(ids and country codes only). Certificate expiry dates are read once, at start:
+a new certificate takes a restart anyway.
 """
 
 from __future__ import annotations
@@ -12,27 +13,26 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from spehub.v1 import consent_pb2
 
 from hub.clock import Clock, to_us
 from hub.domain import records
+from hub.domain.delivery import DeliveryKind
+from hub.metrics import Families
 from hub.services.directory import DirectoryProvider
 from hub.services.statistics import THRESHOLD
 from hub.store.engine import Store
 
 log = logging.getLogger("spehub")
 
-Families = dict[str, tuple[str, list[str], list[tuple[list[str], float]]]]
 
+def store_gauges(store: Store, directory: DirectoryProvider, clock: Clock) -> Callable[[], Families]:
+    """The gauges read from the store and the directory (backlogs, pool size, checkpoint age,
+    signing keys' ends): a GaugeSource's computation (hub.metrics.GaugeRefresher)."""
 
-def operational_gauges(
-    store: Store, directory: DirectoryProvider, clock: Clock, certificates: dict[str, datetime]
-) -> Callable[[], Families]:
-    """A source for hub.metrics.watch_gauges."""
-
-    def collect() -> Families:
+    def compute() -> Families:
         now_us = to_us(clock())
         with store.unit_of_work() as uow:
             backlog = uow.deliveries.backlogs()
@@ -59,14 +59,10 @@ def operational_gauges(
                 [([c], float(n)) for c, n in sorted(pool.items()) if n >= THRESHOLD],
             ),
             "spehub_audit_checkpoint_age_seconds": (
-                "Seconds since the hub last signed the head of the audit log (0 with an empty log).",
+                "Seconds since the hub last signed the head of the audit log (0 with an empty log), "
+                "when the gauges were computed (spehub_metrics_source_age_seconds).",
                 [],
                 [([], max(0.0, (now_us - checkpoint) / 1e6) if checkpoint else 0.0)],
-            ),
-            "spehub_certificate_expiry_timestamp_seconds": (
-                "When the hub's TLS certificates expire (Unix time).",
-                ["certificate"],
-                [([name], at.timestamp()) for name, at in sorted(certificates.items())],
             ),
             "spehub_signing_key_expiry_timestamp_seconds": (
                 "When participants' signing keys stop being valid (Unix time; keys without an end are left out).",
@@ -75,7 +71,36 @@ def operational_gauges(
             ),
         }
 
-    return collect
+    return compute
+
+
+def deletion_gauges(store: Store, clock: Clock, after: timedelta) -> Callable[[], Families]:
+    """The deletion notices not acknowledged within ``after``, per recipient: a GaugeSource's
+    computation."""
+
+    def compute() -> Families:
+        with store.unit_of_work() as uow:
+            counts = uow.deliveries.overdue(DeliveryKind.DELETION, to_us(clock() - after))
+        return {
+            "spehub_deletion_acks_overdue": (
+                "Deletion notices a recipient has not acknowledged within SPEHUB_DELETION_ACK_HOURS.",
+                ["recipient"],
+                [([r], float(n)) for r, n in sorted(counts.items())],
+            )
+        }
+
+    return compute
+
+
+def certificate_gauges(certificates: dict[str, datetime]) -> Families:
+    """When the hub's TLS certificates expire: read once, at start (a new certificate takes a restart)."""
+    return {
+        "spehub_certificate_expiry_timestamp_seconds": (
+            "When the hub's TLS certificates expire (Unix time).",
+            ["certificate"],
+            [([name], at.timestamp()) for name, at in sorted(certificates.items())],
+        )
+    }
 
 
 STALE_SHARE = 0.1

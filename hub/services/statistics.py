@@ -11,10 +11,8 @@ when it names none). Cells under the threshold (5) are suppressed: reported as
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -22,6 +20,7 @@ from spehub.v1 import common_pb2, consent_pb2, mobility_pb2
 
 from hub.clock import Clock, from_us, to_us
 from hub.domain import records
+from hub.metrics import Families
 from hub.store.engine import Store
 
 THRESHOLD = 5
@@ -106,18 +105,34 @@ def _without_month(c: Corridor) -> tuple[str, str, str, str, str, str]:
     return (c.kind, c.origin_country, c.destination_country, c.mobility_type, c.isco_major_group, "")
 
 
-class CachedCorridors:
-    """Corridor counts recomputed at most every ``ttl`` seconds (a metrics scrape must stay cheap)."""
+CORRIDOR_LABELS = ["kind", "origin_country", "destination_country", "mobility_type", "isco_major_group"]
 
-    def __init__(self, store: Store, clock: Clock, ttl: float = 60.0) -> None:
-        self.store, self.clock, self.ttl = store, clock, ttl
-        self._lock = threading.Lock()
-        self._at = 0.0
-        self._cells: list[Cell] = []
 
-    def __call__(self) -> Iterable[Cell]:
-        with self._lock:
-            if not self._cells or time.monotonic() - self._at > self.ttl:
-                self._cells = cells(corridor_counts(self.store, self.clock), by_month=False)
-                self._at = time.monotonic()
-            return list(self._cells)
+def corridor_gauges(store: Store, clock: Clock) -> Callable[[], Families]:
+    """``spehub_corridor_records``, the corridor statistics summed over months without the cells
+    under the threshold: a GaugeSource's computation (hub.metrics.GaugeRefresher)."""
+
+    def compute() -> Families:
+        shown = [c for c in cells(corridor_counts(store, clock), by_month=False) if not c.suppressed]
+        return {
+            "spehub_corridor_records": (
+                "Profiles, offers and mobility-cycle steps by corridor, under consents that allow "
+                f"statistics; cells under {THRESHOLD} are not exported.",
+                CORRIDOR_LABELS,
+                [
+                    (
+                        [
+                            c.corridor.kind,
+                            c.corridor.origin_country,
+                            c.corridor.destination_country,
+                            c.corridor.mobility_type,
+                            c.corridor.isco_major_group,
+                        ],
+                        float(c.count),
+                    )
+                    for c in shown
+                ],
+            )
+        }
+
+    return compute

@@ -35,6 +35,9 @@ AUDIT_LOCK = 727466
 """PostgreSQL advisory lock: one audit appender at a time (each entry hashes the one before it)."""
 DELIVERY_LOCK = 727465
 """PostgreSQL advisory lock: delivery sequence numbers become visible in order."""
+METRICS_LOCK = 727469
+"""PostgreSQL advisory lock (with the schema's hash): held by the one process that computes the
+gauges read from the store (hub.store.leader)."""
 
 ENVELOPE_COLUMNS = (
     t.envelopes.c.id,

@@ -17,6 +17,10 @@ from hub.store.sql import (
     in_force,
 )
 
+STREAM_ROWS = 10_000
+"""Rows read at a time (a server-side cursor on PostgreSQL): the whole pool's rows at once took
+about 200 MB of the hub's memory at a million candidates."""
+
 
 class StatisticsQueries(Repository):
     """The statistics read model: raw rows for corridor counts."""
@@ -44,7 +48,9 @@ class StatisticsQueries(Repository):
             .outerjoin(t.profile_destinations, pd.record_pk == p.record_pk)
             .where(consent_ok)
         )
-        for residence, destination, mask, isco, received in self.conn.execute(profiles):
+        for residence, destination, mask, isco, received in self.conn.execute(
+            profiles.execution_options(yield_per=STREAM_ROWS)
+        ):
             yield ("profile", residence, destination or "", mask, isco or "", received, -1)
         o, ot = t.offers.c, t.offer_targets.c
         offers = (
@@ -54,7 +60,9 @@ class StatisticsQueries(Repository):
             .join(t.envelopes, e.id == r.envelope_id)
             .outerjoin(t.offer_targets, ot.record_pk == o.record_pk)
         )
-        for target, work, mobility, isco, received in self.conn.execute(offers):
+        for target, work, mobility, isco, received in self.conn.execute(
+            offers.execution_options(yield_per=STREAM_ROWS)
+        ):
             yield ("offer", target or "", work, mobility, isco, received, 1)
         mc, me = t.mobility_cycles.c, t.mobility_events.c
         cell = (
