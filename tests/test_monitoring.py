@@ -226,6 +226,7 @@ def test_one_process_per_database_holds_the_metrics_lock_until_it_goes(database_
     the first goes (PostgreSQL); SQLite's single process always leads."""
     from hub.store.engine import Store
     from hub.store.leader import Leadership
+    from hub.store.sql import METRICS_LOCK
 
     first, second = Store(database_url), Store(database_url)
     a, b = Leadership(first.engine), Leadership(second.engine)
@@ -236,6 +237,16 @@ def test_one_process_per_database_holds_the_metrics_lock_until_it_goes(database_
         assert a.held()
         assert not b.held()
         assert a.held() and not b.held()  # asked again: the same
+        # The database ends the leader's session (a restart, an idle timeout): the lock goes with
+        # it, and the leader's next question takes it again on a new connection, without an error.
+        with first.engine.begin() as conn:
+            ended = conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                f"AND classid = {METRICS_LOCK} AND objid::int = hashtext(current_schema()) AND granted"
+            ).all()
+        assert ended == [(True,)]
+        assert a.held()
+        assert not b.held()
         a.close()
         assert b.held()
         assert not a.held()

@@ -37,29 +37,38 @@ class Leadership:
     def held(self) -> bool:
         """True if this process leads: it held the lock already and its connection still answers,
         or it took the lock now. False if another process holds it. Raises StoreUnavailableError
-        when the database does not answer (the lock, if this process held it, is then given up)."""
+        when the database does not answer (the lock, if this process held it, is then given up).
+
+        A connection that fails (the database restarted, or ended an idle session) is replaced once
+        at once, as hub.store.engine's version probe does: the lock is free again then."""
         if self.engine.dialect.name != "postgresql":
             return True
         failures = (self.engine.dialect.loaded_dbapi.Error, DBAPIError)
         with self._mutex:
             try:
-                if self._conn is None:
-                    self._conn = self._connect()
-                with self._conn.cursor() as cursor:
-                    if self._held:
-                        # A session lock lasts as long as its connection: one that answers still holds it.
-                        cursor.execute("SELECT 1")
-                    else:
-                        cursor.execute(
-                            f"SELECT pg_try_advisory_lock({int(self.lock)}, "
-                            "hashtext(coalesce(current_schema(), '')))"
-                        )
-                        self._held = bool(cursor.fetchone()[0])
-                return self._held
+                return self._ask()
+            except failures:
+                self._drop()
+            try:
+                return self._ask()
             except failures as exc:
                 self._drop()
                 orig = exc.orig if isinstance(exc, DBAPIError) else exc
                 raise StoreUnavailableError(f"the database did not answer ({type(orig).__name__})") from exc
+
+    def _ask(self) -> bool:
+        if self._conn is None:
+            self._conn = self._connect()
+        with self._conn.cursor() as cursor:
+            if self._held:
+                # A session lock lasts as long as its connection: one that answers still holds it.
+                cursor.execute("SELECT 1")
+            else:
+                cursor.execute(
+                    f"SELECT pg_try_advisory_lock({int(self.lock)}, hashtext(coalesce(current_schema(), '')))"
+                )
+                self._held = bool(cursor.fetchone()[0])
+        return self._held
 
     def _connect(self) -> Any:
         pooled = self.engine.raw_connection()
