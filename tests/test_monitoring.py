@@ -242,14 +242,16 @@ def test_one_process_per_database_holds_the_metrics_lock_until_it_goes(database_
         with first.engine.begin() as conn:
             ended = conn.exec_driver_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                f"AND classid = {METRICS_LOCK} AND objid::int = hashtext(current_schema()) AND granted"
+                "AND classid = %(lock)s AND objid::int = hashtext(current_schema()) AND granted",
+                {"lock": METRICS_LOCK},
             ).all()
         assert ended == [(True,)]
         assert a.held()
         assert not b.held()
         a.close()
         assert b.held()
-        assert not a.held()
+        b.close()
+        assert not a.held() and not b.held()  # closed: neither leads again (the hub stops)
     finally:
         a.close()
         b.close()

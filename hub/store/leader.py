@@ -33,6 +33,7 @@ class Leadership:
         self._mutex = threading.Lock()
         self._conn: Any = None  # the DBAPI connection, detached from the pool
         self._held = False
+        self._closed = False
 
     def held(self) -> bool:
         """True if this process leads: it held the lock already and its connection still answers,
@@ -45,6 +46,8 @@ class Leadership:
             return True
         failures = (self.engine.dialect.loaded_dbapi.Error, DBAPIError)
         with self._mutex:
+            if self._closed:  # the hub stops: a computation still under way does not lead again
+                return False
             try:
                 return self._ask()
             except failures:
@@ -84,6 +87,7 @@ class Leadership:
                 conn.close()
 
     def close(self) -> None:
-        """Give the lock up (closing its connection releases it)."""
+        """Give the lock up (closing its connection releases it), for good."""
         with self._mutex:
+            self._closed = True
             self._drop()
