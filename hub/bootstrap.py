@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from hub import pki
 from hub.api.identity import Authenticator
-from hub.api.server import RunningServer, TlsMaterial, start_server
+from hub.api.server import ConnectionLimits, RunningServer, TlsMaterial, start_server
 from hub.api.servicers import (
     AuditServicer,
     DeliveryServicer,
@@ -179,9 +179,10 @@ def check_material(
     keys: HubKeyRing,
     development: Iterable[Path] | None = None,
 ) -> None:
-    """Refuse inconsistent material, and development material in production: marked as such, or the
-    same key or certificate as a file of the development PKI (``development``: its folders, by
-    default certs/dev). Raises ConfigError."""
+    """Refuse inconsistent material, and development material in production: marked as such
+    wherever it is (``pki.development_marks``), or the same key or certificate as a file of the
+    local development PKI (``development``: its folders, by default certs/dev). Raises ConfigError
+    naming the setting and the mark or file, never the material."""
     if directory.trust_domain != settings.trust_domain:
         raise ConfigError(
             f"the registry's trust_domain {directory.trust_domain!r} is not SPEHUB_TRUST_DOMAIN "
@@ -189,23 +190,14 @@ def check_material(
         )
     if not settings.production:
         return
-    if directory.development:
-        raise ConfigError("the registry is marked development; it is refused in production")
-    if pki.is_dev_certificate(tls.server_chain):
-        raise ConfigError(
-            "the hub's TLS certificate comes from the development PKI; it is refused in production"
-        )
-    if pki.is_dev_certificate(tls.client_ca):
-        raise ConfigError("SPEHUB_CLIENT_CA contains the development CA; it is refused in production")
+    known = pki.development_material(pki.development_folders() if development is None else development)
+    check_signing_keys(directory, "SPEHUB_REGISTRY", known)
     dev_keys = sorted(k for k in keys.keys if k.startswith(pki.DEV_TOKEN_KEY_PREFIX))
     if dev_keys:
         raise ConfigError(
             f"SPEHUB_TOKEN_KEYS holds development keys {dev_keys}; they are refused in production"
         )
-    known = pki.development_material(pki.development_folders() if development is None else development)
-    if not known:
-        return
-    candidates: list[tuple[str, bytes]] = [
+    files: list[tuple[str, bytes]] = [
         ("SPEHUB_TLS_CERT", tls.server_chain),
         ("SPEHUB_TLS_KEY", tls.server_key),
         ("SPEHUB_CLIENT_CA", tls.client_ca),
@@ -213,19 +205,46 @@ def check_material(
             (f"SPEHUB_TOKEN_KEYS ({p.name})", p.read_bytes())
             for p in sorted(settings.token_keys_dir.glob("*.pem"))
         ),
-        *(
-            (f"the registry's signing key {k.key_id!r}", k.public_key_pem.encode())
-            for k in directory.keys.values()
-        ),
     ]
-    if settings.master_key_file.is_file():
-        candidates.append(("SPEHUB_MASTER_KEY_FILE", settings.master_key_file.read_bytes()))
-    for what, data in candidates:
+    for what, data in files:
+        marks = pki.development_marks(data)
+        if marks:
+            raise ConfigError(f"{what} is development material ({marks[0]}); it is refused in production")
+    master = settings.master_key_file.read_bytes() if settings.master_key_file.is_file() else b""
+    if pki.is_dev_master_key(master):
+        raise ConfigError(
+            "SPEHUB_MASTER_KEY_FILE is development material (it starts with the development prefix); "
+            "it is refused in production"
+        )
+    if master:
+        files.append(("SPEHUB_MASTER_KEY_FILE", master))
+    for what, data in files:
         same = sorted(pki.material_fingerprints(data) & known.keys())
         if same:
             raise ConfigError(
                 f"{what} is development material (the same key or certificate as {known[same[0]]}); "
                 "it is refused in production"
+            )
+
+
+def check_signing_keys(directory: Directory, where: str, known: Mapping[str, str]) -> None:
+    """For production: refuse a directory (the registry file, or the store: ``where`` names its
+    setting) holding a signing key marked development, or the same key as a file of the local
+    development PKI (``known``: ``pki.development_material``). Raises ConfigError."""
+    if directory.development:
+        raise ConfigError(f"{where}: the registry is marked development; it is refused in production")
+    for k in sorted(directory.keys.values(), key=lambda k: (k.participant_id, k.key_id)):
+        if k.development:
+            raise ConfigError(
+                f"{where}: signing key {k.key_id!r} of {k.participant_id} is marked development; "
+                "it is refused in production"
+            )
+    for k in directory.keys.values():
+        same = sorted(pki.material_fingerprints(k.public_key_pem.encode()) & known.keys())
+        if same:
+            raise ConfigError(
+                f"{where}: signing key {k.key_id!r} of {k.participant_id} is development material "
+                f"(the same key as {known[same[0]]}); it is refused in production"
             )
 
 
@@ -266,8 +285,19 @@ def build_hub(
     keystore = KeyStore(settings.keystore_url)
     sealer = Sealer(keystore, load_master_key(settings.master_key_file, settings.production))
     directory = DirectoryProvider(store, settings.trust_domain, registry.development)
-    admin = DirectoryAdmin(store, directory, clock)
+    admin = DirectoryAdmin(store, directory, clock, production=settings.production)
     admin.import_registry(registry)
+    if settings.production:  # the store is the directory: a development hub may have filled it
+        try:
+            check_signing_keys(
+                directory.current(),
+                "SPEHUB_DATABASE_URL",
+                pki.development_material(pki.development_folders()),
+            )
+        except ConfigError:
+            keystore.close()
+            store.close()
+            raise
     tokens = TokenService(
         keys, issuer=f"spiffe://{settings.trust_domain}/hub", ttl_seconds=settings.token_ttl_seconds
     )
@@ -333,6 +363,7 @@ def build_hub(
                 settings.rate_limit_per_second,
                 settings.rate_limit_burst,
                 settings.max_streams_per_participant,
+                settings.max_waiting_calls_per_participant,
             ),
             DirectoryServicer(directory, admin, tokens, keys, clock),
             ExchangeServicer(exchange, RecordService(store, clock, notifier, sealer)),
@@ -347,6 +378,12 @@ def build_hub(
             settings.workers,
             settings.max_message_bytes,
             reuse_port=settings.process_index >= 0,
+            connections=ConnectionLimits(
+                settings.max_connections,
+                settings.max_connections_per_address,
+                settings.handshake_timeout_seconds,
+                settings.connection_idle_seconds,
+            ),
         )
     except (ConfigError, RuntimeError) as exc:  # RuntimeError: grpc could not bind the address
         verifier.close()

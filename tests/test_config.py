@@ -11,7 +11,7 @@ from hub import pki
 from hub.bootstrap import build_hub
 from hub.config import Settings
 from hub.errors import ConfigError
-from tests.support.hubs import hub_settings
+from tests.support.hubs import hub_settings, production_env
 
 
 def test_defaults_are_the_embedded_development_setup():
@@ -60,33 +60,14 @@ def test_invalid_settings_name_the_variable(env, message):
         Settings.from_env(env)
 
 
-def _production_env(root: Path, **extra: str) -> dict[str, str]:
-    env = {
-        "SPEHUB_ENV": "production",
-        "SPEHUB_TLS_CERT": str(root / "hub" / "server.pem"),
-        "SPEHUB_TLS_KEY": str(root / "hub" / "server-key.pem"),
-        "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
-        "SPEHUB_REGISTRY": str(root / "registry.json"),
-        "SPEHUB_TOKEN_KEYS": str(root / "hub" / "token-keys"),
-        "SPEHUB_MASTER_KEY_FILE": str(root / "hub" / "master.key"),
-        "SPEHUB_KEYSTORE_URL": f"sqlite:///{root / 'keys.sqlite3'}",
-        "SPEHUB_DATABASE_URL": "sqlite:///:memory:",
-        "SPEHUB_TRUST_DOMAIN": "spehub.example.org",
-        "SPEHUB_LISTEN": "127.0.0.1:0",
-        "SPEHUB_METRICS_LISTEN": "",
-    }
-    env.update(extra)
-    return env
-
-
 def test_production_refuses_the_development_trust_domain():
     with pytest.raises(ConfigError, match="development trust domain"):
-        Settings.from_env(_production_env(Path("/x"), SPEHUB_TRUST_DOMAIN="dev.spehub.invalid"))
+        Settings.from_env(production_env(Path("/x"), SPEHUB_TRUST_DOMAIN="dev.spehub.invalid"))
 
 
 def test_production_refuses_development_pki(tmp_path):
     pki.generate_dev_pki(tmp_path, trust_domain="spehub.example.org")
-    settings = Settings.from_env(_production_env(tmp_path))
+    settings = Settings.from_env(production_env(tmp_path))
     with pytest.raises(ConfigError, match="development"):
         build_hub(settings, metrics_registry=CollectorRegistry())
 
@@ -97,7 +78,7 @@ def test_production_starts_with_production_material(tmp_path):
     pki.generate_dev_pki(tmp_path, trust_domain="spehub.example.org", organisation="Partnership PKI")
     registry = json.loads((tmp_path / "registry.json").read_text())
     assert registry["development"] is False
-    hub = build_hub(Settings.from_env(_production_env(tmp_path)), metrics_registry=CollectorRegistry())
+    hub = build_hub(Settings.from_env(production_env(tmp_path)), metrics_registry=CollectorRegistry())
     hub.stop(0)
 
 
@@ -169,7 +150,7 @@ def _dev_signing_key(dev: Path, prod: Path) -> None:
         (_dev_token_key, "SPEHUB_TOKEN_KEYS (zz-hub-token-2.pem)"),
         (_dev_master_key, "SPEHUB_MASTER_KEY_FILE"),
         (_dev_tls_key, "SPEHUB_TLS_KEY"),
-        (_dev_signing_key, "the registry's signing key"),
+        (_dev_signing_key, "SPEHUB_REGISTRY: signing key"),
     ],
     ids=["token-key-renamed", "master-key-comment-stripped", "tls-key-re-encoded", "registry-signing-key"],
 )
@@ -182,7 +163,7 @@ def test_production_refuses_development_keys_without_their_marks(tmp_path, monke
     pki.generate_dev_pki(prod, trust_domain="spehub.example.org", organisation="Partnership PKI")
     plant(dev, prod)
     with pytest.raises(ConfigError) as err:
-        build_hub(Settings.from_env(_production_env(prod)), metrics_registry=CollectorRegistry())
+        build_hub(Settings.from_env(production_env(prod)), metrics_registry=CollectorRegistry())
     assert named in str(err.value) and "development material" in str(err.value)
     assert "BEGIN" not in str(err.value)  # names the file, never prints key material
 
@@ -192,4 +173,4 @@ def test_production_material_beside_a_development_pki_starts(tmp_path, monkeypat
     pki.generate_dev_pki(tmp_path / "certs" / "dev")
     prod = tmp_path / "prod"
     pki.generate_dev_pki(prod, trust_domain="spehub.example.org", organisation="Partnership PKI")
-    build_hub(Settings.from_env(_production_env(prod)), metrics_registry=CollectorRegistry()).stop(0)
+    build_hub(Settings.from_env(production_env(prod)), metrics_registry=CollectorRegistry()).stop(0)

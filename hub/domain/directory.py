@@ -45,6 +45,9 @@ class SigningKey:
     not_after: datetime | None = None
     revoked_at: datetime | None = None
     public_key_pem: str = ""
+    # Marked development in the registry it came from (``spe-hub dev-pki`` marks each of its keys):
+    # a production hub refuses it (docs/trust.md).
+    development: bool = False
 
     def valid_at(self, when: datetime) -> bool:
         """True if a signature made at ``when`` may use this key (rotated-out keys keep their past)."""
@@ -124,6 +127,7 @@ class Directory:
                             "not_after": k.not_after.isoformat() if k.not_after else None,
                             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
                         }
+                        | ({"development": True} if k.development else {})
                         for k in self.keys_of(p.id)
                     ],
                 }
@@ -193,6 +197,8 @@ class Directory:
                         raise ConfigError(f"{kwhere}.key_id must match {KEY_ID.pattern}")
                     if (pid, kid) in keys:
                         raise ConfigError(f"{kwhere}.key_id {kid!r} is registered twice")
+                    if not isinstance(k.get("development", False), bool):
+                        raise ConfigError(f"{kwhere}.development must be true or false")
                     keys[(pid, kid)] = SigningKey(
                         pid,
                         kid,
@@ -201,6 +207,7 @@ class Directory:
                         _time(k["not_after"], f"{kwhere}.not_after") if k.get("not_after") else None,
                         _time(k["revoked_at"], f"{kwhere}.revoked_at") if k.get("revoked_at") else None,
                         k["public_key_pem"],
+                        k.get("development", False),
                     )
             except KeyError as exc:
                 raise ConfigError(f"{where}: missing {exc.args[0]!r}") from None

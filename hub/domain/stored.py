@@ -163,3 +163,4 @@ class StoredKey:
     not_before_us: int
     not_after_us: int | None
     revoked_at_us: int | None
+    development: bool = False  # marked development where it came from

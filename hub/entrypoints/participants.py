@@ -16,7 +16,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hub.bootstrap import open_store
+from hub import pki
+from hub.bootstrap import check_signing_keys, open_store
 from hub.clock import system_clock
 from hub.config import Settings
 from hub.domain import codes, signing
@@ -34,7 +35,22 @@ def _admin() -> tuple[Settings, DirectoryProvider, DirectoryAdmin]:
     settings, store = open_store()
     development = not settings.production
     provider = DirectoryProvider(store, settings.trust_domain, development)
-    return settings, provider, DirectoryAdmin(store, provider, system_clock)
+    return settings, provider, DirectoryAdmin(store, provider, system_clock, production=settings.production)
+
+
+def _public_key(settings: Settings, path: Path) -> str:
+    """The PEM of ``--public-key``. In production a key that is the same as a file of the local
+    development PKI is refused (the store's development keys are refused by DirectoryAdmin)."""
+    pem = path.read_text()
+    if settings.production:
+        known = pki.development_material(pki.development_folders())
+        same = sorted(pki.material_fingerprints(pem.encode()) & known.keys())
+        if same:
+            raise ConfigError(
+                f"--public-key {path} is development material (the same key as {known[same[0]]}); "
+                "it is refused in production (SPEHUB_ENV)"
+            )
+    return pem
 
 
 def _show(directory: Directory) -> None:
@@ -60,18 +76,26 @@ def run(args: argparse.Namespace) -> int:
     if action == "list":
         _show(provider.current())
     elif action == "import":
-        added = admin.import_registry(Directory.load(Path(args.file)))
+        registry = Directory.load(Path(args.file))
+        if settings.production:
+            check_signing_keys(registry, args.file, pki.development_material(pki.development_folders()))
+        added = admin.import_registry(registry)
         print(f"imported {added[0]} participants and {added[1]} keys (existing entries unchanged)")
     elif action == "register":
         p = admin.register(
-            args.id, args.country, args.kind, args.name, args.key_id, Path(args.public_key).read_text()
+            args.id,
+            args.country,
+            args.kind,
+            args.name,
+            args.key_id,
+            _public_key(settings, Path(args.public_key)),
         )
         print(f"registered {p.id} ({p.kind.value}, {p.country_code}) with key {args.key_id}")
     elif action in ("suspend", "activate"):
         p = admin.set_status(args.id, action == "activate")
         print(f"{p.id} is now {'active' if p.active else 'suspended'}")
     elif action == "rotate-key":
-        k = admin.rotate_key(args.id, args.key_id, Path(args.public_key).read_text())
+        k = admin.rotate_key(args.id, args.key_id, _public_key(settings, Path(args.public_key)))
         print(
             f"{args.id}: key {k.key_id} signs from {k.not_before.isoformat()}; earlier keys retired at that instant"
         )

@@ -83,16 +83,24 @@ class DirectoryProvider:
             _time(row.not_after_us),
             _time(row.revoked_at_us),
             pem,
+            bool(row.development),
         )
 
 
 class DirectoryAdmin:
-    """Operator acts on the directory; each is one transaction that bumps the version."""
+    """Operator acts on the directory; each is one transaction that bumps the version.
 
-    def __init__(self, store: Store, provider: DirectoryProvider, clock: Clock) -> None:
+    In production (``production``) it refuses to register a public key that the store holds as a
+    development key (the callers refuse registries and entries marked development before importing).
+    """
+
+    def __init__(
+        self, store: Store, provider: DirectoryProvider, clock: Clock, production: bool = False
+    ) -> None:
         self.store = store
         self.provider = provider
         self.clock = clock
+        self.production = production
 
     def import_registry(self, registry: Directory) -> tuple[int, int]:
         """Add the participants and keys of a registry file that the store lacks; change nothing else.
@@ -128,6 +136,7 @@ class DirectoryAdmin:
                         not_before_us=to_us(k.not_before),
                         not_after_us=to_us(k.not_after) if k.not_after else None,
                         revoked_at_us=to_us(k.revoked_at) if k.revoked_at else None,
+                        development=k.development or registry.development,
                     )
                     added_k += 1
             for sha in registry.revoked_certificates:
@@ -260,14 +269,27 @@ class DirectoryAdmin:
             uow.commit()
         return fresh
 
-    @staticmethod
-    def _check_key(key_id: str, public_key_pem: str) -> None:
+    def _check_key(self, key_id: str, public_key_pem: str) -> None:
+        """Refuse a malformed key, and in production a development one. Raises InvalidRequestError."""
         if not KEY_ID.fullmatch(key_id):
             raise InvalidRequestError(f"key id must match {KEY_ID.pattern}", "key_id")
         try:
-            signing.load_public_key(public_key_pem, key_id)
+            key = signing.load_public_key(public_key_pem, key_id)
         except SignatureError as exc:
             raise InvalidRequestError(str(exc), "public_key_pem") from exc
+        if not self.production:
+            return
+        same = [
+            k
+            for k in self.provider.current().keys.values()
+            if k.development and k.public_key.public_numbers() == key.public_numbers()
+        ]
+        if same:
+            raise InvalidRequestError(
+                f"key {key_id!r} is the development key {same[0].participant_id}/{same[0].key_id}; "
+                "refused in production (SPEHUB_ENV)",
+                "public_key_pem",
+            )
 
 
 def _audit(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     ForeignKey,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -304,6 +306,8 @@ signing_keys = Table(
     Column("not_before_us", BigInteger, nullable=False),
     Column("not_after_us", BigInteger, nullable=True),
     Column("revoked_at_us", BigInteger, nullable=True),
+    # Imported from a development registry: a production hub refuses to start while one is here.
+    Column("development", Boolean, nullable=False, server_default=false()),
 )
 
 revoked_certificates = Table(

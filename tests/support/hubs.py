@@ -63,6 +63,26 @@ class TestPki:
         return self.root / "participants" / pid
 
 
+def production_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a production hub whose material is the PKI in ``root`` (``spe-hub dev-pki`` layout)."""
+    env = {
+        "SPEHUB_ENV": "production",
+        "SPEHUB_TLS_CERT": str(root / "hub" / "server.pem"),
+        "SPEHUB_TLS_KEY": str(root / "hub" / "server-key.pem"),
+        "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
+        "SPEHUB_REGISTRY": str(root / "registry.json"),
+        "SPEHUB_TOKEN_KEYS": str(root / "hub" / "token-keys"),
+        "SPEHUB_MASTER_KEY_FILE": str(root / "hub" / "master.key"),
+        "SPEHUB_KEYSTORE_URL": f"sqlite:///{root / 'keys.sqlite3'}",
+        "SPEHUB_DATABASE_URL": "sqlite:///:memory:",
+        "SPEHUB_TRUST_DOMAIN": "spehub.example.org",
+        "SPEHUB_LISTEN": "127.0.0.1:0",
+        "SPEHUB_METRICS_LISTEN": "",
+    }
+    env.update(extra)
+    return env
+
+
 def hub_settings(test_pki: TestPki, database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "listen_address": "127.0.0.1:0",
