@@ -17,7 +17,6 @@ warning. See docs/formats/europass.md for every field.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +24,21 @@ from typing import Any
 from xml.etree.ElementTree import Element, ParseError, SubElement  # nosec: building a tree, no parsing
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring, parse
+from defusedxml.ElementTree import fromstring
 from spehub.v1 import common_pb2, profile_pb2
 
 from adapters.base import Converted, Problem, Problems, keep_resolutions
 from adapters.codelists import CodeLists, Resolution
 from adapters.languages import add_language
+from adapters.limits import (
+    LimitExceeded,
+    json_fault,
+    load_json,
+    utf8_start,
+    whole_number,
+    xml_documents,
+    xml_fault,
+)
 from adapters.people import (
     CEFR_NAMES,
     MOBILITY_BY_OFFERING,
@@ -55,13 +63,14 @@ FREE_TEXT_SKILLS = ("Communication", "Organisational", "JobRelated", "Computer",
 
 
 def xml_root(path: Path, where: str) -> Element | Converted:
-    """The root element of an XML file parsed with defusedxml, or the refusal saying why not."""
+    """The root element of an XML file (one record) parsed with defusedxml within the limits of
+    adapters/limits.py, or the refusal saying why not."""
     try:
-        root = parse(path).getroot()
+        ((root, _),) = xml_documents(path, split=lambda _: False)
+    except LimitExceeded as exc:
+        return Converted(where, None, (Problem(where, "/", f"refused: {exc}"),))
     except (OSError, ParseError, DefusedXmlException) as exc:
-        return Converted(where, None, (Problem(where, "/", f"not readable XML ({type(exc).__name__})"),))
-    if root is None:
-        return Converted(where, None, (Problem(where, "/", "an XML file without a root element"),))
+        return Converted(where, None, (Problem(where, "/", xml_fault(exc)),))
     return root
 
 
@@ -75,10 +84,18 @@ def json_root(path: Path, where: str) -> Element | Converted:
     """A Europass v3 JSON CV (the editor's JSON export) as the element tree its XML form gives:
     the same reader then reads both. Or the refusal saying why it cannot be read."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        with path.open("rb") as handle:
+            not_utf8 = utf8_start(handle)
+            if not_utf8:
+                return Converted(where, None, (Problem(where, "/", not_utf8),))
+            data = load_json(handle)
         document = data["SkillsPassport"]
-    except (OSError, ValueError) as exc:
-        return Converted(where, None, (Problem(where, "/", f"not readable JSON ({type(exc).__name__})"),))
+    except LimitExceeded as exc:
+        return Converted(where, None, (Problem(where, "/", f"refused: {exc}"),))
+    except OSError as exc:
+        return Converted(where, None, (Problem(where, "/", f"not readable ({type(exc).__name__})"),))
+    except ValueError as exc:
+        return Converted(where, None, (Problem(where, "/", json_fault(exc)),))
     except (KeyError, TypeError):
         reason = "not a Europass v3 JSON CV (no SkillsPassport object)"
         return Converted(where, None, (Problem(where, "/", reason),))
@@ -95,8 +112,10 @@ def _json_children(parent: Element, value: Any) -> None:
         if key in _JSON_DATES and isinstance(item, dict):  # {"Year": 1975, "Month": 3} → attributes
             date = SubElement(parent, key)
             for part, prefix in (("Year", ""), ("Month", "--"), ("Day", "---")):
-                if part in item:
-                    date.set(part.lower(), f"{prefix}{int(item[part]):0{4 if part == 'Year' else 2}d}")
+                number = item.get(part)
+                number = whole_number(number) if isinstance(number, str) else number
+                if isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= 9999:
+                    date.set(part.lower(), f"{prefix}{number:0{4 if part == 'Year' else 2}d}")
             continue
         items = item if isinstance(item, list) else [item]
         holder = SubElement(parent, f"{key}List") if key in _JSON_LISTS and isinstance(item, list) else parent

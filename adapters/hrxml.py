@@ -20,15 +20,17 @@ from typing import Any
 from xml.etree.ElementTree import Element  # nosec: a type only
 from xml.sax.saxutils import escape
 
-from defusedxml.ElementTree import fromstring
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
 from google.protobuf.timestamp_pb2 import Timestamp
 from spehub.v1 import common_pb2, offer_pb2, profile_pb2
 
 from adapters.base import Converted, Problem, Problems, keep_resolutions
 from adapters.codelists import CodeLists, Resolution
-from adapters.europass import EuropassXml, _all, _at, _local, _text, xml_root
+from adapters.europass import EuropassXml, _all, _at, _local, _text
 from adapters.hropen import CLOSED, OFFERING, OFFERING_CODES
 from adapters.languages import add_language
+from adapters.limits import LimitExceeded, whole_number, xml_documents, xml_fault
 from adapters.people import CEFR_NAMES, NACE, cefr, country, date_text, dotted_date, full_date
 
 HR = "http://www.hr-xml.org/3"
@@ -40,6 +42,8 @@ DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,120}")
 # NACE Rev. 2 as NAV writes it ("C33.1.7") and as the schema keeps it ("C33.17").
 NAV_NACE = re.compile(r"([A-U])([0-9]{2})\.([0-9])\.([0-9])")
 MONTHS = {"month": 1, "year": 12}
+DOCUMENTS = ("PositionOpening", "Candidate")
+MAX_POSITIONS = (1 << 31) - 1
 
 
 class EuresHrXml:
@@ -69,28 +73,34 @@ class EuresHrXml:
     # -- reading ---------------------------------------------------------------------------------
 
     def read(self, path: Path) -> Iterator[Converted]:
+        """The PositionOpenings and Candidates of a file: its root, or its root's children, read one
+        at a time (memory holds one document, however many the file has)."""
         where = f"{path}:/"
-        root = xml_root(path, where)
-        if isinstance(root, Converted):
-            yield root
-            return
-        documents = (
-            [root]
-            if _local(root.tag) in ("PositionOpening", "Candidate")
-            else [c for c in root if _local(c.tag) in ("PositionOpening", "Candidate")]
-        )
-        if not documents:
-            yield Converted(
-                where,
-                None,
-                (Problem(where, "/", f"<{_local(root.tag)}> holds no PositionOpening or Candidate"),),
-            )
-        for i, document in enumerate(documents):
-            at = where if document is root else f"{path}:/{_local(root.tag)}/{_local(document.tag)}[{i + 1}]"
-            if _local(document.tag) == "PositionOpening":
-                yield self.convert_opening(document, at)
+        count = 0
+        root_tag = ""
+        try:
+            for root, document in xml_documents(path, split=lambda tag: _local(tag) not in DOCUMENTS):
+                root_tag = _local(root.tag)
+                if _local(document.tag) not in DOCUMENTS:
+                    continue
+                count += 1
+                at = where if document is root else f"{path}:/{root_tag}/{_local(document.tag)}[{count}]"
+                if _local(document.tag) == "PositionOpening":
+                    yield self.convert_opening(document, at)
+                else:
+                    yield from self.convert_candidate(document, at)
+        except (LimitExceeded, OSError, ParseError, DefusedXmlException) as exc:
+            at = where if count == 0 else f"{path}: after document {count}"
+            if isinstance(exc, LimitExceeded):
+                reason = f"refused: {exc}; the rest of the file is not read"
             else:
-                yield from self.convert_candidate(document, at)
+                reason = xml_fault(exc) + ("; documents before it were read" if count else "")
+            yield Converted(at, None, (Problem(at, "/", reason),))
+            return
+        if count == 0:
+            yield Converted(
+                where, None, (Problem(where, "/", f"<{root_tag}> holds no PositionOpening or Candidate"),)
+            )
 
     def convert_candidate(self, root: Element, where: str) -> Iterator[Converted]:
         if self.candidates is None:
@@ -145,7 +155,9 @@ class EuresHrXml:
         if len(place) != 2:
             error("PositionLocation/Address/CountryCode", "missing or not ISO 3166-1 alpha-2")
         quantity = _text(p, "PositionOpenQuantity")
-        positions = int(quantity) if quantity.isdigit() and int(quantity) >= 1 else 0
+        positions = whole_number(quantity) or 0
+        if positions > MAX_POSITIONS:  # the field is 32 bits: further is no count of positions
+            positions = 0
         if not quantity:
             warn("PositionOpenQuantity", "missing: taken as 1 position")
             positions = 1
@@ -182,7 +194,7 @@ class EuresHrXml:
             measure = _at(category, "Measure")
             unit = measure.get("unitCode", "") if measure is not None else ""
             amount = _text(measure)
-            if unit in MONTHS and amount.isdigit():
+            if unit in MONTHS and whole_number(amount) is not None:
                 months = max(months, int(amount) * MONTHS[unit])
             else:
                 warn(f"ExperienceCategory[{j + 1}]/Measure", "not a number of months or years: dropped")

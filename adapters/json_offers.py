@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from spehub.v1 import offer_pb2
 from adapters import parallel
 from adapters.base import Converted, Problem
 from adapters.codelists import CodeLists
+from adapters.limits import JsonGuard, LimitExceeded, json_fault, load_json, utf8_start
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
@@ -77,20 +77,22 @@ class JsonAdapter:
             )
             return
         with handle:
-            if handle.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte order mark, as Windows tools write
-                handle.seek(0)
+            not_utf8 = utf8_start(handle)
+            if not_utf8:
+                yield Converted(f"{path}:$", None, (Problem(f"{path}:$", "$", not_utf8),))
+                return
             reader = _StreamedRecords(self, path, handle)
             yield from self._convert_all(reader.records())
+            if reader.refused is not None:
+                where, reason = reader.refused
+                yield Converted(where, None, (Problem(where, "$", reason),))
+                return
             if reader.error is not None:
                 where = f"{path}:$" if reader.count == 0 else f"{path}: after record {reader.count}"
                 yield Converted(
                     where,
                     None,
-                    (
-                        Problem(
-                            where, "$", f"not readable JSON ({reader.error}); records before it were read"
-                        ),
-                    ),
+                    (Problem(where, "$", f"{reader.error}; records before it were read"),),
                 )
                 return
             if not reader.streamed:
@@ -151,7 +153,9 @@ class JsonAdapter:
 class _StreamedRecords:
     """A JSON document's records, one at a time: the first array of records found (a top-level
     array, or one of the adapter's ``record_arrays``) is decoded item by item by ijson's C parser;
-    a document with none is decoded whole into ``document``, for ``offers_in``."""
+    a document with none is decoded whole into ``document``, for ``offers_in``. Every byte goes
+    through a JsonGuard first: past a limit of adapters/limits.py, ``refused`` says which record
+    and which limit, and nothing after it is read."""
 
     def __init__(self, adapter: JsonAdapter, path: Path, handle: BinaryIO) -> None:
         self.adapter = adapter
@@ -162,27 +166,40 @@ class _StreamedRecords:
         self.streamed = False
         self.count = 0
         self.error: str | None = None
+        self.refused: tuple[str, str] | None = None  # (the record's place, the limit passed)
 
     def records(self) -> Iterator[tuple[str, Any]]:
         start = self.handle.tell()
+        where = f"{self.path}:$"
         try:
-            array = self._first_array()
+            # A top-level array is the array of records: no need to look further.
+            array = "" if self.handle.read(64).lstrip().startswith(b"[") else None
             self.handle.seek(start)
             if array is None:
-                self.document = json.loads(self.handle.read().decode("utf-8"))
+                array = self._first_array(JsonGuard(self.handle))
+                self.handle.seek(start)
+            if array is None:
+                # Read whole: the document is one record to the guard, so at most MAX_RECORD_BYTES.
+                self.document = load_json(self.handle)
                 return
             head, _, tail = self.arrays[array].partition("{i}")
-            items = ijson.items(self.handle, f"{array}.item" if array else "item", use_float=True)
+            # The array's items are the records: containers opened one level inside the array.
+            guard = JsonGuard(self.handle, record_depth=array.count(".") + 2 if array else 1)
+            items = ijson.items(guard, f"{array}.item" if array else "item", use_float=True)
             self.streamed = True
             for item in items:
                 yield f"{self.path}:{head}{self.count}{tail}", self.adapter.unwrap(array, item)
                 self.count += 1
+        except LimitExceeded as exc:
+            if self.streamed:
+                where = f"{self.path}:{head}{max(guard.records - 1, self.count)}{tail}"
+            self.refused = (where, f"refused: {exc}; the rest of the file is not read")
         except (ijson.JSONError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            self.error = type(exc).__name__
+            self.error = json_fault(exc)
 
-    def _first_array(self) -> str | None:
+    def _first_array(self, guard: JsonGuard) -> str | None:
         """The path of the first array of records in the document (it stops reading there), or None."""
-        for prefix, event, _ in ijson.parse(self.handle):
+        for prefix, event, _ in ijson.parse(guard):
             if event == "start_array" and prefix in self.arrays:
                 return str(prefix)
         return None

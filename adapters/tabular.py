@@ -20,6 +20,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from adapters import parallel
 from adapters.base import Converted, Problem
 from adapters.codelists import CodeLists, Resolution, normalise
 from adapters.languages import LanguageReader
+from adapters.limits import READ_BYTES, BoundedLines, LimitExceeded
 from adapters.mapping import OFFER_FIELDS, SYSTEMS, ConsentMapping, Mapping
 from adapters.people import CEFR, CEFR_NAMES, MOBILITY, Pseudonyms, e164
 
@@ -81,7 +83,13 @@ class TabularAdapter:
         output and the duplicate check are the same as with one process.
         """
         xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
-        header, rows = _xlsx_rows(path) if xlsx else self._csv_rows(path)
+        stop = _Stop()
+        try:
+            header, rows = _xlsx_rows(path) if xlsx else self._csv_rows(path, stop)
+        except _ReadFault as exc:
+            where = f"{path}:1"
+            yield Converted(where, None, (Problem(where, "header", str(exc)),))
+            return
         self.mapping.check_header(header, str(path))  # before the first row: a wrong name drops nothing
         workers = self.workers
         if workers is None:
@@ -109,6 +117,9 @@ class TabularAdapter:
                         yield from parallel.unpack(row)  # converted by a worker process
         finally:
             seen.close()
+        if stop.reason:  # the rows before it were read; nothing after it is
+            where = f"{path}:{stop.line}"
+            yield Converted(where, None, (Problem(where, "row", stop.reason),))
 
     def _key(self, row: dict[str, Any]) -> str | None:
         """The pseudonym of the row's job-seeker, or None when the row has no national number."""
@@ -122,20 +133,34 @@ class TabularAdapter:
         chunks = ((str(path), header, chunk) for chunk in _chunks(rows))
         return parallel.ordered(self, _convert_chunk, chunks, workers)
 
-    def _csv_rows(self, path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-        """The header and the (line, cells) of each non-blank row, streamed."""
+    def _csv_rows(self, path: Path, stop: _Stop) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+        """The header and the (line, cells) of each non-blank row, streamed. Each row is bounded
+        (MAX_RECORD_BYTES, and csv's cell limit): past a bound, or at bytes that are not UTF-8,
+        the rows stop and ``stop`` says where and why. Raises _ReadFault if the header is such."""
         handle = path.open(encoding="utf-8-sig", newline="")
-        first = handle.readline()
-        handle.seek(0)  # the utf-8-sig decoder drops a byte-order mark again after seeking back
-        delimiter = self.mapping.delimiter or csv.Sniffer().sniff(first or ",", ";,\t").delimiter
-        reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, [])
+        try:
+            first = handle.readline(READ_BYTES)  # enough to tell the delimiter
+            handle.seek(0)  # the utf-8-sig decoder drops a byte-order mark again after seeking back
+            delimiter = self.mapping.delimiter or csv.Sniffer().sniff(first or ",", ";,\t").delimiter
+            lines = BoundedLines(handle)
+            reader = csv.reader(lines, delimiter=delimiter)
+            header = next(reader, [])
+        except (LimitExceeded, csv.Error, UnicodeDecodeError) as exc:
+            handle.close()
+            raise _ReadFault(_csv_fault(exc)) from exc
 
         def rows() -> Iterator[tuple[int, list[str]]]:
             with handle:
-                for cells in reader:
-                    if cells:
-                        yield reader.line_num, cells
+                ended = reader.line_num  # the last line of the last row read
+                try:
+                    lines.row_read()
+                    for cells in reader:
+                        lines.row_read()
+                        ended = reader.line_num
+                        if cells:
+                            yield ended, cells
+                except (LimitExceeded, csv.Error, UnicodeDecodeError) as exc:
+                    stop.line, stop.reason = ended + 1, _csv_fault(exc)  # where the row began
 
         return header, rows()
 
@@ -541,6 +566,32 @@ def _date_pattern(date_format: str) -> re.Pattern[str] | None:
     if sorted(directives) != ["%Y", "%d", "%m"] or "%" in "".join(p for p in parts if p not in directives):
         return None
     return re.compile("".join(_DIRECTIVES.get(p) or re.escape(p) for p in parts))
+
+
+class _ReadFault(Exception):
+    """The header of an export cannot be read (the message says why)."""
+
+
+@dataclass
+class _Stop:
+    """Why the rows of an export stopped before its end, at which line ("": they did not)."""
+
+    line: int = 0
+    reason: str = ""
+
+
+def _csv_fault(exc: Exception) -> str:
+    """Why a CSV row cannot be read, in words and without its content."""
+    if isinstance(exc, LimitExceeded):
+        return f"refused: {exc}; the rest of the file is not read"
+    if isinstance(exc, UnicodeDecodeError):
+        return "bytes that are not UTF-8 (export the file as UTF-8); the rest of the file is not read"
+    if "field larger than field limit" in str(exc):
+        return (
+            f"refused: a cell longer than {csv.field_size_limit()} characters (csv's cell limit); "
+            "the rest of the file is not read"
+        )
+    return f"not readable CSV ({exc}); the rest of the file is not read"
 
 
 def _xlsx_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
