@@ -134,6 +134,10 @@ class JsonAdapter:
             # A value of the wrong JSON type deep inside: this record is reported, the file goes on.
             reason = f"unexpected structure ({type(exc).__name__}): a field has the wrong JSON type"
             yield Converted(where, None, (Problem(where, "$", reason),))
+        except ArithmeticError as exc:
+            # A number JSON allows and a double does not hold: 1e999 is read as infinity.
+            reason = f"a number out of range ({type(exc).__name__})"
+            yield Converted(where, None, (Problem(where, "$", reason),))
 
     def convert_item(self, item: Any, where: str) -> Iterator[Converted]:
         """The records of one item of the file (one offer; a candidate gives two records)."""

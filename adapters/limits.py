@@ -16,6 +16,7 @@ as the rows are read (``bounded_lines``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from itertools import accumulate, pairwise
 from pathlib import Path
@@ -222,6 +223,8 @@ def json_fault(exc: Exception) -> str:
         or (isinstance(exc, json.JSONDecodeError) and exc.pos >= len(exc.doc.rstrip()) - 1)
     ):
         why = "the file ends before the JSON does: cut short?"
+    elif "overflow" in text:
+        why = "a number past a double's range (1.8e308)"
     elif any(words in text for words in ("invalid char", "malformed number", "is not a JSON value")):
         why = "a character or number JSON does not allow there (NaN and Infinity are not JSON values)"
     else:
@@ -245,7 +248,16 @@ def load_json(handle: BinaryIO) -> Any:
     """A whole JSON document (UTF-8, after any byte order mark), read through a JsonGuard: one
     record, so at most MAX_RECORD_BYTES. Raises LimitExceeded, or ValueError for bytes that are
     not JSON (NaN and Infinity included: RFC 8259 has no such values)."""
-    return json.loads(JsonGuard(handle).read().decode("utf-8"), parse_constant=not_json)
+    text = JsonGuard(handle).read().decode("utf-8")
+    return json.loads(text, parse_constant=not_json, parse_float=_finite)
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a double, unless it is past a double's range (yajl refuses those too)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("numeric (floating point) overflow")
+    return value
 
 
 def not_json(constant: str) -> Any:

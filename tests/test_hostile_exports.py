@@ -333,3 +333,17 @@ def test_utf16_xml_is_read_like_utf8(codelists, tmp_path):
     utf16.write_bytes(source.read_text().replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16"))
     (before,), (after,) = adapter.read(source), adapter.read(utf16)
     assert after.ok and after.record == before.record
+
+
+@pytest.mark.parametrize("shape", ["one offer", "a list"])
+def test_a_number_past_a_double_is_refused_in_one_line(shape, codelists, tmp_path):
+    """1e999 is a number JSON allows and a double holds as infinity: read whole, the pay of an HR
+    Open offer raised OverflowError out of the reader (yajl refuses it in a list)."""
+    adapter = load("eures-hropen", codelists=codelists, origin_participant_id="es-sepe")
+    offer = (FIXTURES / "hropen" / "position_opening_seasonal.json").read_text()
+    assert '"value": 9.26' in offer
+    infinite = offer.replace('"value": 9.26', '"value": 1e999')
+    path = tmp_path / "offers.json"
+    path.write_text(infinite if shape == "one offer" else f"[{infinite}]")
+    (refused,) = adapter.read(path)
+    assert not refused.ok and "a number past a double's range" in refused.problems[0].reason
