@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from hub import pki
 from hub.api.identity import Authenticator
-from hub.api.server import RunningServer, TlsMaterial, start_server
+from hub.api.server import ConnectionLimits, RunningServer, TlsMaterial, start_server
 from hub.api.servicers import (
     AuditServicer,
     DeliveryServicer,
@@ -377,6 +377,12 @@ def build_hub(
             settings.workers,
             settings.max_message_bytes,
             reuse_port=settings.process_index >= 0,
+            connections=ConnectionLimits(
+                settings.max_connections,
+                settings.max_connections_per_address,
+                settings.handshake_timeout_seconds,
+                settings.connection_idle_seconds,
+            ),
         )
     except (ConfigError, RuntimeError) as exc:  # RuntimeError: grpc could not bind the address
         verifier.close()

@@ -64,6 +64,10 @@ VARIABLES = (
     Variable("SPEHUB_ANALYZE_SECONDS", "analyze_seconds", "int", 0, 86_400),
     Variable("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 100_000),
     Variable("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", "int", 1, 1000),
+    Variable("SPEHUB_MAX_CONNECTIONS", "max_connections", "int", 0, 1_000_000),
+    Variable("SPEHUB_MAX_CONNECTIONS_PER_ADDRESS", "max_connections_per_address", "int", 0, 1_000_000),
+    Variable("SPEHUB_HANDSHAKE_TIMEOUT_SECONDS", "handshake_timeout_seconds", "int", 1, 120),
+    Variable("SPEHUB_CONNECTION_IDLE_SECONDS", "connection_idle_seconds", "int", 0, 86_400),
     Variable("SPEHUB_RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "number", 1, 1_000_000),
     Variable("SPEHUB_AUDIT_CHECKPOINT_SECONDS", "audit_checkpoint_seconds", "number", 1, 86400),
     Variable("SPEHUB_GRACE_SECONDS", "grace_seconds", "number", 0, 600),
@@ -155,6 +159,20 @@ class Settings:
     """Requests a participant may make at once before the rate applies."""
     max_streams_per_participant: int = 8
     """Streaming calls (Publish, Subscribe) one participant may hold open at once."""
+    max_connections: int = 0
+    """Connections one hub process holds at once, completed or in their TLS handshake; more are
+    closed as soon as they are accepted. 0: three quarters of what the process's descriptor limit
+    (RLIMIT_NOFILE) leaves after 256 for files and databases, so that a flood never takes the
+    descriptors the hub needs."""
+    max_connections_per_address: int = 64
+    """Connections one source IP address may hold to one hub process; the newest beyond it are
+    closed within a second. 0: no per-address cap (a balancer in front sets it; docs/operations.md)."""
+    handshake_timeout_seconds: int = 10
+    """A connection that has not completed its TLS handshake and HTTP/2 preface within this time
+    is closed (grpc's own default is 120 s)."""
+    connection_idle_seconds: int = 600
+    """A connection with no call open for this long is closed (HTTP/2 GOAWAY; a client opens a new
+    one for its next call). 0: never. Open streams (Subscribe) keep their connection."""
     delivery_poll_seconds: float = 1.0
     """How often an idle Subscribe stream checks the store for deliveries made by another process."""
     match_ranking_seconds: int = 10
@@ -240,6 +258,11 @@ class Settings:
                     f"SPEHUB_METRICS_LISTEN's port {metrics_port} leaves no room for the metrics ports of "
                     f"{self.processes} processes (the port + 0 to {self.processes - 1})"
                 )
+        if self.max_connections and self.max_connections_per_address > self.max_connections:
+            raise ConfigError(
+                "SPEHUB_MAX_CONNECTIONS_PER_ADDRESS must not exceed SPEHUB_MAX_CONNECTIONS "
+                f"({self.max_connections_per_address} > {self.max_connections})"
+            )
         if self.keystore_url == self.database_url:
             raise ConfigError(
                 "SPEHUB_KEYSTORE_URL must not be the main database: erasure relies on keeping them apart"

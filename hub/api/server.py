@@ -26,6 +26,7 @@ from spehub.v1 import (
     pool_pb2_grpc,
 )
 
+from hub.api.connections import ConnectionGuard, connection_cap
 from hub.api.identity import Authenticator
 from hub.api.interceptor import HubInterceptor
 from hub.api.servicers import (
@@ -47,6 +48,30 @@ SERVICE_NAMES = (
     delivery_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
     mobility_pb2.DESCRIPTOR.services_by_name["MobilityService"].full_name,
 )
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one process lets connections hold (hub.config: SPEHUB_MAX_CONNECTIONS…)."""
+
+    total: int = 0
+    """At most this many at once; 0: derived from the descriptor limit (connections.connection_cap)."""
+    per_address: int = 64
+    """At most this many from one source address; 0: no cap."""
+    handshake_timeout_seconds: int = 10
+    idle_seconds: int = 600
+    """0: an idle connection is never closed."""
+
+    def options(self) -> list[tuple[str, int]]:
+        """grpc's channel arguments for them (the per-address cap is the ConnectionGuard's)."""
+        options = [
+            ("grpc.max_allowed_incoming_connections", connection_cap(self.total)),
+            ("grpc.server_handshake_timeout_ms", self.handshake_timeout_seconds * 1000),
+        ]
+        if self.idle_seconds:
+            options.append(("grpc.max_connection_idle_ms", self.idle_seconds * 1000))
+        # No grpc.max_connection_age_ms: it would end a Subscribe stream that is still in use.
+        return options
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,7 @@ class RunningServer:
         port: int,
         health_servicer: health_async.HealthServicer,
         executor: ThreadPoolExecutor,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         self.loop = loop
         self.thread = thread
@@ -80,11 +106,14 @@ class RunningServer:
         self.port = port
         self.health = health_servicer
         self.executor = executor
+        self.guard = guard
 
     def stop(self, grace: float) -> None:
         """Mark NOT_SERVING, refuse new RPCs and let in-flight ones finish for ``grace`` seconds."""
         if self.loop.is_closed():
             return
+        if self.guard is not None:
+            self.guard.stop()
 
         async def shutdown() -> None:
             await self.health.enter_graceful_shutdown()
@@ -117,6 +146,7 @@ def start_server(
     workers: int,
     max_message_bytes: int,
     reuse_port: bool = False,
+    connections: ConnectionLimits | None = None,
 ) -> RunningServer:
     """Start serving on ``address`` (port 0 picks a free port). Returns the bound port.
 
@@ -124,9 +154,11 @@ def start_server(
     server-wide cap on concurrent calls (grpc's ``maximum_concurrent_rpcs`` would let one
     caller's idle streams refuse everybody else): each participant's rate and stream slots
     are its own (hub.services.limits). ``reuse_port``: share the port with the other serving
-    processes of the hub (SO_REUSEPORT; hub.supervisor); else binding a port in use fails. Raises
-    RuntimeError if the address cannot be bound.
+    processes of the hub (SO_REUSEPORT; hub.supervisor); else binding a port in use fails.
+    ``connections``: what connections may hold (default ConnectionLimits()). Raises RuntimeError
+    if the address cannot be bound.
     """
+    connections = connections or ConnectionLimits()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
     loop = asyncio.new_event_loop()
     loop.set_default_executor(executor)
@@ -145,6 +177,7 @@ def start_server(
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                *connections.options(),
             ],
         )
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(directory, server)
@@ -185,4 +218,5 @@ def start_server(
         loop.close()
         executor.shutdown(wait=False)
         raise
-    return RunningServer(loop, thread, server, port, health_servicer, executor)
+    guard = ConnectionGuard(port, min(connections.per_address, connection_cap(connections.total))).start()
+    return RunningServer(loop, thread, server, port, health_servicer, executor, guard)

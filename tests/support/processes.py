@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -55,7 +56,9 @@ class HubProcess:
     log: Path
 
     @classmethod
-    def start(cls, env: dict[str, str], log: Path, cwd: Path) -> HubProcess:
+    def start(cls, env: dict[str, str], log: Path, cwd: Path, nofile: int | None = None) -> HubProcess:
+        """Start ``spe-hub serve`` and wait until it serves; ``nofile``: its descriptor limit
+        (RLIMIT_NOFILE), lowered before it starts."""
         port = free_port()
         env = {
             **env,
@@ -70,6 +73,9 @@ class HubProcess:
             stdout=handle,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=None
+            if nofile is None
+            else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)),
         )
         hub = cls(proc, port, log)
         hub.wait_serving(Path(env["SPEHUB_CLIENT_CA"]).parent)
