@@ -363,6 +363,7 @@ def build_hub(
                 settings.rate_limit_per_second,
                 settings.rate_limit_burst,
                 settings.max_streams_per_participant,
+                settings.max_waiting_calls_per_participant,
             ),
             DirectoryServicer(directory, admin, tokens, keys, clock),
             ExchangeServicer(exchange, RecordService(store, clock, notifier, sealer)),

@@ -64,6 +64,9 @@ VARIABLES = (
     Variable("SPEHUB_ANALYZE_SECONDS", "analyze_seconds", "int", 0, 86_400),
     Variable("SPEHUB_RATE_LIMIT_BURST", "rate_limit_burst", "int", 1, 100_000),
     Variable("SPEHUB_MAX_STREAMS_PER_PARTICIPANT", "max_streams_per_participant", "int", 1, 1000),
+    Variable(
+        "SPEHUB_MAX_WAITING_CALLS_PER_PARTICIPANT", "max_waiting_calls_per_participant", "int", 1, 10_000
+    ),
     Variable("SPEHUB_MAX_CONNECTIONS", "max_connections", "int", 0, 1_000_000),
     Variable("SPEHUB_MAX_CONNECTIONS_PER_ADDRESS", "max_connections_per_address", "int", 0, 1_000_000),
     Variable("SPEHUB_HANDSHAKE_TIMEOUT_SECONDS", "handshake_timeout_seconds", "int", 1, 120),
@@ -159,6 +162,10 @@ class Settings:
     """Requests a participant may make at once before the rate applies."""
     max_streams_per_participant: int = 8
     """Streaming calls (Publish, Subscribe) one participant may hold open at once."""
+    max_waiting_calls_per_participant: int = 32
+    """Unary calls of one participant (per hub process) whose headers arrived but not yet their
+    request message; the next one is RESOURCE_EXHAUSTED. A client sends both together, so a call
+    waits only on a slow link or when its client stalls on purpose."""
     max_connections: int = 0
     """Connections one hub process holds at once, completed or in their TLS handshake; more are
     closed as soon as they are accepted. 0: three quarters of what the process's descriptor limit

@@ -96,6 +96,16 @@ class HubInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         else:
             grpc_type, behavior, factory = "unary", handler.unary_unary, grpc.unary_unary_rpc_method_handler
+        if not handler.request_streaming:
+            # grpc.aio reads the one request of a unary-request method before it calls the
+            # behaviour: a call that sent its headers but never its message would wait there
+            # unadmitted, taking no slot and skipping the revocation check. Served as a request
+            # stream, the wrapper runs when the call starts, admits it, then reads the message.
+            factory = (
+                grpc.stream_stream_rpc_method_handler
+                if handler.response_streaming
+                else grpc.stream_unary_rpc_method_handler
+            )
         call = _Call(self, (grpc_type, service, name), method, handler.request_streaming)
         if inspect.isasyncgenfunction(behavior):
             wrapped: Callable[..., Any] = call.wrap_async_stream(behavior)
@@ -127,25 +137,27 @@ class _Call:
 
     # -- admission -------------------------------------------------------------------------------
 
-    def begin(self, context: Any) -> Caller | None:
+    def begin(self, context: Any) -> tuple[Caller | None, str]:
         """Count the start, identify the caller and take one request of its rate.
 
-        Returns the caller (None for the open health check). Raises HubError."""
+        Returns the caller (None for the open health check) and the key its limits are kept by
+        (the participant's id; the certificate's for the open health check). Raises HubError."""
         owner = self.owner
         owner.metrics.started.labels(*self.labels).inc()
         offered = dict(context.invocation_metadata() or ()).get("x-request-id", "")
         logs.request_id.set(logs.new_request_id(str(offered)))
         logs.participant.set("")
         if self.method in OPEN_METHODS:
-            owner.limits.admit(owner.authenticator.certificate_key(context))
-            return None
+            key = owner.authenticator.certificate_key(context)
+            owner.limits.admit(key)
+            return None, key
         if self.protected:
             caller = owner.authenticator.authorize(context, self.method)
         else:
             caller = owner.authenticator.identify_caller(context)
         logs.participant.set(caller.participant.id)
         owner.limits.admit(caller.participant.id)
-        return caller
+        return caller, caller.participant.id
 
     def stream_slot(self, caller: Caller | None) -> contextlib.AbstractContextManager[None]:
         if caller is None or self.labels[0] == "unary":
@@ -196,19 +208,30 @@ class _Call:
         _refuse_malformed(item, self.labels[2])
         return item
 
-    def sync_requests(self, request: Any, caller: Caller | None) -> Any:
-        if not self.request_streaming:
-            _refuse_malformed(request, self.labels[2])
-            return request
-        return (self._count(caller, i, item) for i, item in enumerate(request))
+    async def receive(self, requests: AsyncIterator[Any]) -> Any:
+        """The one request message of a unary-request method, read once the call is admitted.
+
+        Raises InvalidRequestError if the client closed its side without one, or if it did not
+        parse (after authorisation, so that an unknown caller learns nothing from it)."""
+        try:
+            request = await anext(requests)
+        except StopAsyncIteration:
+            raise InvalidRequestError(
+                f"the {self.labels[2]} call ended without its request message"
+            ) from None
+        _refuse_malformed(request, self.labels[2])
+        return request
+
+    async def unary_request(self, requests: AsyncIterator[Any], key: str) -> Any:
+        """The request of an admitted unary-request call, while holding one of the places of ``key``
+        (begin's) for calls waiting for their message."""
+        with self.owner.limits.waiting(key):
+            return await self.receive(requests)
 
     def async_requests(self, request: Any, caller: Caller | None) -> Any:
         """Streamed request messages are counted; each after the first takes one request of the rate.
 
         A request that did not parse is refused here, after authorisation (INVALID_ARGUMENT)."""
-        if not self.request_streaming:
-            _refuse_malformed(request, self.labels[2])
-            return request
 
         async def counted() -> AsyncIterator[Any]:
             i = 0
@@ -221,38 +244,61 @@ class _Call:
     # -- the three kinds of wrapper ------------------------------------------------------------------
 
     def wrap_sync_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
-        """A blocking unary method: admitted and run on one of the server's worker threads, while
-        the initial metadata (the request id) goes out from the event loop meanwhile.
+        """A blocking unary method: admitted when the call starts, and run on one of the server's
+        worker threads once its request message is there, while the initial metadata (the request
+        id) goes out from the event loop meanwhile.
+
+        A client sends the message with the headers: the loop reads it first (for at most
+        _MESSAGE_WAIT), and one worker thread admits the call and runs the method. A call whose
+        message has not come by then is admitted on a worker thread without it, then waits on the
+        loop in one of its caller's waiting places (holding no thread), and the method runs on a
+        thread when the message comes.
 
         grpc's own sync-handler path would have the worker thread wait for the event loop to send
         that metadata: a round trip between the two threads on every call (1-2 ms of a 12 ms pool
         search at 1M profiles)."""
 
-        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def wrapper(
+            requests: AsyncIterator[Any], raw_context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             loop = asyncio.get_running_loop()
             context = _Aborts(raw_context)
-            admitted: list[Caller | None] = []
+            admitted: list[tuple[Caller | None, str]] = []
             announced: list[concurrent.futures.Future[None]] = []
+            reading = asyncio.ensure_future(self.receive(requests))
+            # Both hops to a worker thread run in this one context: with the call's request id.
+            call_context = contextvars.copy_context()
 
-            def serve() -> tuple[Any, tuple[grpc.StatusCode, str | None, Exception] | None]:
-                """On the worker thread, in a copy of the call's context; a failure is translated (and
-                logged) here, where the log lines have the call's request id and participant."""
+            def serve(read: bool) -> tuple[Any, tuple[grpc.StatusCode, str | None, Exception] | None]:
+                """On a worker thread: admit the call (once), then run the method if its request was
+                ``read``. A failure is translated (and logged) here, where the log lines have the
+                call's request id and participant; a request that did not parse is refused only
+                once the call is admitted."""
                 try:
-                    caller = self.begin(context)
-                    admitted.append(caller)
-                    checked = self.sync_requests(request, caller)
+                    if not admitted:
+                        admitted.append(self.begin(context))
+                    if not read:
+                        return _UNREAD, None
+                    request = reading.result()  # done: its outcome is set, whichever thread asks
                     # Run by the loop in a copy of this thread's context: with the call's request id.
                     announced.append(asyncio.run_coroutine_threadsafe(_announce_async(context), loop))
-                    with _acting_as(caller):
-                        return behavior(checked, context), None
+                    with _acting_as(admitted[0][0]):
+                        return behavior(request, context), None
                 except Exception as exc:
                     return None, (*self.failure(context, exc), exc)
 
             try:
                 try:
-                    response, failed = await loop.run_in_executor(None, contextvars.copy_context().run, serve)
+                    await asyncio.wait((reading,), timeout=_MESSAGE_WAIT)
+                    response, failed = await loop.run_in_executor(
+                        None, call_context.run, serve, reading.done()
+                    )
+                    if response is _UNREAD:
+                        with self.owner.limits.waiting(admitted[0][1]):
+                            await asyncio.wait((reading,))
+                        response, failed = await loop.run_in_executor(None, call_context.run, serve, True)
                 finally:
                     if announced:  # sent before the response or the error status, never after
                         await asyncio.wrap_future(announced[0])
@@ -271,24 +317,30 @@ class _Call:
                     raise
                 await context.abort(code, message)
             finally:
-                self.finish(started, code, admitted[0] if admitted else None)
+                reading.cancel()  # refused before its message came: no longer waited for
+                reading.add_done_callback(_seen)
+                self.finish(started, code, admitted[0][0] if admitted else None)
 
         return wrapper
 
     def wrap_async_unary(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         """A coroutine method (health Check, client streams), on the event loop."""
 
-        async def wrapper(request: Any, raw_context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def wrapper(requests: Any, raw_context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             caller: Caller | None = None
             context = _Aborts(raw_context)
             try:
-                caller = self.begin(context)
+                caller, key = self.begin(context)
                 with self.stream_slot(caller):
+                    if self.request_streaming:
+                        request = self.async_requests(requests, caller)
+                    else:
+                        request = await self.unary_request(requests, key)
                     await _announce_async(context)
                     with _acting_as(caller):
-                        return await behavior(self.async_requests(request, caller), context)
+                        return await behavior(request, context)
             except _CANCELLED:
                 code = grpc.StatusCode.CANCELLED
                 raise
@@ -308,7 +360,7 @@ class _Call:
         The stream holds one of its caller's stream slots until it ends, and no thread meanwhile."""
 
         async def wrapper(
-            request: Any, raw_context: grpc.aio.ServicerContext[Any, Any]
+            requests: Any, raw_context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -316,12 +368,16 @@ class _Call:
             context = _Aborts(raw_context)
             sent = self.owner.metrics.msg_sent.labels(*self.labels)
             try:
-                caller = self.begin(context)
+                caller, _ = self.begin(context)
                 with self.stream_slot(caller):
                     # Sent once the call holds its stream slot: the client then knows it is open.
                     await _announce_async(context)
+                    if self.request_streaming:
+                        request = self.async_requests(requests, caller)
+                    else:  # the stream slot it holds bounds the wait for it
+                        request = await self.receive(requests)
                     with _acting_as(caller):
-                        async for item in behavior(self.async_requests(request, caller), context):
+                        async for item in behavior(request, context):
                             sent.inc()
                             yield item
             except _CANCELLED:
@@ -337,6 +393,19 @@ class _Call:
 
         return wrapper
 
+
+def _seen(task: asyncio.Future[Any]) -> None:
+    """Mark a finished task's outcome as seen: it was translated already, or not needed."""
+    if not task.cancelled():
+        task.exception()
+
+
+# How long the loop waits for a unary call's request message before it has the call admitted
+# without it: a client sends the message with the headers, so it is nearly always there at once.
+_MESSAGE_WAIT = 0.005
+
+# What a worker thread's first hop returns when the call is admitted but its request not yet there.
+_UNREAD = object()
 
 # The client went away or the server is stopping: the task is cancelled (or the generator closed).
 _CANCELLED = (GeneratorExit, asyncio.CancelledError)
