@@ -35,6 +35,10 @@ class StatisticsQueries(Repository):
         ``purpose_bit`` (statistics); offers carry no personal data and always count.
         A profile gives one row per destination it names (or one with ""), with its mobility mask.
         """
+        if not self.is_sqlite:
+            # A cursor is planned for its first tenth of rows by default (nested loops over
+            # indexes): 34 s against 19 for the same rows at a million candidates. All are read.
+            self.conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1")
         p, c, e, r = t.profiles.c, t.consents.c, t.envelopes.c, t.records.c
         consent_ok = and_(*in_force(active, now_us, purpose_bit))
         po, pd = t.profile_occupations.c, t.profile_destinations.c
