@@ -4,7 +4,12 @@ a registered participant is served meanwhile."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,15 +64,16 @@ def test_peers_of_a_dual_stack_port_are_read_with_their_addresses():
             s.close()
 
 
-def test_the_guard_shuts_down_the_newest_connections_of_an_address_over_its_cap(tmp_path: Path):
-    """Against a plain listening socket of this process: 5 connections from 127.0.0.3, cap 2."""
-    import socket
-
+@contextmanager
+def _five_connections() -> Iterator[tuple[ConnectionGuard, list[socket.socket], list[socket.socket]]]:
+    """A listening socket of this process and 5 connections to it from 127.0.0.3, each seen by a
+    guard (cap 5, so far) as it came: (guard, client ends, accepted ends), closed at the end."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     port = listener.getsockname()[1]
-    clients, accepted = [], []
+    clients: list[socket.socket] = []
+    accepted: list[socket.socket] = []
     guard = ConnectionGuard(port, per_address=5)
     try:
         for _ in range(5):
@@ -78,19 +84,53 @@ def test_the_guard_shuts_down_the_newest_connections_of_an_address_over_its_cap(
             accepted.append(listener.accept()[0])
             assert guard.check() == 0  # within the cap; the guard sees them in the order they came
         assert sorted(peers(port).values()) == ["127.0.0.3"] * 5
-        guard.per_address = 2
-        assert guard.check() == 3
-        for c in clients[:2]:  # the two oldest are kept
-            c.setblocking(False)
-            with pytest.raises(BlockingIOError):
-                c.recv(1)
-        for c in clients[2:]:
-            c.settimeout(5)
-            assert c.recv(1) == b""  # ended by the hub's side
-        assert guard.check() == 0
+        yield guard, clients, accepted
     finally:
         for s in (*clients, *accepted, listener):
             s.close()
+
+
+def _open(client: socket.socket) -> bool:
+    """Whether the other end of ``client`` is still open (nothing to read yet), or ended."""
+    client.setblocking(False)
+    try:
+        client.recv(1)
+    except BlockingIOError:
+        return True
+    return False
+
+
+def test_the_guard_shuts_down_the_newest_connections_of_an_address_over_its_cap():
+    with _five_connections() as (guard, clients, _):
+        guard.per_address = 2
+        assert guard.check() == 3
+        time.sleep(0.2)  # the FIN on loopback
+        assert [_open(c) for c in clients] == [True, True, False, False, False]  # the two oldest kept
+        assert guard.check() == 0
+
+
+def test_each_process_cuts_only_its_own_connections():
+    """Serving processes share the port: the listing has all of them, and a process shuts down
+    its own connections beyond the cap, never another's. Here a child process holds 3 of
+    127.0.0.3's 5 connections and this one 2; with a cap of 1, this process cuts 1 of its own."""
+    with _five_connections() as (guard, clients, accepted):
+        given = accepted[:3]
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=[s.fileno() for s in given]
+        )
+        try:
+            for s in given:
+                s.close()  # the child's now
+            guard.per_address = 2
+            assert guard.check() == 0  # this process holds 2, within the cap
+            guard.per_address = 1
+            assert guard.check() == 1
+            time.sleep(0.2)
+            # The child's three and this process's oldest stay; this process's newest ends.
+            assert [_open(c) for c in clients] == [True, True, True, True, False]
+        finally:
+            child.kill()
+            child.wait()
 
 
 def _issue_token(port: int, root: Path, timeout: float) -> str:

@@ -110,7 +110,9 @@ def _read_diag(data: bytes, found: dict[int, str]) -> bool:
         family = data[body]
         peer = data[body + 24 : body + 40]  # inet_diag_sockid.idiag_dst
         (inode,) = struct.unpack_from("=I", data, body + 68)
-        if family == socket.AF_INET:
+        if not inode:  # closed by its process, still ending in the kernel
+            pass
+        elif family == socket.AF_INET:
             found[inode] = socket.inet_ntop(socket.AF_INET, peer[:4])
         else:
             address = ipaddress.IPv6Address(peer)
@@ -175,6 +177,7 @@ class ConnectionGuard:
         self._first_seen: dict[int, tuple[float, int]] = {}
         self._seen = 0
         self._shut: set[int] = set()
+        self._owner: dict[int, int | None] = {}  # inode: this process's descriptor, None if another's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="connection-guard", daemon=True)
         self.closed = 0
@@ -219,6 +222,7 @@ class ConnectionGuard:
                 self._first_seen[inode] = (now, self._seen)
         for inode in set(self._first_seen) - set(connections):
             del self._first_seen[inode]
+            self._owner.pop(inode, None)
         self._shut &= connections.keys()
         by_address: dict[str, list[int]] = defaultdict(list)
         for inode, address in connections.items():
@@ -227,12 +231,18 @@ class ConnectionGuard:
         over = {a: inodes for a, inodes in by_address.items() if len(inodes) > self.per_address}
         if not over:
             return 0
-        mine = own_sockets({i for inodes in over.values() for i in inodes})
+        # The listing has every process's connections (several serving processes share the port):
+        # each cuts its own beyond the cap. Which are its own is looked up once per connection.
+        unknown = {i for inodes in over.values() for i in inodes if i not in self._owner}
+        if unknown:
+            found = own_sockets(unknown)
+            self._owner.update((i, found.get(i)) for i in unknown)
         closed = 0
         for inodes in over.values():
-            own = sorted((i for i in inodes if i in mine), key=self._first_seen.__getitem__)
+            own = sorted((i for i in inodes if self._owner[i] is not None), key=self._first_seen.__getitem__)
             for inode in own[self.per_address :]:
-                if shut_down(mine[inode], inode):
+                fd = self._owner[inode]
+                if fd is not None and shut_down(fd, inode):
                     self._shut.add(inode)
                     closed += 1
         if closed:
