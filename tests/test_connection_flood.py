@@ -12,17 +12,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import pytest
-from spehub.v1 import directory_pb2, directory_pb2_grpc
+from spehub.v1 import delivery_pb2, directory_pb2, directory_pb2_grpc
 
 from hub import pki
 from hub.api.connections import ConnectionGuard, connection_cap, peers
 from hub.api.server import ConnectionLimits
 from hub.client import secure_channel
+from tests.support.hubs import make_participant, started_hub
 from tests.support.processes import HubProcess, hub_env
 from tests.support.stalled_handshakes import StalledHandshakes, descriptor_count
 
 TRUST_DOMAIN = "flood.spehub.invalid"
+SN = "sn-anpej"
+LIST = "/spehub.v1.DirectoryService/ListParticipants"
 NOFILE = 1024
 
 
@@ -131,6 +135,38 @@ def test_each_process_cuts_only_its_own_connections():
         finally:
             child.kill()
             child.wait()
+
+
+def _states(channel: grpc.Channel) -> list[grpc.ChannelConnectivity]:
+    """The connectivity states ``channel`` goes through from now on (a list that grows)."""
+    seen: list[grpc.ChannelConnectivity] = []
+    channel.subscribe(seen.append, try_to_connect=False)
+    return seen
+
+
+def test_an_idle_connection_is_closed_and_one_with_an_open_stream_is_not(test_pki, database_url, clock):
+    """SPEHUB_CONNECTION_IDLE_SECONDS=1: a connection with no call open gets a GOAWAY (its
+    channel goes IDLE, the next call reconnects); one holding a Subscribe stream stays READY."""
+    with started_hub(test_pki, database_url, clock, connection_idle_seconds=1) as running:
+        idle = make_participant(running.port, test_pki, SN, clock, ("directory",))
+        busy = make_participant(running.port, test_pki, "ml-anpe", clock, ("subscribe",))
+        try:
+            idle.channel.unary_unary(LIST)(b"", timeout=10)
+            stream = busy.delivery.Subscribe(delivery_pb2.SubscribeRequest(), timeout=30)
+            stream.initial_metadata()
+            idle_states, busy_states = _states(idle.channel), _states(busy.channel)
+            deadline = time.monotonic() + 15
+            while grpc.ChannelConnectivity.IDLE not in idle_states and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert grpc.ChannelConnectivity.IDLE in idle_states, idle_states
+            time.sleep(2)  # twice the idle time more: the stream's connection is still in use
+            assert busy_states[-1] == grpc.ChannelConnectivity.READY, busy_states
+            assert grpc.ChannelConnectivity.IDLE not in busy_states
+            idle.channel.unary_unary(LIST)(b"", timeout=10)  # reconnects for the next call
+            stream.cancel()
+        finally:
+            idle.channel.close()
+            busy.channel.close()
 
 
 def _issue_token(port: int, root: Path, timeout: float) -> str:
