@@ -134,6 +134,11 @@ def test_a_rate_limited_flood_logs_one_line_per_interval_with_its_count(
                 "grpc_code": "RESOURCE_EXHAUSTED",
             },
         )
+        # Counted as the participant that was refused, so that the SpeHubRateLimited alert names it.
+        assert handled == hub.metrics.registry.get_sample_value(
+            "spehub_rpc_handled_total",
+            {"participant": FT, "grpc_method": "SearchProfiles", "grpc_code": "RESOURCE_EXHAUSTED"},
+        )
     lines = [line for line in json_log() if line.get("code") == "RESOURCE_EXHAUSTED"]
     # The first refusal writes a line at once; the one after the pause writes the count of all since
     # the line before it. So the counts add up to every refusal however long the flood took, and the

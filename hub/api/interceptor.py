@@ -156,6 +156,7 @@ class _Call:
         else:
             caller = owner.authenticator.identify_caller(context)
         logs.participant.set(caller.participant.id)
+        context.identified = caller.participant.id  # counted as theirs even if refused next
         owner.limits.admit(caller.participant.id)
         return caller, caller.participant.id
 
@@ -164,13 +165,16 @@ class _Call:
             return contextlib.nullcontext()
         return self.owner.limits.stream(caller.participant.id)
 
-    def finish(self, started: float, code: grpc.StatusCode, caller: Caller | None) -> None:
+    def finish(self, started: float, code: grpc.StatusCode, context: _Aborts) -> None:
         metrics = self.owner.metrics
         metrics.handling.labels(*self.labels).observe(time.perf_counter() - started)
         metrics.handled.labels(*self.labels, code.name).inc()
         if self.protected:  # spehub methods: by participant (an id, never a person)
-            who = caller.participant.id if caller is not None else "unauthenticated"
-            metrics.by_participant.labels(who, self.labels[2], code.name).inc()
+            # A caller identified, then refused (rate, stream slots), counts as that participant:
+            # the SpeHubRateLimited alert names who is limited.
+            metrics.by_participant.labels(
+                context.identified or "unauthenticated", self.labels[2], code.name
+            ).inc()
 
     def failure(self, context: _Aborts, exc: Exception) -> tuple[grpc.StatusCode, str | None]:
         """The status a failed call ends with: the servicer's own (message None: its abort stands),
@@ -319,7 +323,7 @@ class _Call:
             finally:
                 reading.cancel()  # refused before its message came: no longer waited for
                 reading.add_done_callback(_seen)
-                self.finish(started, code, admitted[0][0] if admitted else None)
+                self.finish(started, code, context)
 
         return wrapper
 
@@ -350,7 +354,7 @@ class _Call:
                     raise
                 await context.abort(code, message)
             finally:
-                self.finish(started, code, caller)
+                self.finish(started, code, context)
 
         return wrapper
 
@@ -389,7 +393,7 @@ class _Call:
                     raise
                 await context.abort(code, message)
             finally:
-                self.finish(started, code, caller)
+                self.finish(started, code, context)
 
         return wrapper
 
@@ -418,6 +422,7 @@ class _Aborts:
     def __init__(self, context: Any) -> None:
         self._context = context
         self.aborted: grpc.StatusCode | None = None
+        self.identified = ""  # the participant the call was identified as, once it was
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
