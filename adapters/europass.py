@@ -32,6 +32,7 @@ from adapters.codelists import CodeLists, Resolution
 from adapters.languages import add_language
 from adapters.limits import (
     LimitExceeded,
+    dropped_warnings,
     json_fault,
     load_json,
     utf8_start,
@@ -180,7 +181,7 @@ class EuropassXml:
         if isinstance(root, Converted):
             yield root
             return
-        yield from self.convert(root, path.stem, where)
+        yield from dropped_warnings(self.convert(root, path.stem, where), root)
 
     def convert(self, root: Element, dossier: str, where: str) -> Iterator[Converted]:
         """The two records of one CV, or one result with the problems that stop it."""

@@ -30,7 +30,7 @@ from adapters.codelists import CodeLists, Resolution
 from adapters.europass import EuropassXml, _all, _at, _local, _text
 from adapters.hropen import CLOSED, OFFERING, OFFERING_CODES
 from adapters.languages import add_language
-from adapters.limits import LimitExceeded, whole_number, xml_documents, xml_fault
+from adapters.limits import LimitExceeded, dropped_warnings, whole_number, xml_documents, xml_fault
 from adapters.people import CEFR_NAMES, NACE, cefr, country, date_text, dotted_date, full_date
 
 HR = "http://www.hr-xml.org/3"
@@ -86,9 +86,9 @@ class EuresHrXml:
                 count += 1
                 at = where if document is root else f"{path}:/{root_tag}/{_local(document.tag)}[{count}]"
                 if _local(document.tag) == "PositionOpening":
-                    yield self.convert_opening(document, at)
+                    yield from dropped_warnings((self.convert_opening(document, at),), document)
                 else:
-                    yield from self.convert_candidate(document, at)
+                    yield from dropped_warnings(self.convert_candidate(document, at), document)
         except (LimitExceeded, OSError, ParseError, DefusedXmlException) as exc:
             at = where if count == 0 else f"{path}: after document {count}"
             if isinstance(exc, LimitExceeded):

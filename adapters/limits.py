@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 from xml.etree.ElementTree import Element, TreeBuilder  # nosec: the tree only; defusedxml parses
 
 from defusedxml.ElementTree import DefusedXMLParser
+
+from adapters.base import Converted, Problem
 
 MAX_DEPTH = 64
 """Nesting: JSON arrays and objects inside each other, XML elements inside each other (the
@@ -274,45 +277,84 @@ def whole_number(text: str) -> int | None:
 # -- XML -------------------------------------------------------------------------------------------
 
 
+DROPPED = "{urn:spehub:adapters}dropped"
+"""The attribute a reader sets on an element whose over-long text or attribute it did not keep
+(``dropped_values``): what was dropped, for the adapter's warning."""
+
+ELEMENT_CHARS = 64
+"""What one XML element counts towards MAX_RECORD_BYTES beside its name, texts and attributes:
+about what the tree holds for it."""
+
+
 class _Target:
     """The tree builder behind defusedxml's parser, checking the limits as expat delivers the
-    document: depth, each text run and attribute value. With ``split``, each child of the root is
-    handed over as it ends (``ended``) and dropped from the tree: memory holds one at a time."""
+    document: depth, and the characters the tree holds for one record. A text run or attribute
+    value longer than MAX_STRING_BYTES is not kept: its element is marked (DROPPED) and the reader
+    goes on, so that a CV carrying a large attached document or photo, which no adapter reads,
+    still converts (an adapter warns about each such element). With ``split``, each child of the
+    root is handed over as it ends (``ended``) and dropped from the tree: memory holds one at a
+    time."""
 
     def __init__(self, split: Callable[[str], bool]) -> None:
         self.builder = TreeBuilder()
         self.split = split
         self.splitting = False
         self.root: Element | None = None
-        self.depth = 0
-        self.text = 0
+        self.open: list[Element] = []
+        self.pending: list[str] = []  # the current text run, given to the builder when it ends
+        self.text = 0  # its length; -1 while the rest of an over-long run is passed over
+        self.kept = 0  # characters held for the current record
         self.ended: list[Element] = []
 
-    def start(self, tag: str, attrs: dict[str, str]) -> Element:
-        self.depth += 1
+    def _keep(self, chars: int) -> None:
+        self.kept += chars
+        if self.kept > MAX_RECORD_BYTES:
+            raise record_exceeded()
+
+    def _end_run(self) -> None:
+        if self.pending:
+            self.builder.data("".join(self.pending))
+            self.pending.clear()
         self.text = 0
-        if self.depth > MAX_DEPTH:
+
+    def start(self, tag: str, attrs: dict[str, str]) -> Element:
+        self._end_run()
+        if len(self.open) >= MAX_DEPTH:
             raise depth_exceeded()
-        if any(len(v) > MAX_STRING_BYTES for v in attrs.values()):
-            raise string_exceeded()
+        long = [name for name, value in attrs.items() if len(value) > MAX_STRING_BYTES]
+        if long:
+            attrs = {name: value for name, value in attrs.items() if name not in long}
+        self._keep(ELEMENT_CHARS + len(tag) + sum(len(k) + len(v) for k, v in attrs.items()))
         element = self.builder.start(tag, attrs)
+        if long:
+            element.set(DROPPED, "attribute " + ", ".join(name.rpartition("}")[2] for name in long))
+        self.open.append(element)
         if self.root is None:
             self.root, self.splitting = element, self.split(tag)
         return element
 
     def data(self, data: str) -> None:
+        if self.text < 0:
+            return
         self.text += len(data)
         if self.text > MAX_STRING_BYTES:
-            raise string_exceeded()
-        self.builder.data(data)
+            self.kept -= self.text - len(data)
+            self.pending.clear()
+            self.text = -1
+            if self.open:
+                self.open[-1].set(DROPPED, "text")
+            return
+        self.pending.append(data)
+        self._keep(len(data))
 
     def end(self, tag: str) -> Element:
-        self.depth -= 1
-        self.text = 0
+        self._end_run()
         element = self.builder.end(tag)
-        if self.splitting and self.depth == 1 and self.root is not None:
+        self.open.pop()
+        if self.splitting and len(self.open) == 1 and self.root is not None:
             self.ended.append(element)
             self.root.remove(element)
+            self.kept = 0
         return element
 
     def close(self) -> Element:
@@ -323,20 +365,14 @@ def xml_documents(path: Path, split: Callable[[str], bool]) -> Iterator[tuple[El
     """(root, document) pairs of an XML file parsed with defusedxml (no entities, no external
     references), within the limits. When ``split(root tag)`` is true each child of the root is a
     record, yielded as soon as it ends and then dropped; otherwise the whole file is one record,
-    yielded as (root, root) at the end. Raises LimitExceeded, OSError, ParseError, or
+    yielded as (root, root) at the end. A value past MAX_STRING_BYTES is left out and its element
+    marked (``dropped_values``). Raises LimitExceeded, OSError, ParseError, or
     DefusedXmlException."""
     target = _Target(split)
     parser = DefusedXMLParser(target=target)
-    held_from = 0  # where the bytes the tree may still hold begin (to READ_BYTES)
-    offset = 0
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(READ_BYTES), b""):
             parser.feed(chunk)
-            if target.ended:
-                held_from = offset
-            offset += len(chunk)
-            if offset - held_from > MAX_RECORD_BYTES:
-                raise record_exceeded()
             assert target.root is not None or not target.ended
             for element in target.ended:
                 yield target.root, element  # type: ignore[misc]
@@ -344,6 +380,47 @@ def xml_documents(path: Path, split: Callable[[str], bool]) -> Iterator[tuple[El
     root = parser.close()
     if not target.splitting:
         yield root, root
+
+
+def dropped_values(document: Element) -> list[tuple[str, str]]:
+    """(path of local names below ``document``, what was left out) for each element of it whose
+    text or attribute the reader did not keep (past MAX_STRING_BYTES)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(element: Element, path: str) -> None:
+        what = element.get(DROPPED)
+        if what is not None:
+            found.append((path or "/", what))
+        for child in element:
+            walk(child, f"{path}/{child.tag.rpartition('}')[2]}".lstrip("/"))
+
+    walk(document, "")
+    return found
+
+
+def dropped_warnings(converted: Iterable[Converted], document: Element) -> Iterator[Converted]:
+    """The results of converting ``document``, the first one carrying a warning for each value the
+    reader left out of it."""
+    dropped = dropped_values(document)
+    for i, result in enumerate(converted):
+        if i == 0 and dropped:
+            result = replace(
+                result,
+                problems=(
+                    *result.problems,
+                    *(
+                        Problem(
+                            result.location,
+                            path,
+                            f"dropped: its {what} is longer than {mib(MAX_STRING_BYTES)} "
+                            "(limit MAX_STRING_BYTES); the rest of the record is read",
+                            "warning",
+                        )
+                        for path, what in dropped
+                    ),
+                ),
+            )
+        yield result
 
 
 # -- CSV -------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from adapters.base import load
 from adapters.limits import (
+    ELEMENT_CHARS,
     MAX_DEPTH,
     MAX_NUMBER_CHARS,
     MAX_RECORD_BYTES,
@@ -33,6 +34,7 @@ from adapters.limits import (
     READ_BYTES,
     JsonGuard,
     LimitExceeded,
+    dropped_values,
     xml_documents,
 )
 
@@ -347,3 +349,52 @@ def test_a_number_past_a_double_is_refused_in_one_line(shape, codelists, tmp_pat
     path.write_text(infinite if shape == "one offer" else f"[{infinite}]")
     (refused,) = adapter.read(path)
     assert not refused.ok and "a number past a double's range" in refused.problems[0].reason
+
+
+def test_an_xml_value_past_the_string_limit_is_left_out_with_a_warning_and_the_record_read(
+    codelists, tmp_path
+):
+    """A Europass CV may carry attached documents and a photo as base64 text, which no adapter
+    reads: one past MAX_STRING_BYTES is not kept (nor is an attribute that long), the reader warns
+    naming the element, and the CV converts as it does without them."""
+    adapter = load(
+        "europass-xml", codelists=codelists, origin_participant_id="sn-anpej", subject_key=b"k" * 32
+    )
+    source = FIXTURES / "europass" / "SN-2026-00017.xml"
+    cv = source.read_text("utf-8")
+    big = "QUJD" * (MAX_STRING_BYTES // 2)  # 2 MiB of base64
+    attachments = "".join(
+        f'<Attachment id="ATT_{i}"><Name>diplome-{i}.pdf</Name><MimeType>application/pdf</MimeType>'
+        f"<Data>{big}</Data></Attachment>"
+        for i in range(6)  # 12 MiB in all: more than one record holds, yet none of it is held
+    )
+    path = tmp_path / source.name  # the dossier number in the name keys the records
+    path.write_text(
+        cv.replace("</LearnerInfo>", f"</LearnerInfo>{attachments}", 1).replace(
+            "<SkillsPassport ", f'<SkillsPassport photo="{big}" ', 1
+        ),
+        "utf-8",
+    )
+    before = list(adapter.read(source))
+    profile, personal = adapter.read(path)
+    assert profile.ok and personal.ok
+    assert (profile.record, personal.record) == (before[0].record, before[1].record)
+    warnings = [(p.field, p.reason, p.severity) for p in profile.problems]
+    assert len(warnings) == 7 and {severity for *_, severity in warnings} == {"warning"}
+    assert warnings[0][0] == "/" and "attribute photo" in warnings[0][1]
+    assert [field for field, *_ in warnings[1:]] == ["Attachment/Data"] * 6
+    assert all("limit MAX_STRING_BYTES" in reason for _, reason, _ in warnings)
+    assert "QUJD" not in "".join(map(str, profile.problems))
+
+
+def test_what_an_xml_record_holds_is_bounded_not_what_it_spans(tmp_path):
+    """MAX_RECORD_BYTES counts what the tree holds for one record (its texts, attributes, and
+    ELEMENT_CHARS an element): values left out do not count; many small elements do."""
+    path = tmp_path / "doc.xml"
+    path.write_text("<a>" + ("<b>" + "x" * (MAX_STRING_BYTES + 1) + "</b>") * 10 + "</a>")
+    ((root, _),) = xml_documents(path, split=lambda _: False)
+    assert len(root) == 10 and all(child.text is None for child in root)
+    assert dropped_values(root) == [("b", "text")] * 10
+    path.write_text("<a>" + "<b/>" * (MAX_RECORD_BYTES // ELEMENT_CHARS) + "</a>")
+    with pytest.raises(LimitExceeded, match="limit MAX_RECORD_BYTES"):
+        list(xml_documents(path, split=lambda _: False))
