@@ -38,8 +38,10 @@ from hub.domain.directory import REGISTRY_FORMAT
 
 DEV_ORGANISATION = "SPE Hub DEVELOPMENT PKI - NOT FOR PRODUCTION"
 DEV_TOKEN_KEY_PREFIX = "dev-"  # noqa: S105 (a key-id prefix, not a secret)
-# A certificate policy of our own, under ITU-T X.667's 2.25 arc (a UUID: no registration needed).
-DEV_POLICY_OID = x509.ObjectIdentifier("2.25.321154314372654840025338113922000939303")
+# A certificate policy of our own under 2.999, the arc X.660 keeps for examples and documentation
+# (nothing real is registered there), its arcs spelling "SPEHUB-DEV". Each arc fits 31 bits: Go's
+# crypto/x509 (grpcurl, many gateways) refuses a certificate with a larger one, such as a UUID arc.
+DEV_POLICY_OID = x509.ObjectIdentifier("2.999.83.80.69.72.85.66.45.68.69.86")
 # The first bytes of the development CA's subject key identifier (the other 7 are random): a tool
 # that writes an authority key identifier copies it into every certificate the CA signs.
 DEV_KEY_ID_PREFIX = b"SPEHUB-DEV-CA"

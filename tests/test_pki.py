@@ -323,3 +323,12 @@ def test_a_registry_key_entry_carries_its_development_flag_and_nothing_else(else
         for key in entry["signing_keys"]:
             del key["development"]
     assert "development" not in json.dumps(Directory.from_dict(registry).to_dict()["participants"])
+
+
+def test_the_development_policy_oid_is_one_every_x509_library_reads():
+    """Go's crypto/x509 (grpcurl's, many gateways') refuses a certificate holding an OID arc past 31
+    bits ("base 128 integer too large"): a UUID arc under 2.25 made the dev PKI unusable there."""
+    from hub.pki import DEV_POLICY_OID
+
+    arcs = [int(a) for a in DEV_POLICY_OID.dotted_string.split(".")]
+    assert arcs[:2] == [2, 999] and all(a < 2**31 for a in arcs)
