@@ -94,6 +94,33 @@ def test_new_evidence_may_widen(hub, connect, evidence):
     assert found(se) == 1
 
 
+def test_a_withdrawn_consent_is_not_made_valid_again_on_the_same_evidence(hub, connect):
+    """A withdrawal gives up everything: the same evidence re-signed as active is refused, and the
+    candidate stays out of the pool; a consent given again (new evidence) brings them back. A pause,
+    by contrast, is lifted on the same evidence."""
+    sn, ft = connect(SN), connect(FT)
+    now = sn.clock()
+    publish_candidate(sn, consent_for(SN, now))
+    assert found(ft) == 1
+    paused = consent_for(SN, now, version=2, status=consent_pb2.CONSENT_STATUS_PAUSED)
+    (result,) = _publish(sn, paused)
+    assert result.outcome == ACCEPTED and found(ft) == 0
+    (result,) = _publish(sn, consent_for(SN, now, version=3))
+    assert result.outcome == ACCEPTED and found(ft) == 1
+    withdrawn = consent_for(SN, now, version=4, status=consent_pb2.CONSENT_STATUS_WITHDRAWN)
+    (result,) = _publish(sn, withdrawn)
+    assert result.outcome == ACCEPTED and found(ft) == 0
+    (result,) = _publish(sn, consent_for(SN, now, version=5))
+    _refused(result, "status")
+    assert "withdrawn" in result.message and found(ft) == 0
+    given_again = consent_for(SN, now, version=5)
+    given_again.evidence.collected_at.FromDatetime(now)
+    given_again.evidence.reference = "CONS-2026-0002"
+    (result,) = _publish(sn, given_again)
+    assert result.outcome == ACCEPTED, result.message
+    assert found(ft) == 1
+
+
 def test_widening_is_judged_by_named_recipients_and_purposes():
     def index(countries=("FR",), participants=(), purposes=(1, 2)):
         from hub.domain.records import ConsentIndex

@@ -101,8 +101,9 @@ def future_date_problem(idx: ConsentIndex, now: datetime) -> tuple[str, str] | N
 def widening(before: ConsentIndex, after: ConsentIndex) -> tuple[str, str] | None:
     """(field path, what is added) when ``after``, a new version of the consent ``before``, names a
     recipient or grants a purpose ``before`` did not, on the same evidence: the same notice
-    versions, the same collection date and the same evidence reference. None when it widens
-    nothing (narrowing, pausing and withdrawing always pass) or rests on new evidence.
+    versions, the same collection date and the same evidence reference; or makes a withdrawn
+    consent valid again on that evidence. None when it widens nothing (narrowing, pausing and
+    withdrawing always pass) or rests on new evidence.
 
     Recipients compare as named: a participant named where only its country was is a widening
     too (a contact release needs the participant named)."""
@@ -113,6 +114,11 @@ def widening(before: ConsentIndex, after: ConsentIndex) -> tuple[str, str] | Non
     )
     if new_evidence:
         return None
+    withdrawn = consent_pb2.CONSENT_STATUS_WITHDRAWN
+    if before.status == withdrawn and after.status != withdrawn:
+        # A withdrawal gives up everything: what the person withdrew comes back only with a
+        # consent they give again (a pause, by contrast, is lifted on the same evidence).
+        return "status", "makes a withdrawn consent valid again"
     for i, (participant, country, _basis) in enumerate(after.recipient_bases):
         if participant and participant not in before.recipient_participants:
             return f"recipients[{i}].participant_id", f"adds the recipient {participant!r}"
