@@ -252,7 +252,7 @@ def check_bindable(address: str) -> None:
     """Refuse, with the reason, an address this process cannot listen on (taken by another process,
     not on this host), before grpc tries it: grpc only says that it failed. Raises ConfigError."""
     host, _, port = address.rpartition(":")
-    if not port.isascii() or not port.isdigit() or int(port) == 0:
+    if not codes.ascii_digits(port) or int(port) == 0:
         return  # port 0 is always free; grpc refuses a malformed address itself
     try:
         infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)

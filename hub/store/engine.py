@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import sqlite3
@@ -165,7 +166,8 @@ class _VersionProbe:
     query and the rollback: 0.8 ms against 0.05 ms on loopback PostgreSQL).
 
     Each read sees what is committed at that moment, as a new transaction would. The connection is
-    taken out of the pool (it never goes back in autocommit mode) on first use; when a read fails
+    made on first use (SQLite: taken out of the pool, never to go back in autocommit mode;
+    PostgreSQL: opened for it, with the pool's connection settings); when a read fails
     (a database restart, an idle timeout), the connection is closed and the read made once more on
     a new one, since a read changes nothing. Calls on several threads take turns (one round trip
     each).
@@ -183,7 +185,9 @@ class _VersionProbe:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._conn: Any = None  # the DBAPI connection, detached from the pool
-        self._watched: tuple[float, Any] | None = None  # (deadline, connection) of a read under way
+        # (deadline, connection, its socket's inode) of a read under way
+        self._watched: tuple[float, Any, int] | None = None
+        self._inode = 0
         self._timed_out = False
         self._closed = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -218,7 +222,7 @@ class _VersionProbe:
         if self._conn is None:
             self._conn = self._connect()
         if self._watchdog is not None:
-            self._watched = (time.monotonic() + self.timeout, self._conn)
+            self._watched = (time.monotonic() + self.timeout, self._conn, self._inode)
         try:
             cursor = self._conn.cursor()
             try:
@@ -231,33 +235,51 @@ class _VersionProbe:
         return int(row[0]) if row else 0
 
     def _connect(self) -> Any:
-        pooled = self.engine.raw_connection()  # DBAPIError when the database is away
-        pooled.detach()  # closed for good when dropped, never handed to a unit of work
-        conn: Any = pooled.dbapi_connection
-        if self.engine.dialect.name == "postgresql":
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
-            if self._watchdog is None:
-                self._watchdog = threading.Thread(
-                    target=self._watch, name="version-read-watchdog", daemon=True
-                )
-                self._watchdog.start()
-        # SQLite: the connection already runs without pysqlite's implicit transactions
-        # (_sqlite_connect), so a lone SELECT reads the latest commit and holds nothing after it.
+        if self.engine.dialect.name != "postgresql":
+            pooled = self.engine.raw_connection()  # DBAPIError when the database is away
+            pooled.detach()  # closed for good when dropped, never handed to a unit of work
+            # SQLite: the connection already runs without pysqlite's implicit transactions
+            # (_sqlite_connect), so a lone SELECT reads the latest commit and holds nothing after it.
+            return pooled.dbapi_connection
+        # PostgreSQL: a connection of its own rather than one from the pool, whose checkout could
+        # wait for a free connection or hang in the pre-ping of a stalled one. Connecting is bounded
+        # by connect_timeout, the server ends a stuck query (statement_timeout, set as the session
+        # starts: no round trip), and the watchdog ends a read the network holds.
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        options = " ".join(
+            o
+            for o in (str(cparams.get("options", "")), f"-c statement_timeout={int(self.timeout * 1000)}")
+            if o
+        )
+        params = {
+            **POSTGRESQL_CONNECT_ARGS,
+            "connect_timeout": max(2, math.ceil(self.timeout)),  # libpq's smallest is 2 s
+            **cparams,
+            "options": options,
+        }
+        conn: Any = self.engine.dialect.connect(*cargs, **params)
+        conn.autocommit = True
+        self._inode = os.fstat(conn.pgconn.socket).st_ino
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="version-read-watchdog", daemon=True)
+            self._watchdog.start()
         return conn
 
     def _watch(self) -> None:
         """End a read that passed its deadline: shutting the socket down wakes the thread waiting
-        on it with an error (closing the connection from here would race with that thread)."""
+        on it with an error (closing the connection from here would race with that thread). The
+        socket is checked to be the read's own (its inode) before it is shut down: the descriptor
+        number may have been closed and given to another since."""
         while not self._closed.wait(min(1.0, self.timeout / 4)):
             watched = self._watched
             if watched is None or time.monotonic() < watched[0]:
                 continue
             self._timed_out = True
-            with contextlib.suppress(Exception):
-                fd = watched[1].pgconn.socket
-                with socket.socket(fileno=os.dup(fd)) as sock:
+            with (
+                contextlib.suppress(Exception),
+                socket.socket(fileno=os.dup(watched[1].pgconn.socket)) as sock,
+            ):
+                if os.fstat(sock.fileno()).st_ino == watched[2]:
                     sock.shutdown(socket.SHUT_RDWR)
             log.warning("the directory's version was not read within %g s: connection ended", self.timeout)
 
