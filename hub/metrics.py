@@ -214,6 +214,8 @@ class GaugeRefresher(Collector):
                 leading = self.elected()
                 text = render(source.compute()) if leading else b""
             except Exception as exc:  # a failing source is reported by its gauges, never raised
+                if self._stop.is_set():
+                    return  # the hub is stopping and closed the store under a computation: no fault
                 log.warning("metrics source %s failed: %s", source.name, type(exc).__name__)
                 self.failures.labels(source=source.name).inc()
                 with self._lock:
