@@ -453,3 +453,34 @@ def test_an_imported_alias_with_a_code_in_other_digits_is_skipped(tmp_path):
     assert queue.import_aliases({"format": 1, "aliases": aliases}) == 1
     assert [a["isco08"] for a in queue.aliases().values()] == ["9211"]
     outbox.close()
+
+
+def test_an_envelope_queued_with_a_high_s_signature_is_sent_in_its_low_s_form(hub, test_pki, tmp_path):
+    """Signatures queued in an outbox before the hub refused high S (issue 25, item 7) are not lost
+    on the upgrade: the gateway sends each as its low-S twin, the same signature of the same bytes."""
+    import sqlite3
+
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    from hub.domain import signing
+    from tests.support.records import demo_offer
+
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's n
+    gateway = _gateway(test_pki, FT, tmp_path)
+    now = datetime.now(UTC)
+    assert (
+        gateway.queue([demo_offer(FT, f"o-{i}", 1, now, targets=("SN",)) for i in range(3)], progress=False)
+        == 3
+    )
+    with sqlite3.connect(tmp_path / "outbox.sqlite3") as db:  # as an older gateway left them
+        for seq, blob in db.execute("SELECT seq, envelope FROM outbox").fetchall():
+            env = envelope_pb2.SignedEnvelope.FromString(blob)
+            r, s = decode_dss_signature(env.signature)
+            env.signature = encode_dss_signature(r, order - s)
+            assert signing.high_s(env.signature)
+            db.execute("UPDATE outbox SET envelope = ? WHERE seq = ?", (env.SerializeToString(), seq))
+    with participant_channel(hub.port, test_pki, FT) as channel:
+        result = gateway.flush(channel)
+    assert (result.accepted, result.rejected) == (3, 0)
+    with hub.store.unit_of_work() as uow:
+        assert uow.records.count_envelopes() == 3

@@ -63,7 +63,15 @@ def signing_input(
 
 def sign(private_key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
     """DER-encoded ECDSA P-256/SHA-256 signature of ``message``, in its low-S form."""
-    r, s = decode_dss_signature(private_key.sign(message, _SIGN_ALGORITHM))
+    return low_s(private_key.sign(message, _SIGN_ALGORITHM))
+
+
+def low_s(signature: bytes) -> bytes:
+    """The low-S form of a DER ECDSA signature: (r, n − s) when s > n/2, the same signature of the
+    same message by the same key, in the one encoding the hub accepts. Needs no key: a signer's
+    own signatures made before the rule (a gateway's outbox) are sent in this form. Raises
+    ValueError for bytes that are no DER signature."""
+    r, s = decode_dss_signature(signature)
     return encode_dss_signature(r, min(s, _ORDER - s))
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from adapters.base import Tally
 from hub.client import seal
+from hub.domain import signing
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
 from hub.gateway.outbox import FlushReport, Outbox
@@ -169,7 +170,7 @@ class Sender:
                     break
                 request = exchange_pb2.PublishRequest(
                     request_id=f"outbox-{rows[0][0]}",
-                    envelopes=[envelope_pb2.SignedEnvelope.FromString(blob) for _, blob in rows],
+                    envelopes=[_low_s(envelope_pb2.SignedEnvelope.FromString(blob)) for _, blob in rows],
                 )
                 (response,) = list(stub.Publish(iter([request]), timeout=timeout))
                 marks = []
@@ -199,6 +200,14 @@ class Sender:
             totals["rejected"],
             pending=self.outbox.counts().get("pending", 0),
         )
+
+
+def _low_s(envelope: envelope_pb2.SignedEnvelope) -> envelope_pb2.SignedEnvelope:
+    """An envelope queued before signatures had one encoding may carry the high-S form, which the
+    hub now refuses: sent as its low-S twin, the same signature of the same payload bytes."""
+    if signing.high_s(envelope.signature):
+        envelope.signature = signing.low_s(envelope.signature)
+    return envelope
 
 
 def _content_sha256(record: Any) -> bytes:
