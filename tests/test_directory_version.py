@@ -8,7 +8,8 @@ import time
 
 import grpc
 import pytest
-from spehub.v1 import pool_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from spehub.v1 import delivery_pb2, pool_pb2
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -171,6 +172,30 @@ def test_a_stalled_database_fails_calls_with_unavailable_in_bounded_time_and_rec
             # Each call waits at most for its turn or one read (VERSION_READ_SECONDS), where a stuck
             # read used to hold every call until its deadline; generous for a loaded machine.
             assert max(took for _, took in outcomes) < 4 * VERSION_READ_SECONDS, outcomes
+
+            # A stream is admitted off the event loop: while its admission waits on the stalled
+            # database, the loop still answers health checks at once (they waited for it before).
+            def subscribe() -> grpc.StatusCode:
+                try:
+                    next(iter(sn.delivery.Subscribe(delivery_pb2.SubscribeRequest(), timeout=60)))
+                    return grpc.StatusCode.OK
+                except grpc.RpcError as exc:
+                    return exc.code()
+
+            health = health_pb2_grpc.HealthStub(sn.channel)
+            with ThreadPoolExecutor(2) as pool:
+                streams = [pool.submit(subscribe) for _ in range(2)]
+                checks = []
+                while not all(f.done() for f in streams):
+                    start = time.monotonic()
+                    status = health.Check(health_pb2.HealthCheckRequest(), timeout=30).status
+                    checks.append((status, time.monotonic() - start))
+                    time.sleep(0.2)
+            assert [f.result() for f in streams] == [grpc.StatusCode.UNAVAILABLE] * 2
+            assert {status for status, _ in checks} == {health_pb2.HealthCheckResponse.SERVING}
+            # Generous against a loaded machine: a check waiting for the loop took VERSION_READ_SECONDS.
+            assert max(took for _, took in checks) < VERSION_READ_SECONDS / 2, checks
+
             proxy.resume()
             deadline = time.monotonic() + 60
             while True:

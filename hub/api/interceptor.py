@@ -160,6 +160,21 @@ class _Call:
         owner.limits.admit(caller.participant.id)
         return caller, caller.participant.id
 
+    async def begin_off_loop(self, context: Any) -> tuple[Caller | None, str]:
+        """``begin`` for a call served on the event loop (streams, health): identifying a caller
+        reads the directory's version from the store, which may take up to its timeout when the
+        database stalls, so it runs on a worker thread, not on the loop every call shares. The
+        call's request id and participant come back into its context. The open health check reads
+        no store: it is admitted on the loop."""
+        if self.method in OPEN_METHODS:
+            return self.begin(context)
+        run = contextvars.copy_context()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, run.run, self.begin, context)
+        finally:
+            logs.request_id.set(run.get(logs.request_id, ""))
+            logs.participant.set(run.get(logs.participant, ""))
+
     def stream_slot(self, caller: Caller | None) -> contextlib.AbstractContextManager[None]:
         if caller is None or self.labels[0] == "unary":
             return contextlib.nullcontext()
@@ -336,7 +351,7 @@ class _Call:
             caller: Caller | None = None
             context = _Aborts(raw_context)
             try:
-                caller, key = self.begin(context)
+                caller, key = await self.begin_off_loop(context)
                 with self.stream_slot(caller):
                     if self.request_streaming:
                         request = self.async_requests(requests, caller)
@@ -372,7 +387,7 @@ class _Call:
             context = _Aborts(raw_context)
             sent = self.owner.metrics.msg_sent.labels(*self.labels)
             try:
-                caller, _ = self.begin(context)
+                caller, _ = await self.begin_off_loop(context)
                 with self.stream_slot(caller):
                     # Sent once the call holds its stream slot: the client then knows it is open.
                     await _announce_async(context)
