@@ -66,7 +66,13 @@ from hub.store.leader import Leadership
 log = logging.getLogger("spehub")
 
 
-WAKE_SETTLE_SECONDS = 2.0
+WAKE_SETTLE_SECONDS = 11.0
+"""How long the planner-statistics check waits, once woken by writes, for PostgreSQL to publish the
+writers' change counters: a backend publishes them at the end of a transaction at most once a
+second (PGSTAT_MIN_INTERVAL), else when it has been idle for 10 s (PGSTAT_IDLE_INTERVAL, PostgreSQL
+15's pgstat.c). A check 2 s after a load found nothing when the same connection had published just
+before it (the metrics gauges, computed at start, made that the rule), and waited an interval. SQLite
+keeps no counters: its check runs at once."""
 
 
 @dataclass
@@ -113,8 +119,7 @@ class Hub:
         def due() -> bool:
             if wakeup is None:
                 return not self._stop_background.wait(seconds)
-            if wakeup.wait(seconds):
-                # PostgreSQL publishes a session's change counters up to a second after its commit.
+            if wakeup.wait(seconds) and not self.store.is_sqlite:
                 self._stop_background.wait(WAKE_SETTLE_SECONDS)
             return not self._stop_background.is_set()
 
