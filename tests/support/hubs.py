@@ -101,6 +101,9 @@ def hub_settings(test_pki: TestPki, database_url: str, **overrides: object) -> S
         "grace_seconds": 1.0,
         # Tests rank offers when they choose to (hub.rankings); test_match_rankings runs the worker.
         "match_ranking_seconds": 0,
+        # Every participant of the tests connects from 127.0.0.1, as behind a balancer that hides
+        # addresses (docs/operations.md): no cap per address. tests/test_connection_flood.py tests it.
+        "max_connections_per_address": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
