@@ -25,6 +25,7 @@ from tests.support.processes import HubProcess, hub_env
 SN = "sn-anpej"
 LIST = "/spehub.v1.DirectoryService/ListParticipants"
 SUBSCRIBE = "/spehub.v1.DeliveryService/Subscribe"
+WATCH = "/grpc.health.v1.Health/Watch"
 
 
 def _never(stop: threading.Event) -> Iterator[bytes]:
@@ -187,3 +188,26 @@ def test_half_open_calls_of_a_revoked_certificate_leave_no_memory_behind(tmp_pat
         assert grown < 10 * 1024, f"RSS grew by {grown} KiB after the calls closed"
     finally:
         assert hub.stop() == 0, hub.log.read_text()[-2000:]
+
+
+def test_health_watches_are_bounded_by_stream_slots_not_waiting_places(test_pki, database_url, clock):
+    """health Watch is a coroutine that writes a stream: like Subscribe, it holds a stream slot, which
+    bounds its wait for its message. Taking a waiting place as well refused a participant's burst of
+    Watches well under its stream limit (6 of 1,000 idle streams in tests/test_availability.py)."""
+    with started_hub(
+        test_pki, database_url, clock, max_waiting_calls_per_participant=2, max_streams_per_participant=4
+    ) as running:
+        stop = threading.Event()
+        with raw_channel(running.port, test_pki, SN) as channel:
+            watch = channel.stream_stream(WATCH, request_serializer=None, response_deserializer=None)
+            try:
+                held = [watch(_never(stop), timeout=30) for _ in range(4)]  # past 2 waiting places
+                time.sleep(1)  # admitted when they start (their messages never come)
+                with pytest.raises(grpc.RpcError) as err:  # the fifth: past the stream slots
+                    next(watch(_never(stop), timeout=10))
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                # All four hold their slots; none was refused for want of a waiting place.
+                assert "open streams" in err.value.details(), err.value.details()
+                assert [call.done() for call in held] == [False] * 4
+            finally:
+                stop.set()

@@ -355,6 +355,11 @@ class _Call:
                 with self.stream_slot(caller):
                     if self.request_streaming:
                         request = self.async_requests(requests, caller)
+                    elif self.labels[0] == "server_stream" and caller is not None:
+                        # A coroutine that writes a stream (health Watch): the stream slot it holds
+                        # bounds the wait for its message, as for the other streams. A waiting place
+                        # too refused a participant's burst of Watches under its stream limit.
+                        request = await self.receive(requests)
                     else:
                         request = await self.unary_request(requests, key)
                     await _announce_async(context)
