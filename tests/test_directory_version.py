@@ -102,16 +102,13 @@ def test_an_unreachable_database_is_unavailable_without_its_address():
 
 def test_an_unreachable_database_refuses_calls_with_unavailable(test_pki, clock):
     """The version read failing reaches the caller as UNAVAILABLE (retry), never as a pass."""
-    from prometheus_client import CollectorRegistry
-
-    from hub.bootstrap import build_hub
-    from tests.support.hubs import hub_settings, make_participant
+    from tests.support.hubs import make_participant, started_hub
     from tests.support.processes import database_behind_proxy
 
-    with database_behind_proxy("probe") as (proxy, database_url):
-        hub = build_hub(
-            hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
-        )
+    with (
+        database_behind_proxy("probe") as (proxy, database_url),
+        started_hub(test_pki, database_url, clock) as hub,
+    ):
         try:
             sn = make_participant(hub.port, test_pki, SN, clock)
             sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
@@ -131,7 +128,7 @@ def test_an_unreachable_database_refuses_calls_with_unavailable(test_pki, clock)
             assert answered
             sn.channel.close()
         finally:
-            hub.stop(0)
+            proxy.restore()
 
 
 def test_a_stalled_database_fails_calls_with_unavailable_in_bounded_time_and_recovers(test_pki, clock):
@@ -140,17 +137,14 @@ def test_a_stalled_database_fails_calls_with_unavailable_in_bounded_time_and_rec
     instead of hanging until their deadline; once it answers again, calls are served."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from prometheus_client import CollectorRegistry
-
-    from hub.bootstrap import build_hub
     from hub.store.engine import VERSION_READ_SECONDS
-    from tests.support.hubs import hub_settings, make_participant
+    from tests.support.hubs import make_participant, started_hub
     from tests.support.processes import database_behind_proxy
 
-    with database_behind_proxy("stall") as (proxy, database_url):
-        hub = build_hub(
-            hub_settings(test_pki, database_url), clock=clock, metrics_registry=CollectorRegistry()
-        )
+    with (
+        database_behind_proxy("stall") as (proxy, database_url),
+        started_hub(test_pki, database_url, clock) as hub,
+    ):
         try:
             sn = make_participant(hub.port, test_pki, SN, clock)
             sn.pool.SearchOffers(pool_pb2.SearchOffersRequest(), timeout=10)
@@ -206,5 +200,4 @@ def test_a_stalled_database_fails_calls_with_unavailable_in_bounded_time_and_rec
                 time.sleep(0.5)
             sn.channel.close()
         finally:
-            proxy.resume()
-            hub.stop(0)
+            proxy.resume()  # before the hub stops: its last checkpoint writes
