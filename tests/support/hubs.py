@@ -26,6 +26,7 @@ from hub.client import authorized_channel, seal
 from hub.config import Settings
 from hub.domain.records import PayloadKind
 from hub.domain.signing import load_private_key
+from tests.support.processes import pki_env
 
 # ../shared/samples: the publishers' files the tests read (CI has them; the project never copies them).
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
@@ -67,12 +68,7 @@ def production_env(root: Path, **extra: str) -> dict[str, str]:
     """The environment of a production hub whose material is the PKI in ``root`` (``spe-hub dev-pki`` layout)."""
     env = {
         "SPEHUB_ENV": "production",
-        "SPEHUB_TLS_CERT": str(root / "hub" / "server.pem"),
-        "SPEHUB_TLS_KEY": str(root / "hub" / "server-key.pem"),
-        "SPEHUB_CLIENT_CA": str(root / "ca.pem"),
-        "SPEHUB_REGISTRY": str(root / "registry.json"),
-        "SPEHUB_TOKEN_KEYS": str(root / "hub" / "token-keys"),
-        "SPEHUB_MASTER_KEY_FILE": str(root / "hub" / "master.key"),
+        **pki_env(root),
         "SPEHUB_KEYSTORE_URL": f"sqlite:///{root / 'keys.sqlite3'}",
         "SPEHUB_DATABASE_URL": "sqlite:///:memory:",
         "SPEHUB_TRUST_DOMAIN": "spehub.example.org",

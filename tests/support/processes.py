@@ -23,6 +23,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pki_env(pki: Path) -> dict[str, str]:
+    """The settings naming a hub's material in a PKI of the ``spe-hub dev-pki`` layout."""
+    return {
+        "SPEHUB_TLS_CERT": str(pki / "hub" / "server.pem"),
+        "SPEHUB_TLS_KEY": str(pki / "hub" / "server-key.pem"),
+        "SPEHUB_CLIENT_CA": str(pki / "ca.pem"),
+        "SPEHUB_REGISTRY": str(pki / "registry.json"),
+        "SPEHUB_TOKEN_KEYS": str(pki / "hub" / "token-keys"),
+        "SPEHUB_MASTER_KEY_FILE": str(pki / "hub" / "master.key"),
+    }
+
+
 def hub_env(
     pki: Path, database_url: str, keystore_url: str, trust_domain: str, **extra: str
 ) -> dict[str, str]:
@@ -31,12 +43,7 @@ def hub_env(
         **os.environ,
         "SPEHUB_DATABASE_URL": database_url,
         "SPEHUB_KEYSTORE_URL": keystore_url,
-        "SPEHUB_TLS_CERT": str(pki / "hub" / "server.pem"),
-        "SPEHUB_TLS_KEY": str(pki / "hub" / "server-key.pem"),
-        "SPEHUB_CLIENT_CA": str(pki / "ca.pem"),
-        "SPEHUB_REGISTRY": str(pki / "registry.json"),
-        "SPEHUB_TOKEN_KEYS": str(pki / "hub" / "token-keys"),
-        "SPEHUB_MASTER_KEY_FILE": str(pki / "hub" / "master.key"),
+        **pki_env(pki),
         "SPEHUB_TRUST_DOMAIN": trust_domain,
         "SPEHUB_GRACE_SECONDS": "2",
         "SPEHUB_RATE_LIMIT_PER_SECOND": "10000",
